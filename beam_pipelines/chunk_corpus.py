@@ -1,0 +1,329 @@
+"""Chunks a corpus into blocks: `python -m beam_pipelines.chunk_corpus --input ... --output_dir ...`.
+
+    documents (JSONL / TFRecord files)
+      -> read with file and line -> parse and validate -> reject duplicate ids
+      -> sentence split, tokenize, pack greedily into blocks (realm_tf.corpus.chunking)
+      -> blocks-SSSSS-of-NNNNN.tfrecord   (realm_tf.corpus.block_records)
+         dead_letters-SSSSS-of-NNNNN.jsonl (with --on_bad_record=dead_letter)
+         manifest.json, written last       (realm_tf.corpus.manifest)
+
+Bad records stop the run with an error naming the file and line (default), or with
+`--on_bad_record=dead_letter` go to the dead-letter files and are counted in the
+manifest. Every option this script does not know (`--runner`, `--project`,
+`--direct_running_mode`, `--temp_location`, ...) is passed to Beam untouched.
+"""
+
+import argparse
+import collections
+import json
+import logging
+import sys
+from typing import Iterable, List, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+import realm_tf
+from realm_tf.configs import ConfigError, ExperimentConfig, load_config
+from realm_tf.corpus.documents import BadRecordError, Document
+from realm_tf.corpus.manifest import MANIFEST_NAME, BlocksManifest, ManifestError
+from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary, VocabularyError
+
+from beam_pipelines.document_sources import InputError, InputFile, list_input_files, read_documents
+
+FAIL = "fail"
+DEAD_LETTER = "dead_letter"
+_DEAD = "dead_letters"
+_STATS = "stats"
+_BLOCKS_PREFIX = "blocks"
+_DEAD_PREFIX = "dead_letters"
+
+
+class BadRecordRouter:
+    """Raises a bad record's error (fail mode) or turns it into a dead-letter output."""
+
+    def __init__(self, on_bad_record: str):
+        self.on_bad_record = on_bad_record
+
+    def __call__(self, error: BadRecordError):
+        if self.on_bad_record == FAIL:
+            raise error
+        return beam.pvalue.TaggedOutput(
+            _DEAD,
+            {"file": error.source.path, "line": error.source.line, "kind": error.kind, "reason": error.reason},
+        )
+
+
+class ParseDocuments(beam.DoFn):
+    """InputFile -> Document (main) | dead letter, reading the file record by record."""
+
+    def __init__(self, route: BadRecordRouter):
+        self._route = route
+
+    def process(self, input_file: InputFile):
+        for _, item in read_documents(input_file):
+            yield item if isinstance(item, Document) else self._route(item)
+
+
+class RejectDuplicateIds(beam.DoFn):
+    """(id, [Document]) -> the first by file and line; later ones are bad records."""
+
+    def __init__(self, route: BadRecordRouter):
+        self._route = route
+
+    def process(self, keyed):
+        doc_id, documents = keyed
+        first, *others = sorted(documents, key=lambda d: (d.source.path, d.source.line))
+        for other in others:
+            yield self._route(
+                BadRecordError(other.source, "duplicate_id", f"duplicate document id {doc_id!r}, first at {first.source}")
+            )
+        yield first
+
+
+class ChunkDocuments(beam.DoFn):
+    """[Document] batch -> serialized block records (main) | stats Counter | dead letter."""
+
+    def __init__(self, config: ExperimentConfig, route: BadRecordRouter):
+        self._config = config
+        self._route = route
+        self._chunker = None
+
+    def setup(self):
+        from realm_tf.corpus.chunking import DocumentChunker
+
+        self._chunker = DocumentChunker(self._config)
+
+    def process(self, documents: List[Document]):
+        for chunked in self._chunker.chunk(documents):
+            if chunked.error is not None:
+                yield self._route(chunked.error)
+                continue
+            for block in chunked.blocks:
+                yield block.serialize()
+            yield beam.pvalue.TaggedOutput(_STATS, chunked.stats)
+
+
+def _sum_counters(counters: Iterable[collections.Counter]) -> collections.Counter:
+    total = collections.Counter()
+    for counter in counters:
+        total.update(counter)
+    return total
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    input_files: Sequence[InputFile],
+    output_dir: str,
+    config: ExperimentConfig,
+    on_bad_record: str,
+    num_shards: int,
+    batch_size: int,
+) -> None:
+    """Adds the chunking steps to `pipeline`; `manifest.json` is written after every shard."""
+    route = BadRecordRouter(on_bad_record)
+    parsed = (
+        pipeline
+        | "ListFiles" >> beam.Create(list(input_files))
+        | "ParseDocuments" >> beam.ParDo(ParseDocuments(route)).with_outputs(_DEAD, main="documents")
+    )
+    unique = (
+        parsed.documents
+        | "KeyById" >> beam.Map(lambda d: (d.id, d))
+        | "GroupById" >> beam.GroupByKey()
+        | "RejectDuplicateIds" >> beam.ParDo(RejectDuplicateIds(route)).with_outputs(_DEAD, main="documents")
+    )
+    chunked = (
+        unique.documents
+        | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=batch_size)
+        | "Chunk" >> beam.ParDo(ChunkDocuments(config, route)).with_outputs(_DEAD, _STATS, main="blocks")
+    )
+    block_files = chunked.blocks | "WriteBlocks" >> beam.io.WriteToTFRecord(
+        FileSystems.join(output_dir, _BLOCKS_PREFIX), file_name_suffix=".tfrecord", num_shards=num_shards
+    )
+    dead = (parsed[_DEAD], unique[_DEAD], chunked[_DEAD]) | "AllDeadLetters" >> beam.Flatten()
+    dead_files = (
+        dead
+        | "DeadLettersToJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
+        | "WriteDeadLetters" >> beam.io.WriteToText(
+            FileSystems.join(output_dir, _DEAD_PREFIX), file_name_suffix=".jsonl"
+        )
+    )
+    num_blocks = chunked.blocks | "CountBlocks" >> beam.combiners.Count.Globally()
+    stats = chunked[_STATS] | "SumStats" >> beam.CombineGlobally(_sum_counters)
+    dead_counts = (
+        dead
+        | "DeadLetterKinds" >> beam.Map(lambda d: collections.Counter({d["kind"]: 1}))
+        | "SumDeadLetters" >> beam.CombineGlobally(_sum_counters)
+    )
+    vocabulary = Vocabulary.from_file(config.features.vocab_file or BUNDLED_VOCAB_PATH)
+    manifest_fields = dict(
+        inputs=[f.path for f in input_files],
+        on_bad_record=on_bad_record,
+        block_length=config.features.block_length,
+        max_title_tokens=config.corpus.max_title_tokens,
+        sentence_splitter=config.corpus.sentence_splitter,
+        vocabulary=dict(
+            path=str(vocabulary.path),
+            size=vocabulary.size,
+            sha256=vocabulary.sha256,
+            lower_case=config.features.lower_case,
+        ),
+        created_by=f"realm_tf {realm_tf.__version__}",
+    )
+    _ = (
+        pipeline
+        | "ManifestImpulse" >> beam.Create([None])
+        | "WriteManifest" >> beam.Map(
+            _write_manifest,
+            output_dir=output_dir,
+            fields=manifest_fields,
+            num_blocks=beam.pvalue.AsSingleton(num_blocks),
+            stats=beam.pvalue.AsSingleton(stats),
+            dead_counts=beam.pvalue.AsSingleton(dead_counts),
+            block_files=beam.pvalue.AsList(block_files),
+            dead_files=beam.pvalue.AsList(dead_files),
+        )
+    )
+
+
+def _write_manifest(_, output_dir, fields, num_blocks, stats, dead_counts, block_files, dead_files):
+    stats = dict(stats)
+    manifest = BlocksManifest(
+        num_documents=stats.pop("documents", 0),
+        num_blocks=num_blocks,
+        num_dead_letters=sum(dead_counts.values()),
+        dead_letters_by_kind=dict(sorted(dead_counts.items())),
+        stats={k: stats.get(k, 0) for k in ("sentences", "split_sentences", "split_units", "truncated_titles")},
+        block_shards=sorted(_basename(f) for f in block_files),
+        dead_letter_shards=sorted(_basename(f) for f in dead_files),
+        **fields,
+    )
+    if stats.get("blocks", 0) != num_blocks:
+        raise RuntimeError(f"blocks counted while chunking ({stats.get('blocks')}) != blocks written ({num_blocks})")
+    with FileSystems.create(FileSystems.join(output_dir, MANIFEST_NAME)) as f:
+        f.write(manifest.to_json().encode("utf-8"))
+
+
+def _basename(path: str) -> str:
+    return FileSystems.split(path)[1]
+
+
+def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Refuses to overwrite finished blocks unless asked; clears leftovers of unfinished runs."""
+    if FileSystems.exists(FileSystems.join(output_dir, MANIFEST_NAME)):
+        if not overwrite:
+            raise InputError(f"{output_dir} already holds chunked blocks (manifest.json); pass --overwrite to replace them")
+        FileSystems.delete([FileSystems.join(output_dir, MANIFEST_NAME)])
+    stale = [
+        m.path
+        for prefix in (_BLOCKS_PREFIX, _DEAD_PREFIX)
+        for m in FileSystems.match([FileSystems.join(output_dir, f"{prefix}-*")])[0].metadata_list
+    ]
+    if stale:
+        FileSystems.delete(stale)
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m beam_pipelines.chunk_corpus",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--input", action="append", required=True,
+                        help="input file or glob, local or cloud (repeatable); JSONL lines or TFRecord "
+                             "tf.train.Examples with id, title and text")
+    parser.add_argument("--output_dir", required=True, help="directory for the block shards and manifest.json")
+    parser.add_argument("--config", default="base",
+                        help="config name in configs/ or a YAML path; sets block length, vocabulary, "
+                             "title cap and sentence splitter (default: %(default)s, the paper's 288-wordpiece blocks)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. features.block_length=128 (repeatable)")
+    parser.add_argument("--input_format", choices=("auto", "jsonl", "tfrecord"), default="auto",
+                        help="format of the inputs; auto decides by file suffix (default: %(default)s)")
+    parser.add_argument("--on_bad_record", choices=(FAIL, DEAD_LETTER), default=FAIL,
+                        help="fail: stop at the first bad record, naming its file and line; dead_letter: write it "
+                             "to dead_letters-*.jsonl and count it in the manifest (default: %(default)s)")
+    parser.add_argument("--num_shards", type=int, default=0,
+                        help="number of block shards; 0 lets the runner decide (default: %(default)s)")
+    parser.add_argument("--batch_size", type=int, default=64,
+                        help="documents tokenized per TF call (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace blocks already in --output_dir")
+    return parser
+
+
+def run(argv: Optional[Sequence[str]] = None) -> BlocksManifest:
+    """Runs the pipeline to completion and returns the manifest it wrote.
+
+    Raises:
+      InputError, ConfigError, VocabularyError: before the pipeline starts.
+      BadRecordError: the first bad record, in fail mode.
+    """
+    args, beam_args = build_arg_parser().parse_known_args(argv)
+    config = load_config(args.config, args.override)
+    input_files = list_input_files(args.input, args.input_format)
+    prepare_output_dir(args.output_dir, args.overwrite)
+    options = PipelineOptions(beam_args)
+    logging.info("chunking %d file(s) into %s", len(input_files), args.output_dir)
+    with beam.Pipeline(options=options) as pipeline:
+        build_pipeline(
+            pipeline, input_files, args.output_dir, config, args.on_bad_record, args.num_shards, args.batch_size
+        )
+    manifest = BlocksManifest.read(args.output_dir)
+    if manifest.num_blocks == 0:
+        raise InputError(
+            f"no blocks were produced from {args.input}: all {manifest.num_dead_letters} record(s) were rejected, "
+            f"see {args.output_dir}/dead_letters-*.jsonl"
+        )
+    return manifest
+
+
+def find_bad_record(error: BaseException) -> Optional[BadRecordError]:
+    """The BadRecordError behind an exception the runner may have wrapped."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, BadRecordError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def summarize(manifest: BlocksManifest, output_dir: str) -> str:
+    lines = [
+        f"wrote {manifest.num_blocks} blocks from {manifest.num_documents} documents "
+        f"to {output_dir} ({len(manifest.block_shards)} shard(s))",
+        f"  blocks of at most {manifest.block_length} wordpieces (title counted); "
+        f"{manifest.stats['sentences']} sentences, {manifest.stats['split_sentences']} longer than a block were split",
+    ]
+    if manifest.num_dead_letters:
+        lines.append(f"  {manifest.num_dead_letters} bad record(s) in dead_letters-*.jsonl: {manifest.dead_letters_by_kind}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    args, _ = build_arg_parser().parse_known_args(argv)
+    try:
+        manifest = run(argv)
+    except (InputError, ConfigError, VocabularyError, ManifestError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # The runner wraps errors raised in workers.
+        bad = find_bad_record(e)
+        if bad is None:
+            bad_text = next((line for line in str(e).splitlines() if "BadRecordError" in line), None)
+            if bad_text is None:
+                raise
+            print(f"error: {bad_text.split('BadRecordError: ', 1)[-1]}", file=sys.stderr)
+        else:
+            print(f"error: {bad}", file=sys.stderr)
+        print("(pass --on_bad_record=dead_letter to set bad records aside and go on)", file=sys.stderr)
+        return 1
+    print(summarize(manifest, args.output_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

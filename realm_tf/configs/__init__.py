@@ -1,0 +1,31 @@
+"""Typed experiment configs (Model Garden `hyperparams.Config` dataclasses) and their YAML loader."""
+
+from realm_tf.configs.experiment import (
+    BertConfig,
+    CorpusConfig,
+    ExperimentConfig,
+    FeaturesConfig,
+    FinetuneConfig,
+    IctConfig,
+    PretrainConfig,
+    ReaderConfig,
+    RetrieverConfig,
+    TrainingConfig,
+)
+from realm_tf.configs.loading import CONFIG_DIR, ConfigError, load_config
+
+__all__ = [
+    "BertConfig",
+    "CONFIG_DIR",
+    "ConfigError",
+    "CorpusConfig",
+    "ExperimentConfig",
+    "FeaturesConfig",
+    "FinetuneConfig",
+    "IctConfig",
+    "PretrainConfig",
+    "ReaderConfig",
+    "RetrieverConfig",
+    "TrainingConfig",
+    "load_config",
+]

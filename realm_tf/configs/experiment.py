@@ -1,0 +1,149 @@
+"""The experiment config: every knob of realm-tf in one typed tree.
+
+The defaults are the paper's sizes (Guu et al. 2020, §4 and appendix; DESIGN.md §1),
+so `configs/base.yaml` only names them and smaller configs override what they shrink.
+Values not taken from the paper or the released code say so in a comment.
+"""
+
+import dataclasses
+
+import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from official.modeling.hyperparams import base_config
+
+
+@dataclasses.dataclass
+class BertConfig(base_config.Config):
+    """Sizes of one Model Garden `BertEncoder` (defaults: BERT-base uncased)."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    # Model Garden's "gelu" is the tanh approximation the released BERT checkpoints use.
+    hidden_activation: str = "gelu"
+    dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    norm_epsilon: float = 1e-12
+
+
+@dataclasses.dataclass
+class FeaturesConfig(base_config.Config):
+    """Tokenization and the three packings' static lengths (wordpieces, special tokens included).
+
+    Attributes:
+      vocab_file: WordPiece vocabulary; empty selects the bundled BERT uncased vocabulary.
+      lower_case: lower-case and strip accents before WordPiece (uncased models).
+      query_length: `[CLS] query [SEP]` for the query tower.
+      block_length: `[CLS] title [SEP] body [SEP]` for the document tower; the chunker
+        packs blocks so that this never truncates.
+      reader_length: `[CLS] query [SEP] body [SEP]` for the knowledge-augmented encoder.
+    """
+
+    vocab_file: str = ""
+    lower_case: bool = True
+    query_length: int = 96
+    block_length: int = 288
+    reader_length: int = 384
+
+
+@dataclasses.dataclass
+class CorpusConfig(base_config.Config):
+    """How documents are chunked into blocks.
+
+    Attributes:
+      max_title_tokens: titles longer than this many wordpieces are truncated in the
+        block (counted in the manifest), so a title cannot crowd out the body. Ours.
+      sentence_splitter: name of a registered splitter (`realm_tf.features.sentences`).
+    """
+
+    max_title_tokens: int = 64
+    sentence_splitter: str = "rules"
+
+
+@dataclasses.dataclass
+class RetrieverConfig(base_config.Config):
+    """Embed(x) = LayerNorm(Dense_projection(BERT pooled [CLS](x)))."""
+
+    encoder: BertConfig = dataclasses.field(default_factory=BertConfig)
+    projection_size: int = 128
+    # The released REALM embedder's LayerNorm uses eps 1e-12 (DESIGN.md §4).
+    projection_norm_epsilon: float = 1e-12
+    # The released code shares one tower between queries and documents.
+    share_towers: bool = True
+
+
+@dataclasses.dataclass
+class ReaderConfig(base_config.Config):
+    """The knowledge-augmented encoder over `[CLS] query [SEP] body [SEP]`."""
+
+    encoder: BertConfig = dataclasses.field(default_factory=BertConfig)
+    max_span_length: int = 10
+
+
+@dataclasses.dataclass
+class TrainingConfig(base_config.Config):
+    """Optimisation schedule of one training task."""
+
+    batch_size: int = 512
+    train_steps: int = 200_000
+    learning_rate: float = 3e-5
+    warmup_steps: int = 10_000  # Ours: the paper does not state a warm-up.
+    checkpoint_every_steps: int = 1_000  # Ours.
+    summary_every_steps: int = 100  # Ours.
+
+
+@dataclasses.dataclass
+class IctConfig(base_config.Config):
+    """Inverse Cloze Task warm start of the retriever (ORQA, Lee et al. 2019)."""
+
+    # ORQA's ICT: batch 4096, 100k steps, learning rate 1e-4.
+    training: TrainingConfig = dataclasses.field(
+        default_factory=lambda: TrainingConfig(
+            batch_size=4096, train_steps=100_000, learning_rate=1e-4
+        )
+    )
+    # Probability that the query sentence is removed from its positive block.
+    remove_sentence_probability: float = 0.9
+
+
+@dataclasses.dataclass
+class PretrainConfig(base_config.Config):
+    """REALM pre-training: salient span masking and asynchronous MIPS refresh."""
+
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    top_k: int = 8  # Retrieved candidates; the null document comes on top of these.
+    refresh_every_steps: int = 500
+    max_masked_tokens: int = 10
+
+
+@dataclasses.dataclass
+class FinetuneConfig(base_config.Config):
+    """Open-domain QA fine-tuning with a fixed index."""
+
+    training: TrainingConfig = dataclasses.field(
+        default_factory=lambda: TrainingConfig(
+            # Ours: the released code trains one question per step; we batch.
+            batch_size=16,
+            train_steps=10_000,
+            learning_rate=1e-5,
+            warmup_steps=1_000,
+        )
+    )
+    top_k: int = 5
+
+
+@dataclasses.dataclass
+class ExperimentConfig(base_config.Config):
+    """Everything one realm-tf experiment needs; load it with `realm_tf.configs.load_config`."""
+
+    features: FeaturesConfig = dataclasses.field(default_factory=FeaturesConfig)
+    corpus: CorpusConfig = dataclasses.field(default_factory=CorpusConfig)
+    retriever: RetrieverConfig = dataclasses.field(default_factory=RetrieverConfig)
+    reader: ReaderConfig = dataclasses.field(default_factory=ReaderConfig)
+    ict: IctConfig = dataclasses.field(default_factory=IctConfig)
+    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)

@@ -1,0 +1,156 @@
+"""Loads an `ExperimentConfig` from a YAML file in `configs/` plus `key.path=value` overrides.
+
+Unknown keys and values of the wrong type are errors that name the key and the file,
+so a typo in a YAML never trains with a silently ignored setting.
+"""
+
+import dataclasses
+import pathlib
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from realm_tf.configs.experiment import ExperimentConfig
+
+# configs/*.yaml sit at the top of the repository, beside the realm_tf package.
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file, override or value that cannot be used."""
+
+
+def resolve_config_path(name_or_path: str) -> pathlib.Path:
+    """Returns the YAML for `name_or_path`: a path, or a name in `configs/` ("tiny", "base")."""
+    path = pathlib.Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {name_or_path}")
+        return path
+    named = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not named.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(
+            f"unknown config {name_or_path!r}: not a file, and not one of {known} in {CONFIG_DIR}"
+        )
+    return named
+
+
+def load_config(name_or_path: str = "tiny", overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Builds the config: defaults (the paper's sizes) <- YAML <- overrides, then validates.
+
+    Args:
+      name_or_path: a YAML path, or the name of one in `configs/`.
+      overrides: strings `dotted.key=value`, the value parsed as YAML
+        (e.g. `ict.training.batch_size=8`, `retriever.share_towers=false`).
+
+    Raises:
+      ConfigError: naming the file, key or value that is wrong.
+    """
+    path = resolve_config_path(name_or_path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(values).__name__}")
+    config = ExperimentConfig()
+    _override(config, values, source=str(path))
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {override!r} is not of the form dotted.key=value")
+        nested: Any = yaml.safe_load(raw) if raw.strip() else ""
+        for part in reversed(key.strip().split(".")):
+            nested = {part: nested}
+        _override(config, nested, source=f"override {override!r}")
+    validate_config(config)
+    return config
+
+
+def _override(config, values: Mapping[str, Any], source: str, prefix: str = "") -> None:
+    """Strictly applies nested `values` onto `config`, checking every key and type."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key {dotted!r} (known here: {sorted(fields)})")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: {dotted!r} is a section and needs a mapping, got {value!r}")
+            _override(current, value, source, prefix=f"{dotted}.")
+            continue
+        setattr(config, key, _coerce(value, type(current), dotted, source))
+
+
+def _coerce(value: Any, expected: type, dotted: str, source: str) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "3e-5" (no dot) as a string.
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{source}: {dotted!r} must be {expected.__name__}, got {value!r} ({type(value).__name__})"
+        )
+    return value
+
+
+def validate_config(config: ExperimentConfig) -> None:
+    """Checks the relations between fields that a wrong YAML could break."""
+    f = config.features
+    _require(f.query_length >= 3, "features.query_length", f.query_length, "must be at least 3")
+    _require(f.block_length >= 4, "features.block_length", f.block_length, "must be at least 4")
+    _require(
+        f.reader_length > f.query_length,
+        "features.reader_length",
+        f.reader_length,
+        f"must exceed features.query_length ({f.query_length}) to leave room for the block",
+    )
+    max_title = (f.block_length - 3) // 2
+    _require(
+        1 <= config.corpus.max_title_tokens <= max_title,
+        "corpus.max_title_tokens",
+        config.corpus.max_title_tokens,
+        f"must be in [1, {max_title}] so the body keeps at least half of features.block_length",
+    )
+    for name, encoder, longest in (
+        ("retriever.encoder", config.retriever.encoder, max(f.query_length, f.block_length)),
+        ("reader.encoder", config.reader.encoder, f.reader_length),
+    ):
+        _require(
+            encoder.hidden_size % encoder.num_attention_heads == 0,
+            f"{name}.hidden_size",
+            encoder.hidden_size,
+            f"must be divisible by num_attention_heads ({encoder.num_attention_heads})",
+        )
+        _require(
+            encoder.max_position_embeddings >= longest,
+            f"{name}.max_position_embeddings",
+            encoder.max_position_embeddings,
+            f"must cover the longest input it reads ({longest} wordpieces)",
+        )
+    for name in ("ict", "pretrain", "finetune"):
+        training = getattr(config, name).training
+        for field in ("batch_size", "train_steps", "checkpoint_every_steps", "summary_every_steps"):
+            value = getattr(training, field)
+            _require(value >= 1, f"{name}.training.{field}", value, "must be positive")
+        _require(
+            training.learning_rate > 0, f"{name}.training.learning_rate", training.learning_rate, "must be positive"
+        )
+    for name in ("pretrain.top_k", "finetune.top_k", "pretrain.refresh_every_steps", "pretrain.max_masked_tokens"):
+        section, field = name.split(".")
+        value = getattr(getattr(config, section), field)
+        _require(value >= 1, name, value, "must be positive")
+    p = config.ict.remove_sentence_probability
+    _require(0.0 <= p <= 1.0, "ict.remove_sentence_probability", p, "must be in [0, 1]")
+
+
+def _require(ok: bool, field: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"config field {field} = {value!r} {rule}")

@@ -1,0 +1,1 @@
+"""The knowledge corpus: documents in, blocks out (records, chunking and the manifest)."""

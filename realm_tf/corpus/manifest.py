@@ -1,0 +1,79 @@
+"""`manifest.json` of a block directory: what the chunking pipeline wrote, and from what.
+
+Later stages (ICT, the embed-and-index pipeline) read it to find the shards and to
+refuse blocks built with another vocabulary or block length.
+"""
+
+import dataclasses
+import json
+from typing import Dict, List
+
+MANIFEST_NAME = "manifest.json"
+BLOCKS_FORMAT = "realm_tf.blocks.v1"
+
+
+class ManifestError(ValueError):
+    """A block directory without a readable, complete manifest."""
+
+
+@dataclasses.dataclass
+class BlocksManifest:
+    """Attributes:
+      inputs: the input files read.
+      num_documents: documents chunked into blocks.
+      num_blocks: block records written, over all `block_shards`.
+      num_dead_letters: records rejected into `dead_letter_shards` (dead-letter mode).
+      dead_letters_by_kind: that count by kind ("malformed_json", "duplicate_id", ...).
+      on_bad_record: "fail" or "dead_letter".
+      block_length, max_title_tokens, sentence_splitter: the chunking settings.
+      vocabulary: {"path", "size", "sha256", "lower_case"} of the WordPiece vocabulary.
+      stats: sentence and truncation counts (see `realm_tf.corpus.chunking`).
+      block_shards, dead_letter_shards: file names, relative to the directory.
+      created_by: the realm_tf version.
+    """
+
+    inputs: List[str]
+    num_documents: int
+    num_blocks: int
+    num_dead_letters: int
+    dead_letters_by_kind: Dict[str, int]
+    on_bad_record: str
+    block_length: int
+    max_title_tokens: int
+    sentence_splitter: str
+    vocabulary: Dict[str, object]
+    stats: Dict[str, int]
+    block_shards: List[str]
+    dead_letter_shards: List[str]
+    created_by: str
+    format: str = BLOCKS_FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def read(cls, directory: str) -> "BlocksManifest":
+        from apache_beam.io.filesystems import FileSystems
+
+        path = FileSystems.join(directory, MANIFEST_NAME)
+        if not FileSystems.exists(path):
+            raise ManifestError(f"{path}: no manifest; is {directory!r} the output of beam_pipelines.chunk_corpus?")
+        with FileSystems.open(path) as f:
+            try:
+                values = json.loads(f.read().decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise ManifestError(f"{path}: not valid JSON: {e}") from e
+        if values.get("format") != BLOCKS_FORMAT:
+            raise ManifestError(f"{path}: format {values.get('format')!r}, expected {BLOCKS_FORMAT!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(names - set(values))
+        if missing:
+            raise ManifestError(f"{path}: missing fields {missing}")
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def block_paths(self, directory: str) -> List[str]:
+        """Full paths of the block shards."""
+        from apache_beam.io.filesystems import FileSystems
+
+        return [FileSystems.join(directory, name) for name in self.block_shards]
+
