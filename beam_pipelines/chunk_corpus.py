@@ -17,6 +17,7 @@ import argparse
 import collections
 import json
 import logging
+import re
 import sys
 from typing import Iterable, List, Optional, Sequence
 
@@ -38,6 +39,7 @@ _DEAD = "dead_letters"
 _STATS = "stats"
 _BLOCKS_PREFIX = "blocks"
 _DEAD_PREFIX = "dead_letters"
+_BAD_RECORD_IN_TRACEBACK = re.compile(r"BadRecordError: ([^\n]+)")
 
 
 class BadRecordRouter:
@@ -216,9 +218,10 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
         if not overwrite:
             raise InputError(f"{output_dir} already holds chunked blocks (manifest.json); pass --overwrite to replace them")
         FileSystems.delete([FileSystems.join(output_dir, MANIFEST_NAME)])
+    # Shards and Beam's temporary folders left by a run that failed before its manifest.
     stale = [
         m.path
-        for prefix in (_BLOCKS_PREFIX, _DEAD_PREFIX)
+        for prefix in (_BLOCKS_PREFIX, _DEAD_PREFIX, "beam-temp")
         for m in FileSystems.match([FileSystems.join(output_dir, f"{prefix}-*")])[0].metadata_list
     ]
     if stale:
@@ -279,15 +282,21 @@ def run(argv: Optional[Sequence[str]] = None) -> BlocksManifest:
     return manifest
 
 
-def find_bad_record(error: BaseException) -> Optional[BadRecordError]:
-    """The BadRecordError behind an exception the runner may have wrapped."""
+def bad_record_message(error: BaseException) -> Optional[str]:
+    """The message of the BadRecordError behind `error`, which the runner may have wrapped.
+
+    In-process runners chain the original exception; multi-process and remote runners
+    only carry its traceback text, where it reads "...BadRecordError: <message>".
+    """
     seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, BadRecordError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+    cause: Optional[BaseException] = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, BadRecordError):
+            return str(cause)
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    found = _BAD_RECORD_IN_TRACEBACK.search(str(error))
+    return found.group(1).strip() if found else None
 
 
 def summarize(manifest: BlocksManifest, output_dir: str) -> str:
@@ -311,14 +320,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # The runner wraps errors raised in workers.
-        bad = find_bad_record(e)
-        if bad is None:
-            bad_text = next((line for line in str(e).splitlines() if "BadRecordError" in line), None)
-            if bad_text is None:
-                raise
-            print(f"error: {bad_text.split('BadRecordError: ', 1)[-1]}", file=sys.stderr)
-        else:
-            print(f"error: {bad}", file=sys.stderr)
+        message = bad_record_message(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         print("(pass --on_bad_record=dead_letter to set bad records aside and go on)", file=sys.stderr)
         return 1
     print(summarize(manifest, args.output_dir))

@@ -3,14 +3,15 @@
 A block is `[CLS] title [SEP] body [SEP]` of at most `features.block_length` wordpieces,
 title and special tokens counted, so packing a block never truncates it. Sentences are
 packed greedily in order; a sentence longer than a block's body budget is cut between
-"units" (runs of non-space characters, ASCII punctuation on its own), boundaries at
-which BERT's tokenizer always splits, so the cut pieces tokenize exactly as the whole
-sentence did. A unit longer than the budget (a pathological run of a hundred
-wordpieces) is cut between wordpieces; its text stays with the first piece, and the
-manifest counts it as `split_units`.
+words. The cut points are boundaries at which BERT's tokenizer always splits (white
+space, and ASCII punctuation for a single word longer than a block), so the pieces
+tokenize exactly as the whole sentence did. A unit longer than the budget (a
+pathological run of a hundred wordpieces) is cut between wordpieces; its text stays
+with the first piece, and the manifest counts it as `split_units`.
 
 Each block's `text` is the exact slice `document.text[start:end]` from its first
-sentence to its last, so a document's blocks, in order, give back its sentences.
+sentence to its last, so a document's blocks, in order and joined by white space,
+give back its sentences (but for a word longer than a whole block, cut inside).
 """
 
 import collections
@@ -58,23 +59,40 @@ def pack_greedily(pieces: Sequence[Piece], budget: int) -> List[List[Piece]]:
 def split_units(units: Sequence[Piece], budget: int) -> Tuple[List[Piece], int]:
     """Cuts a too-long sentence, given as its units, into pieces of at most `budget` wordpieces.
 
-    Returns the pieces and how many units had to be cut between wordpieces.
+    Cuts fall between white-space-separated words where possible; a word longer than
+    the budget is cut between its units, and a unit longer than the budget between
+    wordpieces. Returns the pieces and how many units were cut between wordpieces.
     """
     parts: List[Piece] = []
     cut_units = 0
-    for unit in units:
-        if len(unit.token_ids) <= budget:
-            parts.append(unit)
+    for word in _words(units):
+        if sum(len(u.token_ids) for u in word) <= budget:
+            parts.append(Piece(word[0].start, word[-1].end, tuple(t for u in word for t in u.token_ids)))
             continue
-        cut_units += 1
-        for i in range(0, len(unit.token_ids), budget):
-            start = unit.start if i == 0 else unit.end
-            parts.append(Piece(start, unit.end, unit.token_ids[i : i + budget]))
+        for unit in word:
+            if len(unit.token_ids) <= budget:
+                parts.append(unit)
+                continue
+            cut_units += 1
+            for i in range(0, len(unit.token_ids), budget):
+                start = unit.start if i == 0 else unit.end
+                parts.append(Piece(start, unit.end, unit.token_ids[i : i + budget]))
     pieces = []
     for group in pack_greedily(parts, budget):
         token_ids = tuple(t for part in group for t in part.token_ids)
         pieces.append(Piece(group[0].start, max(p.end for p in group), token_ids))
     return pieces, cut_units
+
+
+def _words(units: Sequence[Piece]) -> List[List[Piece]]:
+    """Groups units that touch (no white space between them) into words."""
+    words: List[List[Piece]] = []
+    for unit in units:
+        if words and words[-1][-1].end == unit.start:
+            words[-1].append(unit)
+        else:
+            words.append([unit])
+    return words
 
 
 @dataclasses.dataclass

@@ -12,13 +12,13 @@ import json
 
 @dataclasses.dataclass(frozen=True)
 class SourcePosition:
-    """Where a record came from: the file and the 1-based line (JSONL) or record (TFRecord)."""
+    """Where a record came from: the file and the 1-based line (JSONL) or record (TFRecord); 0 for the whole file."""
 
     path: str
     line: int
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}"
+        return f"{self.path}:{self.line}" if self.line else self.path
 
 
 @dataclasses.dataclass(frozen=True)

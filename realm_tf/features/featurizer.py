@@ -75,7 +75,9 @@ class Featurizer(tf.Module):
         return self.pack_block(self.tokenize(titles), self.tokenize(bodies))
 
     def _pack(self, segments: Sequence[tf.RaggedTensor], length: int) -> PackedInputs:
-        segments = [tf.cast(s, tf.int64) for s in segments]
+        # Token ids may come from the tokenizer (int64 row splits) or from parsed
+        # records (tf.io.RaggedFeature: int32 row splits); packing needs one kind.
+        segments = [tf.cast(s, tf.int64).with_row_splits_dtype(tf.int64) for s in segments]
         packed = text_layers.BertPackInputs.bert_pack_inputs(
             segments,
             seq_length=length,
