@@ -23,6 +23,7 @@ from typing import Iterable, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import realm_tf
@@ -42,6 +43,13 @@ _DEAD_PREFIX = "dead_letters"
 _BAD_RECORD_IN_TRACEBACK = re.compile(r"BadRecordError: ([^\n]+)")
 
 
+# Beam counters, live in the Dataflow job page while the pipeline runs.
+METRICS_NAMESPACE = "chunk_corpus"
+_documents_read = Metrics.counter(METRICS_NAMESPACE, "documents_read")
+_documents_chunked = Metrics.counter(METRICS_NAMESPACE, "documents_chunked")
+_blocks_written = Metrics.counter(METRICS_NAMESPACE, "blocks_written")
+
+
 class BadRecordRouter:
     """Raises a bad record's error (fail mode) or turns it into a dead-letter output."""
 
@@ -51,6 +59,7 @@ class BadRecordRouter:
     def __call__(self, error: BadRecordError):
         if self.on_bad_record == FAIL:
             raise error
+        Metrics.counter(METRICS_NAMESPACE, f"bad_records_{error.kind}").inc()
         return beam.pvalue.TaggedOutput(
             _DEAD,
             {"file": error.source.path, "line": error.source.line, "kind": error.kind, "reason": error.reason},
@@ -65,7 +74,11 @@ class ParseDocuments(beam.DoFn):
 
     def process(self, input_file: InputFile):
         for _, item in read_documents(input_file):
-            yield item if isinstance(item, Document) else self._route(item)
+            if isinstance(item, Document):
+                _documents_read.inc()
+                yield item
+            else:
+                yield self._route(item)
 
 
 class RejectDuplicateIds(beam.DoFn):
@@ -104,6 +117,8 @@ class ChunkDocuments(beam.DoFn):
                 continue
             for block in chunked.blocks:
                 yield block.serialize()
+            _documents_chunked.inc()
+            _blocks_written.inc(len(chunked.blocks))
             yield beam.pvalue.TaggedOutput(_STATS, chunked.stats)
 
 

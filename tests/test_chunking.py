@@ -6,6 +6,7 @@ from realm_tf.configs import load_config
 from realm_tf.corpus.block_records import BlockRecord, block_id_for
 from realm_tf.corpus.chunking import DocumentChunker, Piece, pack_greedily, split_units
 from realm_tf.corpus.documents import Document, SourcePosition
+from realm_tf.features import Featurizer
 
 
 def _piece(n, start=0):
@@ -40,17 +41,25 @@ def test_split_units_cuts_a_word_longer_than_the_budget_between_units_then_wordp
     assert [(p.start, p.end) for p in pieces] == [(0, 4), (4, 11), (11, 13)]
 
 
+SMALL = ["features.block_length=16", "corpus.max_title_tokens=4"]
+
+
 @pytest.fixture(scope="module")
 def small_chunker():
-    config = load_config("tiny", ["features.block_length=16", "corpus.max_title_tokens=4"])
-    return DocumentChunker(config)
+    return DocumentChunker(load_config("tiny", SMALL))
+
+
+@pytest.fixture(scope="module")
+def tokenize():
+    featurizer = Featurizer(load_config("tiny", SMALL).features)
+    return lambda text: featurizer.tokenize([text]).to_list()[0]
 
 
 def _doc(doc_id, text, title="Title"):
     return Document(doc_id, title, text, SourcePosition("docs.jsonl", 1))
 
 
-def test_blocks_respect_the_limit_with_the_title_counted_and_reassemble_the_document(small_chunker):
+def test_blocks_respect_the_limit_with_the_title_counted_and_reassemble_the_document(small_chunker, tokenize):
     text = ("The quick brown fox jumps. The lazy dog sleeps all day long in the sun. "
             "Nikola Tesla was born in 1856 in Smiljan, in the Austrian Empire, now Croatia. He moved to New York.")
     [chunked] = small_chunker.chunk([_doc("d1", text, title="Super Bowl")])
@@ -64,20 +73,29 @@ def test_blocks_respect_the_limit_with_the_title_counted_and_reassemble_the_docu
     # Blocks are exact slices, in order, separated only by white space, covering the text.
     assert " ".join(b.text for b in blocks) == text
     # Token ids are the document's, in order: chunking neither drops nor re-tokenizes any.
-    whole = small_chunker._featurizer.tokenize([text]).to_list()[0]
-    assert [t for b in blocks for t in b.body_token_ids] == whole
+    assert [t for b in blocks for t in b.body_token_ids] == tokenize(text)
     assert chunked.stats == collections.Counter(documents=1, sentences=4, blocks=len(blocks), split_sentences=1,
                                                 truncated_titles=0, split_units=0)
 
 
-def test_a_sentence_longer_than_a_block_is_cut_between_words(small_chunker):
+def test_a_sentence_longer_than_a_block_is_cut_between_words(small_chunker, tokenize):
     text = "one, two, three, four, five, six, seven, eight, nine, ten, eleven, twelve, thirteen."
     [chunked] = small_chunker.chunk([_doc("long", text, title="")])
     assert chunked.stats["split_sentences"] == 1 and chunked.stats["split_units"] == 0
     assert all(len(b.body_token_ids) <= 16 - 3 for b in chunked.blocks)
     assert " ".join(b.text for b in chunked.blocks) == text
-    retokenized = small_chunker._featurizer.tokenize([b.text for b in chunked.blocks]).to_list()
-    assert retokenized == [b.body_token_ids for b in chunked.blocks]
+    assert [tokenize(b.text) for b in chunked.blocks] == [b.body_token_ids for b in chunked.blocks]
+
+
+def test_a_sentence_that_does_not_tokenize_word_by_word_is_cut_between_wordpieces(small_chunker, tokenize):
+    # BERT does not split at U+2028 inside a word ("foo\u2028bar" is one [UNK]), though
+    # it is white space to a regex: the chunker must keep the sentence's own wordpieces.
+    text = "one two three four five six seven eight nine ten foo\u2028bar eleven twelve thirteen"
+    [chunked] = small_chunker.chunk([_doc("ls", text, title="")])
+    assert chunked.stats["split_sentences"] == 1 and chunked.stats["split_units"] == 1
+    assert all(len(b.body_token_ids) <= 16 - 3 for b in chunked.blocks)
+    assert [t for b in chunked.blocks for t in b.body_token_ids] == tokenize(text)
+    assert chunked.blocks[0].text == text
 
 
 def test_long_titles_are_cut_and_counted(small_chunker):

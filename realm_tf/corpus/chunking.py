@@ -17,7 +17,7 @@ give back its sentences (but for a word longer than a whole block, cut inside).
 import collections
 import dataclasses
 import re
-from typing import List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 from realm_tf.configs import ExperimentConfig
 from realm_tf.corpus.block_records import BlockRecord, block_id_for
@@ -99,7 +99,6 @@ def _words(units: Sequence[Piece]) -> List[List[Piece]]:
 class ChunkedDocument:
     """The outcome for one document: its blocks and counts, or the reason it was rejected."""
 
-    document: Document
     blocks: List[BlockRecord]
     stats: collections.Counter
     error: Union[BadRecordError, None] = None
@@ -133,7 +132,7 @@ class DocumentChunker:
         ]
         cut = self._cut_long_sentences(documents, sentences, budgets)
         return [
-            self._assemble(doc, titles[d], sentences[d], budgets[d], cut, d)
+            self._assemble(doc, titles[d], sentences[d], budgets[d], cut[d])
             for d, doc in enumerate(documents)
         ]
 
@@ -142,8 +141,8 @@ class DocumentChunker:
             return []
         return [tuple(ids) for ids in self._featurizer.tokenize(strings).to_list()]
 
-    def _cut_long_sentences(self, documents, sentences, budgets):
-        """{(doc, sentence): (pieces, cut units)} for every sentence longer than its budget.
+    def _cut_long_sentences(self, documents, sentences, budgets) -> List[Dict[int, Tuple[List[Piece], int]]]:
+        """Per document, {sentence index: (pieces, units cut)} for each sentence over its budget.
 
         The units of all long sentences of the batch are tokenized in one call.
         """
@@ -157,18 +156,19 @@ class DocumentChunker:
             [m.span() for m in _UNIT.finditer(documents[d].text, sentence.start, sentence.end)]
             for d, _, sentence in long
         ]
-        tokens = iter(self._tokenize([documents[d].text[a:b] for (d, _, _), spans in zip(long, unit_spans) for a, b in spans]))
-        cut = {}
+        unit_texts = [documents[d].text[a:b] for (d, _, _), spans in zip(long, unit_spans) for a, b in spans]
+        tokens = iter(self._tokenize(unit_texts))
+        cut: List[Dict[int, Tuple[List[Piece], int]]] = [{} for _ in documents]
         for (d, s, sentence), spans in zip(long, unit_spans):
             units = [Piece(a, b, next(tokens)) for a, b in spans]
             if tuple(t for unit in units for t in unit.token_ids) != sentence.token_ids:
-                # Not additive (e.g. control characters BERT deletes inside a word):
-                # cut the sentence's own wordpieces rather than change its tokens.
+                # Not additive (e.g. a line separator inside a word, which BERT does not
+                # split at): cut the sentence's own wordpieces rather than change them.
                 units = [sentence]
-            cut[(d, s)] = split_units(units, budgets[d])
+            cut[d][s] = split_units(units, budgets[d])
         return cut
 
-    def _assemble(self, doc, title_tokens, sentences, budget, cut, d) -> ChunkedDocument:
+    def _assemble(self, doc, title_tokens, sentences, budget, cut_sentences) -> ChunkedDocument:
         stats = collections.Counter(
             documents=1,
             sentences=len(sentences),
@@ -176,8 +176,8 @@ class DocumentChunker:
         )
         pieces: List[Piece] = []
         for s, sentence in enumerate(sentences):
-            if (d, s) in cut:
-                sentence_pieces, cut_units = cut[(d, s)]
+            if s in cut_sentences:
+                sentence_pieces, cut_units = cut_sentences[s]
                 pieces.extend(sentence_pieces)
                 stats["split_sentences"] += 1
                 stats["split_units"] += cut_units
@@ -185,7 +185,7 @@ class DocumentChunker:
                 pieces.append(sentence)
         if not any(piece.token_ids for piece in pieces):
             error = BadRecordError(doc.source, "no_wordpieces", f"document {doc.id!r}: text yields no wordpieces")
-            return ChunkedDocument(doc, [], collections.Counter(), error)
+            return ChunkedDocument([], collections.Counter(), error)
         title_ids = list(title_tokens[: self._max_title_tokens])
         blocks = [
             BlockRecord(
@@ -200,4 +200,4 @@ class DocumentChunker:
             for index, group in enumerate(pack_greedily(pieces, budget))
         ]
         stats["blocks"] = len(blocks)
-        return ChunkedDocument(doc, blocks, stats)
+        return ChunkedDocument(blocks, stats)
