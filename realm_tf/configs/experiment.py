@@ -85,6 +85,27 @@ class ReaderConfig(base_config.Config):
 
 
 @dataclasses.dataclass
+class IndexConfig(base_config.Config):
+    """The MIPS index over block embeddings (ScaNN), and how index versions are kept.
+
+    Below `exact_below` blocks the index scores every block (brute force); above, it
+    is a ScaNN tree with asymmetric hashing and exact re-scoring of the best
+    `reorder_num_neighbors`. Zeros mean "sized to the corpus" (see
+    `realm_tf.retrieval.index_version`). None of these values are the paper's.
+    """
+
+    exact_below: int = 20_000
+    num_leaves: int = 0
+    num_leaves_to_search: int = 0
+    training_sample_size: int = 250_000
+    dims_per_block: int = 2
+    anisotropic_quantization_threshold: float = 0.2
+    reorder_num_neighbors: int = 100
+    keep_versions: int = 3
+    embed_batch_size: int = 128
+
+
+@dataclasses.dataclass
 class TrainingConfig(base_config.Config):
     """Optimisation schedule of one training task."""
 
@@ -144,6 +165,7 @@ class ExperimentConfig(base_config.Config):
     corpus: CorpusConfig = dataclasses.field(default_factory=CorpusConfig)
     retriever: RetrieverConfig = dataclasses.field(default_factory=RetrieverConfig)
     reader: ReaderConfig = dataclasses.field(default_factory=ReaderConfig)
+    index: IndexConfig = dataclasses.field(default_factory=IndexConfig)
     ict: IctConfig = dataclasses.field(default_factory=IctConfig)
     pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)

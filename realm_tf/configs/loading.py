@@ -147,6 +147,13 @@ def validate_config(config: ExperimentConfig) -> None:
         section, field = name.split(".")
         value = getattr(getattr(config, section), field)
         _require(value >= 1, name, value, "must be positive")
+    for field in ("training_sample_size", "dims_per_block", "reorder_num_neighbors", "keep_versions",
+                  "embed_batch_size"):
+        value = getattr(config.index, field)
+        _require(value >= 1, f"index.{field}", value, "must be positive")
+    for field in ("exact_below", "num_leaves", "num_leaves_to_search"):
+        value = getattr(config.index, field)
+        _require(value >= 0, f"index.{field}", value, "must not be negative")
     p = config.ict.remove_sentence_probability
     _require(0.0 <= p <= 1.0, "ict.remove_sentence_probability", p, "must be in [0, 1]")
 
