@@ -80,6 +80,9 @@ def test_a_documents_blocks_give_back_its_sentences_in_order(in_memory, document
             position = found + len(block.text)
         assert not document["text"][position:].strip()
         assert [t for b in blocks for t in b.body_token_ids] == tokens
+        for b in blocks:
+            assert b.sentence_starts[0] == 0 and b.sentence_starts == sorted(set(b.sentence_starts))
+            assert b.sentence_starts[-1] < len(b.body_token_ids)
         assert all(b.title == document["title"] for b in blocks)
 
 

@@ -7,6 +7,7 @@ from realm_tf.corpus.block_records import BlockRecord, block_id_for
 from realm_tf.corpus.chunking import DocumentChunker, Piece, pack_greedily, split_units
 from realm_tf.corpus.documents import Document, SourcePosition
 from realm_tf.features import Featurizer
+from realm_tf.features.sentences import get_sentence_splitter
 
 
 def _piece(n, start=0):
@@ -74,6 +75,11 @@ def test_blocks_respect_the_limit_with_the_title_counted_and_reassemble_the_docu
     assert " ".join(b.text for b in blocks) == text
     # Token ids are the document's, in order: chunking neither drops nor re-tokenizes any.
     assert [t for b in blocks for t in b.body_token_ids] == tokenize(text)
+    # Sentence starts mark where each sentence's wordpieces begin in the block.
+    sentences = [t[a:b] for t in [text] for a, b in get_sentence_splitter("rules")(text)]
+    starts = [(b, s) for b in blocks for s in b.sentence_starts]
+    assert len(starts) == 5  # 4 sentences, one of them cut in two
+    assert [b.body_token_ids[s:s + 3] for b, s in starts][:2] == [tokenize(sentences[0])[:3], tokenize(sentences[1])[:3]]
     assert chunked.stats == collections.Counter(documents=1, sentences=4, blocks=len(blocks), split_sentences=1,
                                                 truncated_titles=0, split_units=0)
 
@@ -113,7 +119,7 @@ def test_a_document_without_wordpieces_is_a_bad_record(small_chunker):
 
 
 def test_block_record_round_trips_through_tf_example():
-    record = BlockRecord(block_id_for("d", 2), "d", 2, "Tïtle", "Body text.", [1, 2], [3, 4, 5])
+    record = BlockRecord(block_id_for("d", 2), "d", 2, "Tïtle", "Body text.", [1, 2], [3, 4, 5], [0, 2])
     assert BlockRecord.from_bytes(record.serialize()) == record
     assert 0 <= record.block_id < 2**63
     assert block_id_for("d", 2) != block_id_for("d", 3) != block_id_for("e", 2)

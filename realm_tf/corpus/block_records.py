@@ -8,6 +8,8 @@ Features:
   text             bytes   the body: `document.text[start:end]`, whole sentences as written
   title_token_ids  int64[] WordPiece ids of the title (cut to `corpus.max_title_tokens`)
   body_token_ids   int64[] WordPiece ids of the body
+  sentence_starts  int64[] offset in body_token_ids where each sentence begins (the first
+                           is 0); a sentence longer than a block counts as its pieces
 
 Token ids are authoritative: pack blocks from them (`Featurizer.pack_block`), so no
 later stage re-tokenizes the text differently.
@@ -36,6 +38,7 @@ class BlockRecord:
     text: str
     title_token_ids: List[int]
     body_token_ids: List[int]
+    sentence_starts: List[int]
 
     def to_example(self) -> tf.train.Example:
         def ints(values):
@@ -54,6 +57,7 @@ class BlockRecord:
                     "text": text(self.text),
                     "title_token_ids": ints(self.title_token_ids),
                     "body_token_ids": ints(self.body_token_ids),
+                    "sentence_starts": ints(self.sentence_starts),
                 }
             )
         )
@@ -72,6 +76,7 @@ class BlockRecord:
             text=features["text"].bytes_list.value[0].decode("utf-8"),
             title_token_ids=list(features["title_token_ids"].int64_list.value),
             body_token_ids=list(features["body_token_ids"].int64_list.value),
+            sentence_starts=list(features["sentence_starts"].int64_list.value),
         )
 
 
@@ -84,6 +89,7 @@ BLOCK_FEATURE_SPEC = {
     "text": tf.io.FixedLenFeature([], tf.string),
     "title_token_ids": tf.io.RaggedFeature(tf.int64),
     "body_token_ids": tf.io.RaggedFeature(tf.int64),
+    "sentence_starts": tf.io.RaggedFeature(tf.int64),
 }
 
 

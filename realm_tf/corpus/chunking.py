@@ -84,6 +84,19 @@ def split_units(units: Sequence[Piece], budget: int) -> Tuple[List[Piece], int]:
     return pieces, cut_units
 
 
+def _starts(pieces: Sequence[Piece]) -> List[int]:
+    """Offsets at which each piece's wordpieces begin in the concatenation of all of them.
+
+    A piece without wordpieces (text BERT deletes entirely) starts nothing.
+    """
+    starts, offset = [], 0
+    for piece in pieces:
+        if piece.token_ids:
+            starts.append(offset)
+        offset += len(piece.token_ids)
+    return starts
+
+
 def _words(units: Sequence[Piece]) -> List[List[Piece]]:
     """Groups units that touch (no white space between them) into words."""
     words: List[List[Piece]] = []
@@ -196,6 +209,7 @@ class DocumentChunker:
                 text=doc.text[group[0].start : max(p.end for p in group)],
                 title_token_ids=title_ids,
                 body_token_ids=[t for p in group for t in p.token_ids],
+                sentence_starts=_starts(group),
             )
             for index, group in enumerate(pack_greedily(pieces, budget))
         ]
