@@ -9,7 +9,6 @@ def test_base_yaml_is_the_papers_setting():
         assert (encoder.num_layers, encoder.hidden_size, encoder.num_attention_heads, encoder.intermediate_size) == (
             12, 768, 12, 3072)
         assert encoder.hidden_activation == "gelu"
-        assert encoder.norm_epsilon == 1e-12
     assert (config.features.query_length, config.features.block_length, config.features.reader_length) == (96, 288, 384)
     assert config.retriever.projection_size == 128
     assert config.retriever.share_towers is True

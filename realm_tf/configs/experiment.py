@@ -27,7 +27,7 @@ class BertConfig(base_config.Config):
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
     initializer_range: float = 0.02
-    norm_epsilon: float = 1e-12
+    # LayerNorm epsilon is 1e-12 throughout, as in BERT: Model Garden fixes it.
 
 
 @dataclasses.dataclass
@@ -129,6 +129,8 @@ class IctConfig(base_config.Config):
     )
     # Probability that the query sentence is removed from its positive block.
     remove_sentence_probability: float = 0.9
+    # Blocks whose id falls in this percentage are held out of training for recall@k. Ours.
+    heldout_percent: int = 5
 
 
 @dataclasses.dataclass

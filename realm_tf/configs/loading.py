@@ -154,6 +154,8 @@ def validate_config(config: ExperimentConfig) -> None:
     for field in ("exact_below", "num_leaves", "num_leaves_to_search"):
         value = getattr(config.index, field)
         _require(value >= 0, f"index.{field}", value, "must not be negative")
+    _require(0 <= config.ict.heldout_percent < 100, "ict.heldout_percent", config.ict.heldout_percent,
+             "must be in [0, 100)")
     p = config.ict.remove_sentence_probability
     _require(0.0 <= p <= 1.0, "ict.remove_sentence_probability", p, "must be in [0, 1]")
 

@@ -96,3 +96,13 @@ BLOCK_FEATURE_SPEC = {
 def parse_block_examples(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
     """tf.string [batch] serialized block records -> dict of [batch] tensors (ragged token ids)."""
     return tf.io.parse_example(serialized, BLOCK_FEATURE_SPEC)
+
+
+def read_block_dataset(paths, parse_batch_size: int = 1024) -> tf.data.Dataset:
+    """Block records from TFRecord shards, one parsed dict per element (token ids as 1-D int64)."""
+    return (
+        tf.data.TFRecordDataset(paths)
+        .batch(parse_batch_size)
+        .map(parse_block_examples, num_parallel_calls=tf.data.AUTOTUNE)
+        .unbatch()
+    )

@@ -71,6 +71,21 @@ class BlocksManifest:
             raise ManifestError(f"{path}: missing fields {missing}")
         return cls(**{k: v for k, v in values.items() if k in names})
 
+    def check_compatible(self, directory: str, block_length: int, vocabulary_sha256: str) -> None:
+        """Refuses blocks chunked for another block length or vocabulary than the model's."""
+        if self.block_length != block_length:
+            raise ManifestError(
+                f"{directory}: blocks were chunked for block_length {self.block_length}, "
+                f"but the model packs blocks of {block_length} (features.block_length)"
+            )
+        if self.vocabulary.get("sha256") != vocabulary_sha256:
+            raise ManifestError(
+                f"{directory}: blocks were tokenized with vocabulary {self.vocabulary.get('path')} "
+                f"(sha256 {str(self.vocabulary.get('sha256'))[:12]}...), not the model's (sha256 {vocabulary_sha256[:12]}...)"
+            )
+        if self.num_blocks == 0:
+            raise ManifestError(f"{directory}: the block set is empty")
+
     def block_paths(self, directory: str) -> List[str]:
         """Full paths of the block shards."""
         from apache_beam.io.filesystems import FileSystems

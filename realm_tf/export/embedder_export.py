@@ -1,0 +1,163 @@
+"""The embedder export: a SavedModel of the retriever's towers that indexing and serving load.
+
+Signatures (N = batch):
+  embed_blocks(input_word_ids, input_mask, input_type_ids: int32 [N, block_length])
+      -> {"embeddings": float32 [N, projection_size]}
+  embed_queries(input_word_ids, input_mask, input_type_ids: int32 [N, query_length])
+      -> {"embeddings": float32 [N, projection_size]}
+  embed_block_texts(titles, bodies: string [N]) -> {"embeddings": ...}
+  embed_query_texts(queries: string [N]) -> {"embeddings": ...}   (also serving_default)
+
+The vocabulary travels as an asset; `assets.extra/realm_embedder.json` records the
+training step, the packing lengths and the vocabulary's digest, which the indexing
+pipeline checks against the blocks it embeds. An export is written beside its target
+and renamed into place, so a watcher never sees half of one.
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import uuid
+from typing import Dict
+
+import numpy as np
+import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+
+from realm_tf.configs import FeaturesConfig
+from realm_tf.features import Featurizer
+from realm_tf.modeling import Retriever
+
+METADATA_PATH = os.path.join("assets.extra", "realm_embedder.json")
+EMBEDDER_FORMAT = "realm_tf.embedder.v1"
+_FEATURES = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+class EmbedderExportError(ValueError):
+    """An embedder export that is missing, incomplete or does not fit what it is used with."""
+
+
+class _EmbedderModule(tf.Module):
+    def __init__(self, retriever: Retriever, featurizer: Featurizer):
+        super().__init__(name="realm_embedder")
+        self.retriever = retriever
+        self.featurizer = featurizer
+        self.embed_blocks = _features_function(retriever.embed_blocks, featurizer.config.block_length)
+        self.embed_queries = _features_function(retriever.embed_queries, featurizer.config.query_length)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="titles"),
+                                  tf.TensorSpec([None], tf.string, name="bodies")])
+    def embed_block_texts(self, titles, bodies):
+        return {"embeddings": self.retriever.embed_blocks(self.featurizer.block_features(titles, bodies), training=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="queries")])
+    def embed_query_texts(self, queries):
+        return {"embeddings": self.retriever.embed_queries(self.featurizer.query_features(queries), training=False)}
+
+
+def _features_function(embed, length: int):
+    """A tf.function over packed features int32 [None, length] -> {"embeddings": float32 [None, P]}."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, length], tf.int32, name=k) for k in _FEATURES])
+    def embed_features(input_word_ids, input_mask, input_type_ids):
+        features = {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
+        return {"embeddings": embed(features, training=False)}
+
+    return embed_features
+
+
+def export_embedder(retriever: Retriever, featurizer: Featurizer, export_dir: str, step: int) -> str:
+    """Writes the SavedModel to `export_dir` (which must not exist yet) and returns its path."""
+    if tf.io.gfile.exists(export_dir):
+        raise EmbedderExportError(f"{export_dir} already exists; embedder exports are never overwritten")
+    parent = os.path.dirname(os.path.abspath(export_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = os.path.join(parent, f".tmp-{os.path.basename(export_dir)}-{uuid.uuid4().hex[:8]}")
+    module = _EmbedderModule(retriever, featurizer)
+    signatures = {
+        "embed_blocks": module.embed_blocks.get_concrete_function(),
+        "embed_queries": module.embed_queries.get_concrete_function(),
+        "embed_block_texts": module.embed_block_texts.get_concrete_function(),
+        "embed_query_texts": module.embed_query_texts.get_concrete_function(),
+    }
+    signatures["serving_default"] = signatures["embed_query_texts"]
+    try:
+        tf.saved_model.save(module, staging, signatures=signatures)
+        vocabulary = featurizer.vocabulary
+        metadata = {
+            "format": EMBEDDER_FORMAT,
+            "step": int(step),
+            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "projection_size": retriever.config.projection_size,
+            "share_towers": retriever.config.share_towers,
+            "features": dict(featurizer.config.as_dict(), vocab_file=os.path.basename(vocabulary.path)),
+            "vocabulary": {"sha256": vocabulary.sha256, "size": vocabulary.size},
+        }
+        os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
+        with open(os.path.join(staging, METADATA_PATH), "w", encoding="utf-8") as f:
+            json.dump(metadata, f, indent=2, sort_keys=True)
+        os.rename(staging, export_dir)
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
+    return export_dir
+
+
+@dataclasses.dataclass
+class EmbedderExport:
+    """A loaded embedder export.
+
+    Attributes:
+      path: the export directory.
+      metadata: its `realm_embedder.json`.
+      featurizer: packs inputs exactly as the export expects, from its own vocabulary asset.
+    """
+
+    path: str
+    metadata: Dict
+    featurizer: Featurizer
+    _saved: object
+
+    @classmethod
+    def load(cls, path: str) -> "EmbedderExport":
+        metadata_path = os.path.join(path, METADATA_PATH)
+        if not tf.io.gfile.isdir(path):
+            raise EmbedderExportError(f"embedder export not found: {path}")
+        if not tf.io.gfile.exists(metadata_path):
+            raise EmbedderExportError(f"{path}: no {METADATA_PATH}; not an embedder export of realm_tf.export")
+        try:
+            with tf.io.gfile.GFile(metadata_path) as f:
+                metadata = json.load(f)
+        except json.JSONDecodeError as e:
+            raise EmbedderExportError(f"{metadata_path}: not valid JSON: {e}") from e
+        if metadata.get("format") != EMBEDDER_FORMAT:
+            raise EmbedderExportError(f"{metadata_path}: format {metadata.get('format')!r}, expected {EMBEDDER_FORMAT!r}")
+        features = dict(metadata["features"])
+        features["vocab_file"] = os.path.join(path, "assets", features["vocab_file"])
+        featurizer = Featurizer(FeaturesConfig(**features))
+        if featurizer.vocabulary.sha256 != metadata["vocabulary"]["sha256"]:
+            raise EmbedderExportError(f"{path}: the vocabulary asset does not match {METADATA_PATH}")
+        try:
+            saved = tf.saved_model.load(path)
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise EmbedderExportError(f"{path}: cannot load the SavedModel: {e}") from e
+        return cls(path, metadata, featurizer, saved)
+
+    @property
+    def step(self) -> int:
+        return int(self.metadata["step"])
+
+    def embed_blocks(self, features) -> np.ndarray:
+        """Block packings (int32 [N, block_length] each) -> float32 [N, projection_size]."""
+        return self._saved.signatures["embed_blocks"](**{k: features[k] for k in _FEATURES})["embeddings"].numpy()
+
+    def embed_block_tokens(self, title_token_ids, body_token_ids) -> np.ndarray:
+        """Blocks as token ids (ragged int64 [N, (tokens)] or lists of lists) -> float32 [N, projection_size]."""
+        as_ragged = lambda ids: ids if isinstance(ids, tf.RaggedTensor) else tf.ragged.constant(ids, dtype=tf.int64)  # noqa: E731
+        return self.embed_blocks(self.featurizer.pack_block(as_ragged(title_token_ids), as_ragged(body_token_ids)))
+
+    def embed_queries(self, features) -> np.ndarray:
+        """Query packings (int32 [N, query_length] each) -> float32 [N, projection_size]."""
+        return self._saved.signatures["embed_queries"](**{k: features[k] for k in _FEATURES})["embeddings"].numpy()

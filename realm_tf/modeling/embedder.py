@@ -1,0 +1,36 @@
+"""`ProjectedEmbedder`: Embed(x) = LayerNorm(Dense(BERT pooled [CLS](x))), REALM's retrieval embedding."""
+
+import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+import tf_keras
+
+from realm_tf.modeling.encoders import build_bert_encoder
+from realm_tf.configs import RetrieverConfig
+
+
+class ProjectedEmbedder(tf_keras.layers.Layer):
+    """One retriever tower.
+
+    Call with {"input_word_ids", "input_mask", "input_type_ids"}: int32 [batch, length]
+    (a query or block packing from `Featurizer`); returns float32 [batch, projection_size].
+    The projection reads BERT's pooled output (tanh over [CLS]), as the released REALM
+    embedder does.
+    """
+
+    def __init__(self, config: RetrieverConfig, name: str = "embedder", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.encoder = build_bert_encoder(config.encoder, name="bert")
+        self.projection = tf_keras.layers.Dense(
+            config.projection_size,
+            kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=config.encoder.initializer_range),
+            name="projection",
+        )
+        self.layer_norm = tf_keras.layers.LayerNormalization(
+            epsilon=config.projection_norm_epsilon, name="projection_layer_norm"
+        )
+
+    def call(self, features, training=None):
+        pooled = self.encoder(
+            {key: features[key] for key in ("input_word_ids", "input_mask", "input_type_ids")}, training=training
+        )["pooled_output"]
+        return tf.cast(self.layer_norm(self.projection(pooled)), tf.float32)

@@ -1,0 +1,116 @@
+"""A custom training loop under any tf.distribute strategy, driven by a task.
+
+A task provides:
+  build_model() -> tf_keras.Model
+  build_train_dataset(global_batch_size: int, seed: int) -> tf.data.Dataset (endless)
+  compute_loss(model, batch, training: bool) -> (loss: float32 [], metrics: {name: float32 []})
+
+The trainer owns the optimizer (Model Garden's AdamW with linear warm-up and decay),
+checkpoints (model, optimizer, step), TensorBoard summaries and a progress bar, and
+resumes from the newest checkpoint in `model_dir`.
+"""
+
+import logging
+import os
+from typing import Dict, Optional
+
+import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+from official.nlp import optimization
+from tqdm.auto import tqdm
+
+from realm_tf.configs import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+
+class Trainer:
+    """Trains `task`'s model for `training.train_steps` steps, resumably.
+
+    Attributes:
+      model, optimizer: built under the strategy's scope.
+      step: the global step (the optimizer's iteration count), int64.
+    """
+
+    def __init__(self, task, training: TrainingConfig, model_dir: str,
+                 strategy: Optional[tf.distribute.Strategy] = None, seed: int = 0, max_checkpoints: int = 3):
+        self.task = task
+        self.training = training
+        self.model_dir = model_dir
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.seed = seed
+        with self.strategy.scope():
+            self.model = task.build_model()
+            self.optimizer = optimization.create_optimizer(
+                init_lr=training.learning_rate,
+                num_train_steps=training.train_steps,
+                num_warmup_steps=min(training.warmup_steps, training.train_steps),
+            )
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+        self.checkpoints = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(model_dir, "checkpoints"), max_to_keep=max_checkpoints,
+            step_counter=self.optimizer.iterations, checkpoint_interval=training.checkpoint_every_steps,
+        )
+        restored = self.checkpoints.restore_or_initialize()
+        if restored:
+            logger.info("resumed from %s at step %d", restored, self.step)
+        self._summaries = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def train(self, progress: bool = True) -> Dict[str, float]:
+        """Runs until `train_steps`; returns the last step's metrics (empty if already done)."""
+        start = self.step
+        if start >= self.training.train_steps:
+            return {}
+        # A resumed run draws a fresh sequence of examples rather than replaying the first steps.
+        dataset = self.task.build_train_dataset(self.training.batch_size, seed=self.seed + start)
+        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        train_step = self._build_train_step()
+        metrics: Dict[str, float] = {}
+        bar = tqdm(total=self.training.train_steps, initial=start, desc=type(self.task).__name__,
+                   unit="step", disable=not progress, mininterval=1.0)
+        try:
+            with self._summaries.as_default():
+                while self.step < self.training.train_steps:
+                    metrics = {k: float(v) for k, v in train_step(next(iterator)).items()}
+                    step = self.step
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()}, refresh=False)
+                    if step % self.training.summary_every_steps == 0 or step == self.training.train_steps:
+                        for name, value in metrics.items():
+                            tf.summary.scalar(name, value, step=step)
+                        tf.summary.scalar("learning_rate", self._learning_rate(), step=step)
+                    self.checkpoints.save(checkpoint_number=step, check_interval=True)
+        finally:
+            bar.close()
+            # Interrupted or finished: keep the last step's weights.
+            if self.checkpoints.latest_checkpoint is None or self.checkpoints.latest_checkpoint.split("-")[-1] != str(self.step):
+                self.checkpoints.save(checkpoint_number=self.step, check_interval=False)
+            self._summaries.flush()
+        return metrics
+
+    def _learning_rate(self) -> float:
+        schedule = self.optimizer.learning_rate
+        return float(schedule(self.optimizer.iterations) if callable(schedule) else schedule)
+
+    def _build_train_step(self):
+        model, optimizer, task, strategy = self.model, self.optimizer, self.task, self.strategy
+
+        def replica_step(batch):
+            with tf.GradientTape() as tape:
+                loss, metrics = task.compute_loss(model, batch, training=True)
+                # Gradients are summed over replicas: scale each replica's mean loss.
+                scaled = loss / strategy.num_replicas_in_sync
+            gradients = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            return {"loss": loss, **metrics}
+
+        @tf.function
+        def train_step(batch):
+            per_replica = strategy.run(replica_step, args=(batch,))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
+
+        return train_step
