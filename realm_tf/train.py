@@ -39,7 +39,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tpu", default="", help="TPU name or address for --strategy=tpu")
     parser.add_argument("--cpu_devices", type=int, default=0,
                         help="with --strategy=mirrored and no GPU: mirror over this many logical CPUs")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the input pipeline (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weight initialization and the input pipeline (default: %(default)s)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar (for logs)")
     return parser
 
@@ -55,6 +55,10 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict:
     from realm_tf.training.trainer import Trainer
 
     strategy = build_strategy(args.strategy, tpu=args.tpu, cpu_devices=args.cpu_devices)
+    import tf_keras
+
+    # Seeds the weight initialization (Python, NumPy and TF), so runs are repeatable.
+    tf_keras.utils.set_random_seed(args.seed)
     task = IctTask(config, args.blocks_dir)
     trainer = Trainer(task, config.ict.training, args.model_dir, strategy=strategy, seed=args.seed)
     train_metrics = trainer.train(progress=not args.no_progress)

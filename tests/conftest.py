@@ -24,3 +24,32 @@ def tiny_config():
 def vocab_tokens():
     """The real BERT uncased vocabulary, id -> token, for hand-checking ids."""
     return VOCAB.read_text(encoding="utf-8").splitlines()
+
+
+SMALL_CORPUS_DOCS = 80  # The first articles of the embedded corpus: ~150 tiny-config blocks.
+ICT_OVERRIDES = ["ict.training.batch_size=16", "ict.training.train_steps=120", "ict.training.warmup_steps=10",
+                 "ict.training.checkpoint_every_steps=60", "ict.heldout_percent=10"]
+
+
+@pytest.fixture(scope="session")
+def small_blocks_dir(tmp_path_factory):
+    """The first documents of the embedded corpus, chunked with the tiny config."""
+    from beam_pipelines import chunk_corpus
+
+    root = tmp_path_factory.mktemp("small_corpus")
+    docs = root / "docs.jsonl"
+    docs.write_text("".join(CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)[:SMALL_CORPUS_DOCS]),
+                    encoding="utf-8")
+    chunk_corpus.run([f"--input={docs}", f"--output_dir={root / 'blocks'}", "--config=tiny"])
+    return str(root / "blocks")
+
+
+@pytest.fixture(scope="session")
+def ict_run(small_blocks_dir, tmp_path_factory):
+    """An ICT run on the small corpus through the real CLI: {"step", "train", "eval", "export", "model_dir"}."""
+    from realm_tf import train
+
+    model_dir = tmp_path_factory.mktemp("ict")
+    result = train.run(["--task=ict", "--config=tiny", f"--blocks_dir={small_blocks_dir}", f"--model_dir={model_dir}",
+                        "--no_progress"] + [f"--override={o}" for o in ICT_OVERRIDES])
+    return dict(result, model_dir=str(model_dir))

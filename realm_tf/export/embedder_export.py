@@ -158,6 +158,13 @@ class EmbedderExport:
         as_ragged = lambda ids: ids if isinstance(ids, tf.RaggedTensor) else tf.ragged.constant(ids, dtype=tf.int64)  # noqa: E731
         return self.embed_blocks(self.featurizer.pack_block(as_ragged(title_token_ids), as_ragged(body_token_ids)))
 
+    def embed_query_texts(self, queries, batch_size: int = 256) -> np.ndarray:
+        """Question strings [Q] -> float32 [Q, projection_size], tokenized inside the export."""
+        embed = self._saved.signatures["embed_query_texts"]
+        rows = [embed(queries=tf.constant(queries[i:i + batch_size]))["embeddings"].numpy()
+                for i in range(0, len(queries), batch_size)]
+        return np.concatenate(rows) if rows else np.zeros((0, self.metadata["projection_size"]), np.float32)
+
     def embed_queries(self, features) -> np.ndarray:
         """Query packings (int32 [N, query_length] each) -> float32 [N, projection_size]."""
         return self._saved.signatures["embed_queries"](**{k: features[k] for k in _FEATURES})["embeddings"].numpy()

@@ -23,6 +23,10 @@ from realm_tf.modeling import Retriever
 from realm_tf.modeling.retriever import relevance
 
 
+def _zero_features(length: int):
+    return {k: tf.zeros([1, length], tf.int32) for k in ("input_word_ids", "input_mask", "input_type_ids")}
+
+
 class IctTask:
     """Inputs, loss and evaluation of ICT over a directory of chunked blocks."""
 
@@ -35,7 +39,11 @@ class IctTask:
         self._paths = self.manifest.block_paths(blocks_dir)
 
     def build_model(self) -> Retriever:
-        return Retriever(self.config.retriever)
+        """The retriever with its variables created (so a checkpoint restores into it at once)."""
+        model = Retriever(self.config.retriever)
+        features = self.config.features
+        model({"query": _zero_features(features.query_length), "block": _zero_features(features.block_length)})
+        return model
 
     def _is_heldout(self, record) -> tf.Tensor:
         return tf.math.floormod(record["block_id"], 100) < self.config.ict.heldout_percent

@@ -1,0 +1,191 @@
+"""Embeds every block with an embedder export and publishes a ScaNN index version.
+
+    python -m beam_pipelines.embed_and_index --blocks_dir=... --embedder_export=... --index_root=...
+
+    blocks-*.tfrecord (beam_pipelines.chunk_corpus)
+      -> batches of blocks -> packed by the export's own featurizer -> the export's
+         embed_blocks signature                                  (Beam, parallel)
+      -> embeddings-*.tfrecord under a staging folder             (block_id, float32[P])
+      -> ScaNN index built on this machine -> <index_root>/<version>/, published by an
+         atomic rename; older versions pruned     (realm_tf.retrieval.index_version)
+
+The export must match the blocks (block length and vocabulary); every block must come
+back embedded, or nothing is published. Options this script does not know go to Beam.
+"""
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from typing import Optional, Sequence, Tuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.utils import shared
+
+import realm_tf  # noqa: F401
+from realm_tf.configs import ConfigError, load_config
+from realm_tf.corpus.manifest import BlocksManifest, ManifestError
+
+_blocks_embedded = Metrics.counter("embed_and_index", "blocks_embedded")
+
+
+class EmbedBlocks(beam.DoFn):
+    """[serialized block record] batch -> (block_id, float32 [P]) for each block."""
+
+    def __init__(self, export_dir: str, shared_handle: shared.Shared):
+        self._export_dir = export_dir
+        self._shared = shared_handle
+        self._export = None
+
+    def setup(self):
+        from realm_tf.export.embedder_export import EmbedderExport
+
+        # One loaded model per worker process, whatever the number of DoFn instances.
+        self._export = self._shared.acquire(lambda: _Holder(EmbedderExport.load(self._export_dir))).export
+
+    def process(self, serialized: Sequence[bytes]):
+        from realm_tf.corpus.block_records import parse_block_examples
+
+        records = parse_block_examples(np.asarray(serialized, dtype=object))
+        embeddings = self._export.embed_block_tokens(records["title_token_ids"], records["body_token_ids"])
+        _blocks_embedded.inc(len(serialized))
+        yield from zip(records["block_id"].numpy().tolist(), embeddings)
+
+
+class _Holder:
+    """`shared.Shared` needs a weak-referenceable object."""
+
+    def __init__(self, export):
+        self.export = export
+
+
+def _embedding_example(item: Tuple[int, np.ndarray]) -> bytes:
+    import tensorflow as tf
+
+    block_id, embedding = item
+    return tf.train.Example(features=tf.train.Features(feature={
+        "block_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[block_id])),
+        "embedding": tf.train.Feature(float_list=tf.train.FloatList(value=embedding.tolist())),
+    })).SerializeToString()
+
+
+def read_embedding_shards(pattern: str) -> Tuple[np.ndarray, np.ndarray]:
+    """(block_ids int64 [N], embeddings float32 [N, P]) from embedding shards, sorted by block id."""
+    import tensorflow as tf
+
+    ids, rows = [], []
+    paths = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    for raw in tf.data.TFRecordDataset(sorted(paths)).as_numpy_iterator():
+        features = tf.train.Example.FromString(raw).features.feature
+        ids.append(features["block_id"].int64_list.value[0])
+        rows.append(np.asarray(features["embedding"].float_list.value, dtype=np.float32))
+    block_ids = np.asarray(ids, dtype=np.int64)
+    order = np.argsort(block_ids, kind="stable")
+    embeddings = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+    return block_ids[order], embeddings[order]
+
+
+def embed_in_process(blocks_dir: str, export, batch_size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The same embedding as the pipeline, in a plain loop: (block_ids [N], embeddings [N, P]), sorted by id.
+
+    The reference for tests and the baseline for throughput.
+    """
+    from realm_tf.corpus.block_records import read_block_dataset
+
+    manifest = BlocksManifest.read(blocks_dir)
+    ids, rows = [], []
+    for batch in read_block_dataset(manifest.block_paths(blocks_dir)).ragged_batch(batch_size):
+        ids.append(batch["block_id"].numpy())
+        rows.append(export.embed_block_tokens(batch["title_token_ids"], batch["body_token_ids"]))
+    block_ids = np.concatenate(ids)
+    order = np.argsort(block_ids, kind="stable")
+    return block_ids[order], np.concatenate(rows)[order]
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m beam_pipelines.embed_and_index", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--blocks_dir", required=True, help="output of beam_pipelines.chunk_corpus")
+    parser.add_argument("--embedder_export", required=True, help="an embedder export (realm_tf.export.embedder_export)")
+    parser.add_argument("--index_root", required=True, help="folder of index versions; a new one is added")
+    parser.add_argument("--config", default="base", help="config for the index parameters (default: %(default)s)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. index.exact_below=0 (repeatable)")
+    parser.add_argument("--batch_size", type=int, default=0,
+                        help="blocks per embedding call; 0 takes index.embed_batch_size from the config")
+    parser.add_argument("--version_name", default=None, help="name of the new version (default: step and time)")
+    return parser
+
+
+def run(argv: Optional[Sequence[str]] = None) -> str:
+    """Runs the pipeline and publishes the version; returns its path."""
+    from realm_tf.export.embedder_export import EmbedderExport
+    from realm_tf.retrieval.index_version import publish_index_version
+
+    args, beam_args = build_arg_parser().parse_known_args(argv)
+    config = load_config(args.config, args.override)
+    batch_size = args.batch_size or config.index.embed_batch_size
+    manifest = BlocksManifest.read(args.blocks_dir)
+    export = EmbedderExport.load(args.embedder_export)
+    manifest.check_compatible(args.blocks_dir, export.featurizer.config.block_length,
+                              export.metadata["vocabulary"]["sha256"])
+    os.makedirs(args.index_root, exist_ok=True)
+    staging = os.path.join(args.index_root, f".staging-{uuid.uuid4().hex[:12]}")
+    started = time.monotonic()
+    try:
+        with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
+            _ = (
+                pipeline
+                | "ReadBlocks" >> beam.io.ReadFromTFRecord(FileSystems.join(args.blocks_dir, "blocks-*"))
+                | "Batch" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=batch_size)
+                | "Embed" >> beam.ParDo(EmbedBlocks(args.embedder_export, shared.Shared()))
+                | "ToExamples" >> beam.Map(_embedding_example)
+                | "WriteEmbeddings" >> beam.io.WriteToTFRecord(os.path.join(staging, "embeddings"),
+                                                               file_name_suffix=".tfrecord")
+            )
+        block_ids, embeddings = read_embedding_shards(os.path.join(staging, "embeddings-*"))
+        embedded_seconds = time.monotonic() - started
+        if len(block_ids) != manifest.num_blocks:
+            raise ManifestError(
+                f"{args.blocks_dir}: the manifest lists {manifest.num_blocks} blocks but {len(block_ids)} were embedded"
+            )
+        version = publish_index_version(
+            args.index_root, embeddings, block_ids, config.index,
+            metadata={
+                "embedder_export": os.path.abspath(args.embedder_export),
+                "step": export.step,
+                "blocks_dir": os.path.abspath(args.blocks_dir),
+                "embed_seconds": round(embedded_seconds, 3),
+            },
+            name=args.version_name,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logging.info("embedded %d blocks in %.1fs (%.0f blocks/s); published %s",
+                 len(block_ids), embedded_seconds, len(block_ids) / max(embedded_seconds, 1e-9), version)
+    return version
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from realm_tf.export.embedder_export import EmbedderExportError
+    from realm_tf.retrieval.index_version import IndexVersionError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        version = run(argv)
+    except (ConfigError, ManifestError, EmbedderExportError, IndexVersionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"published index version {version}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

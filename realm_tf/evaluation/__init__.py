@@ -1,0 +1,1 @@
+"""Evaluation: QA data files, retrieval recall (dense and BM25)."""

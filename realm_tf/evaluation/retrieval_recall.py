@@ -1,0 +1,42 @@
+"""Recall@k of retrieval against gold passages, for the dense retriever and a BM25 baseline.
+
+A question counts as recalled at k when one of its top-k blocks comes from its gold
+passage (the block's `doc_id` equals `gold_passage_id`).
+"""
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from realm_tf.corpus.block_records import BlockRecord
+
+
+def recall_at_k(retrieved_doc_ids: Sequence[Sequence[str]], gold_doc_ids: Sequence[str],
+                ks: Sequence[int]) -> Dict[str, float]:
+    """{"recall@k": fraction of questions whose gold document is among their first k retrieved}."""
+    if len(retrieved_doc_ids) != len(gold_doc_ids) or not gold_doc_ids:
+        raise ValueError(f"{len(retrieved_doc_ids)} retrieval lists for {len(gold_doc_ids)} questions")
+    return {
+        f"recall@{k}": float(np.mean([gold in retrieved[:k] for retrieved, gold in zip(retrieved_doc_ids, gold_doc_ids)]))
+        for k in ks
+    }
+
+
+class Bm25Retriever:
+    """BM25 (the bm25s library, English stop words) over each block's title and text."""
+
+    def __init__(self, blocks: Sequence[BlockRecord]):
+        import bm25s
+
+        self._bm25s = bm25s
+        self._block_ids = np.asarray([b.block_id for b in blocks], np.int64)
+        self._index = bm25s.BM25()
+        self._index.index(self._tokenize([f"{b.title} {b.text}" for b in blocks]), show_progress=False)
+
+    def _tokenize(self, texts: List[str]):
+        return self._bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+
+    def search(self, questions: List[str], k: int) -> np.ndarray:
+        """Block ids int64 [Q, k], best first."""
+        rows, _ = self._index.retrieve(self._tokenize(questions), k=min(k, len(self._block_ids)), show_progress=False)
+        return self._block_ids[rows]
