@@ -121,6 +121,10 @@ def test_vocabulary_errors_name_the_file(tmp_path):
         Vocabulary.from_file(tmp_path / "absent.txt")
     partial = tmp_path / "partial.txt"
     partial.write_text("[PAD]\n[UNK]\nthe\n")
+    duplicated = tmp_path / "duplicated.txt"
+    duplicated.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\nthe\n")
+    with pytest.raises(VocabularyError, match=r"duplicated.txt:8: duplicate token 'the' \(first at line 6\)"):
+        Vocabulary.from_file(duplicated)
     with pytest.raises(VocabularyError, match=r"partial.txt: vocabulary lacks the special tokens \['\[CLS\]', '\[SEP\]', '\[MASK\]'\]"):
         Vocabulary.from_file(partial)
 

@@ -50,7 +50,10 @@ class Vocabulary:
             raise VocabularyError(f"{path}: vocabulary is empty")
         ids = {}
         for i, token in enumerate(tokens):
-            ids.setdefault(token, i)
+            if token in ids:
+                # TF's lookup table would fail on it later, without naming the file.
+                raise VocabularyError(f"{path}:{i + 1}: duplicate token {token!r} (first at line {ids[token] + 1})")
+            ids[token] = i
         missing = [t for t in SPECIAL_TOKENS if t not in ids]
         if missing:
             raise VocabularyError(f"{path}: vocabulary lacks the special tokens {missing}")

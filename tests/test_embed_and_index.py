@@ -1,0 +1,134 @@
+"""The embed-and-index pipeline on the DirectRunner, and the retrieval evaluation over its index."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from beam_pipelines import chunk_corpus, embed_and_index
+from realm_tf import evaluate_retrieval, train
+from realm_tf.corpus.manifest import ManifestError
+from realm_tf.export.embedder_export import EmbedderExport, EmbedderExportError
+from realm_tf.retrieval.index_version import IndexVersion, list_versions
+from realm_tf.retrieval.searcher import Searcher
+
+from conftest import CORPUS
+
+
+@pytest.fixture(scope="module")
+def index(ict_run, small_blocks_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("index")
+    version = embed_and_index.run([f"--blocks_dir={small_blocks_dir}", f"--embedder_export={ict_run['export']}",
+                                   f"--index_root={root}", "--config=tiny", "--batch_size=16"])
+    return str(root), version
+
+
+def test_pipeline_embeddings_equal_the_embedder_called_directly(index, ict_run, small_blocks_dir):
+    _, version = index
+    published = IndexVersion.load(version)
+    direct_ids, direct = embed_and_index.embed_in_process(small_blocks_dir, EmbedderExport.load(ict_run["export"]), 64)
+    np.testing.assert_array_equal(published.block_ids, direct_ids)
+    np.testing.assert_allclose(published.embeddings, direct, atol=1e-5)
+
+
+def test_the_version_records_where_it_came_from(index, ict_run, small_blocks_dir):
+    root, version = index
+    manifest = IndexVersion.load(version).manifest
+    assert list_versions(root) == [version]
+    assert manifest["metadata"]["step"] == ict_run["step"] == 120
+    assert manifest["metadata"]["embedder_export"].endswith(ict_run["export"].split("/", 1)[1])
+    assert manifest["num_blocks"] == chunk_corpus.BlocksManifest.read(small_blocks_dir).num_blocks
+    assert manifest["dim"] == 128 and manifest["build"]["method"] == "brute_force"
+
+
+def test_a_block_embedding_queried_back_finds_its_block(index):
+    _, version = index
+    searcher = Searcher.from_directory(version, method="exact")
+    ids, _ = searcher.search(searcher.index.embeddings[:20], k=1)
+    np.testing.assert_array_equal(ids[:, 0], searcher.index.block_ids[:20])
+
+
+def test_retrieval_recall_cli_reports_dense_and_bm25(index, small_blocks_dir, tmp_path, capsys):
+    root, _ = index
+    docs = {json.loads(line)["id"] for line in CORPUS.read_text().splitlines()[:80]}
+    qa_train = CORPUS.parent / "qa_train.jsonl"
+    questions = [q for q in map(json.loads, qa_train.read_text().splitlines()) if q["gold_passage_id"] in docs][:100]
+    assert len(questions) == 100
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    output = tmp_path / "recall.json"
+    assert evaluate_retrieval.main([f"--qa={qa}", f"--blocks_dir={small_blocks_dir}", f"--index={root}",
+                                    f"--output={output}"]) == 0
+    table = capsys.readouterr().out
+    results = json.loads(output.read_text())
+    assert results["num_questions"] == 100
+    for name in ("bm25", "dense"):
+        recalls = [results[name][f"recall@{k}"] for k in (1, 5, 20)]
+        assert recalls == sorted(recalls) and all(0 <= r <= 1 for r in recalls)
+        assert name in table
+    assert results["bm25"]["recall@20"] > 0.8  # Lexical overlap finds SQuAD paragraphs easily.
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "who?", "answers": ["x"]}\n')
+    assert evaluate_retrieval.main([f"--qa={bad}", f"--blocks_dir={small_blocks_dir}", f"--index={root}"]) == 2
+    assert f"{bad}:1: missing or empty field 'gold_passage_id'" in capsys.readouterr().err
+
+
+def _embed(blocks_dir, export, root, *extra):
+    return embed_and_index.main([f"--blocks_dir={blocks_dir}", f"--embedder_export={export}",
+                                 f"--index_root={root}", "--config=tiny", *extra])
+
+
+def test_an_export_for_another_block_length_is_refused(small_blocks_dir, tmp_path, capsys):
+    result = train.run(["--task=ict", "--config=tiny", f"--blocks_dir={_rechunk(small_blocks_dir, tmp_path)}",
+                        f"--model_dir={tmp_path / 'm'}", "--no_progress", "--override=ict.training.train_steps=1",
+                        "--override=features.block_length=64", "--override=corpus.max_title_tokens=8"])
+    assert _embed(small_blocks_dir, result["export"], tmp_path / "index") == 2
+    assert "chunked for block_length 128, but the model packs blocks of 64" in capsys.readouterr().err
+    assert list_versions(str(tmp_path / "index")) == []
+
+
+def _rechunk(blocks_dir, tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(CORPUS.read_text().splitlines(keepends=True)[:5]))
+    chunk_corpus.run([f"--input={docs}", f"--output_dir={tmp_path / 'blocks64'}", "--config=tiny",
+                      "--override=features.block_length=64", "--override=corpus.max_title_tokens=8"])
+    return tmp_path / "blocks64"
+
+
+def test_an_export_with_another_vocabulary_is_refused(small_blocks_dir, ict_run, tmp_path, capsys):
+    export = tmp_path / "export"
+    shutil.copytree(ict_run["export"], export)
+    metadata = export / "assets.extra" / "realm_embedder.json"
+    values = json.loads(metadata.read_text())
+    vocab = export / "assets" / "vocab.txt"
+    vocab.write_text(vocab.read_text().replace("\nthe\n", "\nzzqzzq\n", 1))
+    import hashlib
+    values["vocabulary"]["sha256"] = hashlib.sha256(vocab.read_bytes()).hexdigest()
+    metadata.write_text(json.dumps(values))
+    assert _embed(small_blocks_dir, export, tmp_path / "index") == 2
+    assert "blocks were tokenized with vocabulary" in capsys.readouterr().err
+
+
+def test_bad_exports_and_block_sets_are_clear_errors(small_blocks_dir, ict_run, tmp_path, capsys):
+    assert _embed(small_blocks_dir, tmp_path / "absent", tmp_path / "index") == 2
+    assert f"embedder export not found: {tmp_path / 'absent'}" in capsys.readouterr().err
+    not_export = tmp_path / "not_export"
+    not_export.mkdir()
+    assert _embed(small_blocks_dir, not_export, tmp_path / "index") == 2
+    assert "not an embedder export" in capsys.readouterr().err
+
+    bad_docs = tmp_path / "bad.jsonl"
+    bad_docs.write_text("not json\n")
+    with pytest.raises(chunk_corpus.InputError):
+        chunk_corpus.run([f"--input={bad_docs}", f"--output_dir={tmp_path / 'empty'}", "--config=tiny",
+                          "--on_bad_record=dead_letter"])
+    assert _embed(tmp_path / "empty", ict_run["export"], tmp_path / "index") == 2
+    assert "the block set is empty" in capsys.readouterr().err
+    assert _embed(tmp_path / "nowhere", ict_run["export"], tmp_path / "index") == 2
+    assert "no manifest" in capsys.readouterr().err
+    with pytest.raises(ManifestError):
+        chunk_corpus.BlocksManifest.read(str(tmp_path / "nowhere"))
+    with pytest.raises(EmbedderExportError):
+        EmbedderExport.load(str(not_export))
