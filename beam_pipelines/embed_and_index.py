@@ -168,8 +168,6 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logging.info("embedded %d blocks in %.1fs (%.0f blocks/s); published %s",
-                 len(block_ids), embedded_seconds, len(block_ids) / max(embedded_seconds, 1e-9), version)
     return version
 
 
@@ -183,6 +181,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, ManifestError, EmbedderExportError, IndexVersionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from realm_tf.retrieval.index_version import IndexVersion
+
+    manifest = IndexVersion.load(version, verify=False).manifest
+    seconds = manifest["metadata"]["embed_seconds"]
+    print(f"embedded {manifest['num_blocks']} blocks in {seconds:.1f}s ({manifest['num_blocks'] / seconds:.0f} blocks/s); "
+          f"{manifest['build']['method']} index")
     print(f"published index version {version}")
     return 0
 

@@ -3,10 +3,13 @@
 Runs each stage of the REALM data flow (DESIGN.md §2) with the tiny config and prints
 where its outputs are. Stages so far:
 
-  chunk   the embedded SQuAD-open corpus -> blocks (beam_pipelines.chunk_corpus, DirectRunner)
+  chunk     the embedded SQuAD-open corpus -> blocks (beam_pipelines.chunk_corpus)
+  ict       Inverse Cloze Task warm start of the retriever -> embedder export (realm_tf.train)
+  index     embed every block, build and publish a ScaNN index version (beam_pipelines.embed_and_index)
+  retrieval recall@{1,5,20} on the qa_dev questions, dense and BM25 (realm_tf.evaluate_retrieval)
 
-Later stages (ICT warm start, indexing, pre-training, fine-tuning, evaluation, export)
-join this list as they are built.
+Later stages (pre-training, fine-tuning, QA evaluation, export) join this list as they
+are built. Beam stages run on the DirectRunner.
 """
 
 import argparse
@@ -37,8 +40,54 @@ def _chunk_stage(args) -> List[str]:
     return chunk_corpus.summarize(manifest, str(blocks_dir)).splitlines()
 
 
+def _ict_stage(args) -> List[str]:
+    from realm_tf import train
+
+    result = train.run([
+        "--task=ict", f"--config={args.config}", f"--blocks_dir={args.workdir / 'blocks'}",
+        f"--model_dir={args.workdir / 'ict'}",
+    ])
+    args.embedder_export = result["export"]
+    recalls = ", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items() if k.startswith("recall"))
+    return [
+        f"step {result['step']}: loss {result['train'].get('loss', float('nan')):.3f}, "
+        f"held-out sentences {recalls}",
+        f"embedder exported to {result['export']}",
+    ]
+
+
+def _index_stage(args) -> List[str]:
+    from beam_pipelines import embed_and_index
+    from realm_tf.retrieval.index_version import IndexVersion
+
+    version = embed_and_index.run([
+        f"--blocks_dir={args.workdir / 'blocks'}", f"--embedder_export={args.embedder_export}",
+        f"--index_root={args.workdir / 'index'}", f"--config={args.config}", "--runner=DirectRunner",
+    ])
+    manifest = IndexVersion.load(version, verify=False).manifest
+    seconds = manifest["metadata"]["embed_seconds"]
+    return [
+        f"embedded {manifest['num_blocks']} blocks in {seconds:.1f}s ({manifest['num_blocks'] / seconds:.0f} blocks/s), "
+        f"{manifest['build']['method']} ScaNN index",
+        f"published {version}",
+    ]
+
+
+def _retrieval_stage(args) -> List[str]:
+    from realm_tf import evaluate_retrieval
+
+    results = evaluate_retrieval.run([
+        f"--qa={ASSETS_DIR / 'squad_open' / 'qa_dev.jsonl'}", f"--blocks_dir={args.workdir / 'blocks'}",
+        f"--index={args.workdir / 'index'}", f"--output={args.workdir / 'retrieval_recall.json'}",
+    ])
+    return evaluate_retrieval.format_table(results).splitlines()
+
+
 STAGES: List[Tuple[str, str, Callable]] = [
-    ("chunk", "chunk the corpus into blocks (Beam, DirectRunner)", _chunk_stage),
+    ("chunk", "chunk the corpus into blocks (Beam)", _chunk_stage),
+    ("ict", "warm-start the retriever with the Inverse Cloze Task", _ict_stage),
+    ("index", "embed the blocks and publish a ScaNN index version (Beam)", _index_stage),
+    ("retrieval", "retrieval recall on qa_dev, dense and BM25", _retrieval_stage),
 ]
 
 

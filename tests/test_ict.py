@@ -125,3 +125,20 @@ def test_training_resumes_from_the_last_checkpoint_after_an_interruption(small_b
 def test_blocks_from_another_block_length_are_refused(small_blocks_dir):
     with pytest.raises(ManifestError, match="chunked for block_length 128, but the model packs blocks of 64"):
         IctTask(load_config("tiny", ["features.block_length=64", "corpus.max_title_tokens=8"]), small_blocks_dir)
+
+
+def test_ict_trains_under_a_mirrored_strategy_of_two_logical_cpus(small_blocks_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    command = [sys.executable, "-m", "realm_tf.train", "--task=ict", "--config=tiny", f"--blocks_dir={small_blocks_dir}",
+               f"--model_dir={tmp_path}", "--strategy=mirrored", "--cpu_devices=2", "--no_progress",
+               "--override=ict.training.train_steps=4", "--override=ict.training.batch_size=8"]
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "step 4: held-out" in run.stdout
+    assert "Using MirroredStrategy with devices ('/job:localhost/replica:0/task:0/device:CPU:0', " \
+           "'/job:localhost/replica:0/task:0/device:CPU:1')" in run.stderr
+    assert EmbedderExport.load(str(tmp_path / "embedder" / "4")).step == 4

@@ -26,10 +26,14 @@ def build_strategy(name: str, tpu: Optional[str] = None, cpu_devices: int = 0) -
         if tf.config.list_physical_devices("GPU") or cpu_devices <= 1:
             return tf.distribute.MirroredStrategy()
         cpu = tf.config.list_physical_devices("CPU")[0]
-        if len(tf.config.list_logical_devices("CPU")) < cpu_devices:
-            tf.config.set_logical_device_configuration(
-                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices
-            )
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+        except RuntimeError:  # TensorFlow already set up its devices: use them if there are enough.
+            if len(tf.config.list_logical_devices("CPU")) < cpu_devices:
+                raise RuntimeError(
+                    f"--cpu_devices={cpu_devices}: TensorFlow initialized its devices before the strategy was "
+                    "built; build the strategy first thing in the process"
+                ) from None
         return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_devices)])
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
