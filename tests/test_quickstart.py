@@ -6,6 +6,8 @@ import sys
 
 from realm_tf import quickstart
 from realm_tf.corpus.manifest import BlocksManifest
+from realm_tf.export.embedder_export import EmbedderExport
+from realm_tf.retrieval.index_version import IndexVersion, latest_version
 
 from conftest import REPO
 
@@ -13,10 +15,22 @@ from conftest import REPO
 def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
     assert quickstart.main(["--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
+    stages = [name for name, _, _ in quickstart.STAGES]
+    assert stages == ["chunk", "ict", "index", "retrieval"]
+    for number, name in enumerate(stages, start=1):
+        assert f"[{number}/{len(stages)}] {name}: done" in out
     manifest = BlocksManifest.read(str(tmp_path / "blocks"))
     assert manifest.num_documents == 2067 and manifest.num_blocks > 2067
-    assert f"[1/{len(quickstart.STAGES)}] chunk: done" in out
     assert f"wrote {manifest.num_blocks} blocks from 2067 documents" in out
+    # ICT ran its configured steps and exported the embedder the index was built with.
+    export = EmbedderExport.load(str(tmp_path / "ict" / "embedder" / "300"))
+    version = IndexVersion.load(latest_version(str(tmp_path / "index")))
+    assert version.num_blocks == manifest.num_blocks
+    assert version.manifest["metadata"]["embedder_export"] == str(tmp_path / "ict" / "embedder" / "300")
+    assert export.step == version.manifest["metadata"]["step"] == 300
+    recall = json.loads((tmp_path / "retrieval_recall.json").read_text())
+    assert recall["num_questions"] == 1352
+    assert recall["bm25"]["recall@5"] > 0.8
     assert f"outputs under {tmp_path.resolve()}" in out
 
 
