@@ -171,6 +171,17 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
     return version
 
 
+def summarize(version: str) -> str:
+    """Two lines on a published version: how fast its blocks were embedded, and where it is."""
+    from realm_tf.retrieval.index_version import IndexVersion
+
+    manifest = IndexVersion.load(version, verify=False).manifest
+    seconds = manifest["metadata"]["embed_seconds"]
+    return (f"embedded {manifest['num_blocks']} blocks in {seconds:.1f}s "
+            f"({manifest['num_blocks'] / seconds:.0f} blocks/s), {manifest['build']['method']} ScaNN index\n"
+            f"published index version {version}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from realm_tf.export.embedder_export import EmbedderExportError
     from realm_tf.retrieval.index_version import IndexVersionError
@@ -181,13 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, ManifestError, EmbedderExportError, IndexVersionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from realm_tf.retrieval.index_version import IndexVersion
-
-    manifest = IndexVersion.load(version, verify=False).manifest
-    seconds = manifest["metadata"]["embed_seconds"]
-    print(f"embedded {manifest['num_blocks']} blocks in {seconds:.1f}s ({manifest['num_blocks'] / seconds:.0f} blocks/s); "
-          f"{manifest['build']['method']} index")
-    print(f"published index version {version}")
+    print(summarize(version))
     return 0
 
 

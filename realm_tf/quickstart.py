@@ -58,19 +58,12 @@ def _ict_stage(args) -> List[str]:
 
 def _index_stage(args) -> List[str]:
     from beam_pipelines import embed_and_index
-    from realm_tf.retrieval.index_version import IndexVersion
 
     version = embed_and_index.run([
         f"--blocks_dir={args.workdir / 'blocks'}", f"--embedder_export={args.embedder_export}",
         f"--index_root={args.workdir / 'index'}", f"--config={args.config}", "--runner=DirectRunner",
     ])
-    manifest = IndexVersion.load(version, verify=False).manifest
-    seconds = manifest["metadata"]["embed_seconds"]
-    return [
-        f"embedded {manifest['num_blocks']} blocks in {seconds:.1f}s ({manifest['num_blocks'] / seconds:.0f} blocks/s), "
-        f"{manifest['build']['method']} ScaNN index",
-        f"published {version}",
-    ]
+    return embed_and_index.summarize(version).splitlines()
 
 
 def _retrieval_stage(args) -> List[str]:
