@@ -4,6 +4,7 @@ A question counts as recalled at k when one of its top-k blocks comes from its g
 passage (the block's `doc_id` equals `gold_passage_id`).
 """
 
+import logging
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -28,6 +29,9 @@ class Bm25Retriever:
     def __init__(self, blocks: Sequence[BlockRecord]):
         import bm25s
 
+        # bm25s logs each indexing step at DEBUG, which drowns the report when another
+        # library has set the root logger to DEBUG.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         self._bm25s = bm25s
         self._block_ids = np.asarray([b.block_id for b in blocks], np.int64)
         self._index = bm25s.BM25()
