@@ -138,9 +138,15 @@ class PretrainConfig(base_config.Config):
     """REALM pre-training: salient span masking and asynchronous MIPS refresh."""
 
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
-    top_k: int = 8  # Retrieved candidates; the null document comes on top of these.
+    # Candidates per query, the null document among them: top_k - 1 retrieved blocks.
+    top_k: int = 8
     refresh_every_steps: int = 500
     max_masked_tokens: int = 10
+    # "salient": mask one salient span (entity or date) per sentence, falling back to
+    # random tokens where a sentence has none; "random": BERT-style random tokens only.
+    masking: str = "salient"
+    salient_span_detector: str = "dates_and_entities"
+    random_mask_probability: float = 0.15
 
 
 @dataclasses.dataclass

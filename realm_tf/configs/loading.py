@@ -156,6 +156,12 @@ def validate_config(config: ExperimentConfig) -> None:
         _require(value >= 0, f"index.{field}", value, "must not be negative")
     _require(0 <= config.ict.heldout_percent < 100, "ict.heldout_percent", config.ict.heldout_percent,
              "must be in [0, 100)")
+    _require(config.pretrain.top_k >= 2, "pretrain.top_k", config.pretrain.top_k,
+             "must be at least 2 (the null document and one retrieved block)")
+    _require(config.pretrain.masking in ("salient", "random"), "pretrain.masking", config.pretrain.masking,
+             "must be 'salient' or 'random'")
+    _require(0 < config.pretrain.random_mask_probability <= 1, "pretrain.random_mask_probability",
+             config.pretrain.random_mask_probability, "must be in (0, 1]")
     p = config.ict.remove_sentence_probability
     _require(0.0 <= p <= 1.0, "ict.remove_sentence_probability", p, "must be in [0, 1]")
 
