@@ -1,9 +1,16 @@
 """Trains a realm-tf task: `python -m realm_tf.train --task=ict --config=tiny --blocks_dir=... --model_dir=...`.
 
 Tasks:
-  ict    Inverse Cloze Task warm start of the retriever (realm_tf.tasks.ict). At the end
-         it reports recall@k on held-out sentences and exports the embedder to
-         <model_dir>/embedder/<step>/ for the embed-and-index pipeline.
+  ict       Inverse Cloze Task warm start of the retriever (realm_tf.tasks.ict). At the end
+            it reports recall@k on held-out sentences and exports the embedder to
+            <model_dir>/embedder/<step>/ for the embed-and-index pipeline.
+  pretrain  REALM pre-training (realm_tf.tasks.pretrain) on masked sentences from
+            beam_pipelines.make_pretraining_examples, retrieving from the newest index
+            version under --index_root. It exports the embedder every
+            pretrain.refresh_every_steps steps; a refresher (beam_pipelines.refresh,
+            started here with --refresh_in_background) publishes new index versions,
+            which training swaps in as they appear. --init_from takes the retriever from
+            an ICT model_dir on a fresh start.
 
 Training resumes from the newest checkpoint in --model_dir; TensorBoard summaries go
 to <model_dir>/train and <model_dir>/eval.
@@ -22,7 +29,7 @@ from realm_tf.corpus.manifest import ManifestError
 from realm_tf.features import VocabularyError
 from realm_tf.training.strategies import STRATEGIES
 
-TASKS = ("ict",)
+TASKS = ("ict", "pretrain")
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -39,28 +46,42 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tpu", default="", help="TPU name or address for --strategy=tpu")
     parser.add_argument("--cpu_devices", type=int, default=0,
                         help="with --strategy=mirrored and no GPU: mirror over this many logical CPUs")
+    parser.add_argument("--examples_dir", help="pretrain: output of beam_pipelines.make_pretraining_examples")
+    parser.add_argument("--index_root", help="pretrain: index versions to retrieve from (and refresh into)")
+    parser.add_argument("--init_from", help="pretrain: an ICT --model_dir whose retriever starts training")
+    parser.add_argument("--refresh_in_background", action="store_true",
+                        help="pretrain: run beam_pipelines.refresh beside training (log: <model_dir>/refresh.log)")
+    parser.add_argument("--jit_compile", action="store_true", help="compile the step's forward and backward with XLA")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weight initialization and the input pipeline (default: %(default)s)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar (for logs)")
     return parser
 
 
 def run(argv: Optional[Sequence[str]] = None) -> Dict:
-    """Trains, evaluates and exports; returns {"step", "train": metrics, "eval": metrics, "export": path}."""
+    """Trains (and evaluates and exports); returns what happened, e.g. {"step", "train", "export", ...}."""
     args = build_arg_parser().parse_args(argv)
     config = load_config(args.config, args.override)
 
-    from realm_tf.export.embedder_export import export_embedder
-    from realm_tf.tasks.ict import IctTask
     from realm_tf.training.strategies import build_strategy
-    from realm_tf.training.trainer import Trainer
 
     strategy = build_strategy(args.strategy, tpu=args.tpu, cpu_devices=args.cpu_devices)
     import tf_keras
 
     # Seeds the weight initialization (Python, NumPy and TF), so runs are repeatable.
     tf_keras.utils.set_random_seed(args.seed)
+    if args.task == "ict":
+        return _run_ict(args, config, strategy)
+    return _run_pretrain(args, config, strategy)
+
+
+def _run_ict(args, config, strategy) -> Dict:
+    from realm_tf.export.embedder_export import export_embedder
+    from realm_tf.tasks.ict import IctTask
+    from realm_tf.training.trainer import Trainer
+
     task = IctTask(config, args.blocks_dir)
-    trainer = Trainer(task, config.ict.training, args.model_dir, strategy=strategy, seed=args.seed)
+    trainer = Trainer(task, config.ict.training, args.model_dir, strategy=strategy, seed=args.seed,
+                      jit_compile=args.jit_compile)
     train_metrics = trainer.train(progress=not args.no_progress)
     eval_metrics = task.evaluate(trainer.model)
     _write_eval(args.model_dir, trainer.step, eval_metrics)
@@ -68,6 +89,47 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict:
     if not os.path.exists(export_dir):
         export_embedder(trainer.model, task.featurizer, export_dir, step=trainer.step)
     return {"step": trainer.step, "train": train_metrics, "eval": eval_metrics, "export": export_dir}
+
+
+def _run_pretrain(args, config, strategy) -> Dict:
+    from realm_tf.tasks.pretrain import PretrainTask
+    from realm_tf.training.trainer import Trainer
+
+    for flag in ("examples_dir", "index_root"):
+        if not getattr(args, flag):
+            raise ConfigError(f"--task=pretrain needs --{flag}")
+    task = PretrainTask(config, args.examples_dir, args.blocks_dir, args.index_root, args.model_dir)
+    refresher = None
+    try:
+        trainer = Trainer(task, config.pretrain.training, args.model_dir, strategy=strategy, seed=args.seed,
+                          jit_compile=args.jit_compile)
+        if args.init_from and not trainer.restored_from:
+            logging.info("retriever initialized from %s", task.restore_retriever(trainer.model, args.init_from))
+        if args.refresh_in_background:
+            from beam_pipelines.refresh import start_background_refresher
+
+            refresher = start_background_refresher(
+                args.model_dir, args.blocks_dir, args.index_root, args.config, args.override,
+                os.path.join(args.model_dir, "refresh.log"))
+        train_metrics = trainer.train(progress=not args.no_progress)
+        export = task.export_embedder(trainer.model, trainer.step)
+    finally:
+        task.finish()
+        if refresher is not None:
+            _wait_for(refresher)
+    return {"step": trainer.step, "train": train_metrics, "export": export,
+            "index_versions_used": task.index_versions_used}
+
+
+def _wait_for(process, timeout: float = 600.0) -> None:
+    """The refresher indexes the last export and exits after TRAINING_DONE; don't wait forever."""
+    import subprocess
+
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        logging.warning("the background refresher did not finish within %.0fs; stopping it", timeout)
+        process.kill()
 
 
 def _write_eval(model_dir: str, step: int, metrics: Dict) -> None:
@@ -86,12 +148,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         result = run(argv)
-    except (ConfigError, ManifestError, VocabularyError) as e:
+    except (ConfigError, ManifestError, VocabularyError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    recalls = ", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items() if k.startswith("recall"))
-    print(f"step {result['step']}: held-out {recalls} ({result['eval']['num_queries']} queries)")
-    print(f"embedder exported to {result['export']}")
+    if "eval" in result:
+        recalls = ", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items() if k.startswith("recall"))
+        print(f"step {result['step']}: held-out {recalls} ({result['eval']['num_queries']} queries)")
+    else:
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in result["train"].items())
+        print(f"step {result['step']}: {metrics}")
+        print(f"retrieved from {len(result['index_versions_used'])} index version(s): "
+              + ", ".join(os.path.basename(p) for p in result["index_versions_used"]))
+    if result.get("export"):
+        print(f"embedder exported to {result['export']}")
     return 0
 
 

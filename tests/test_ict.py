@@ -102,8 +102,8 @@ def test_ict_reports_heldout_recall_and_exports_the_embedder(ict_run):
 class _Interrupted(IctTask):
     """ICT whose input ends after a few batches, as if the job were killed."""
 
-    def build_train_dataset(self, global_batch_size, seed):
-        return super().build_train_dataset(global_batch_size, seed).take(7)
+    def build_train_dataset(self, global_batch_size, seed, start_step=0):
+        return super().build_train_dataset(global_batch_size, seed, start_step).take(7)
 
 
 def test_training_resumes_from_the_last_checkpoint_after_an_interruption(small_blocks_dir, tmp_path):

@@ -48,8 +48,13 @@ class IctTask:
     def _is_heldout(self, record) -> tf.Tensor:
         return tf.math.floormod(record["block_id"], 100) < self.config.ict.heldout_percent
 
-    def build_train_dataset(self, global_batch_size: int, seed: int) -> tf.data.Dataset:
-        """Endless batches {"query": query packing [B, query_length], "block": block packing [B, block_length]}."""
+    def build_train_dataset(self, global_batch_size: int, seed: int, start_step: int = 0) -> tf.data.Dataset:
+        """Endless batches {"query": query packing [B, query_length], "block": block packing [B, block_length]}.
+
+        A resumed run (`start_step` > 0) draws a fresh random sequence rather than
+        replaying the first steps' examples.
+        """
+        seed += start_step
         records = read_block_dataset(self._paths).filter(lambda r: tf.logical_not(self._is_heldout(r)))
         buffer = min(self.manifest.num_blocks, 10_000)
         examples = tf.data.Dataset.zip(

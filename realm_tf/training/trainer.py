@@ -1,9 +1,14 @@
 """A custom training loop under any tf.distribute strategy, driven by a task.
 
 A task provides:
-  build_model() -> tf_keras.Model
-  build_train_dataset(global_batch_size: int, seed: int) -> tf.data.Dataset (endless)
+  build_model() -> tf_keras.Model (built, so checkpoints restore into it at once)
+  build_train_dataset(global_batch_size: int, seed: int, start_step: int) -> tf.data.Dataset
+      endless; `start_step` is where a resumed run picks up the data
   compute_loss(model, batch, training: bool) -> (loss: float32 [], metrics: {name: float32 []})
+and optionally
+  after_step(trainer, step: int, metrics: {name: float}) -> {name: float}
+      host-side work after each step (e.g. exporting for the index refresh); what it
+      returns is logged with the step's metrics.
 
 The trainer owns the optimizer (Model Garden's AdamW with linear warm-up and decay),
 checkpoints (model, optimizer, step), TensorBoard summaries and a progress bar, and
@@ -33,8 +38,10 @@ class Trainer:
     """
 
     def __init__(self, task, training: TrainingConfig, model_dir: str,
-                 strategy: Optional[tf.distribute.Strategy] = None, seed: int = 0, max_checkpoints: int = 3):
+                 strategy: Optional[tf.distribute.Strategy] = None, seed: int = 0, max_checkpoints: int = 3,
+                 jit_compile: bool = False):
         self.task = task
+        self.jit_compile = jit_compile
         self.training = training
         self.model_dir = model_dir
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -51,9 +58,9 @@ class Trainer:
             self.checkpoint, os.path.join(model_dir, "checkpoints"), max_to_keep=max_checkpoints,
             step_counter=self.optimizer.iterations, checkpoint_interval=training.checkpoint_every_steps,
         )
-        restored = self.checkpoints.restore_or_initialize()
-        if restored:
-            logger.info("resumed from %s at step %d", restored, self.step)
+        self.restored_from = self.checkpoints.restore_or_initialize()
+        if self.restored_from:
+            logger.info("resumed from %s at step %d", self.restored_from, self.step)
         self._summaries = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
 
     @property
@@ -65,8 +72,8 @@ class Trainer:
         start = self.step
         if start >= self.training.train_steps:
             return {}
-        # A resumed run draws a fresh sequence of examples rather than replaying the first steps.
-        dataset = self.task.build_train_dataset(self.training.batch_size, seed=self.seed + start)
+        dataset = self.task.build_train_dataset(self.training.batch_size, seed=self.seed, start_step=start)
+        after_step = getattr(self.task, "after_step", None)
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         train_step = self._build_train_step()
         metrics: Dict[str, float] = {}
@@ -77,6 +84,8 @@ class Trainer:
                 while self.step < self.training.train_steps:
                     metrics = {k: float(v) for k, v in train_step(next(iterator)).items()}
                     step = self.step
+                    if after_step is not None:
+                        metrics.update(after_step(self, step, metrics))
                     bar.update(1)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()}, refresh=False)
                     if step % self.training.summary_every_steps == 0 or step == self.training.train_steps:
@@ -99,12 +108,20 @@ class Trainer:
     def _build_train_step(self):
         model, optimizer, task, strategy = self.model, self.optimizer, self.task, self.strategy
 
-        def replica_step(batch):
+        def loss_and_gradients(batch):
             with tf.GradientTape() as tape:
                 loss, metrics = task.compute_loss(model, batch, training=True)
                 # Gradients are summed over replicas: scale each replica's mean loss.
                 scaled = loss / strategy.num_replicas_in_sync
-            gradients = tape.gradient(scaled, model.trainable_variables)
+            return loss, metrics, tape.gradient(scaled, model.trainable_variables)
+
+        if self.jit_compile:
+            # XLA compiles the forward and backward passes; the optimizer update, with
+            # its cross-replica sum, stays outside.
+            loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
+
+        def replica_step(batch):
+            loss, metrics, gradients = loss_and_gradients(batch)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             return {"loss": loss, **metrics}
 
