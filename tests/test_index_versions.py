@@ -68,7 +68,7 @@ def test_published_version_is_complete_and_loads(tmp_path):
     metadata = {"embedder_export": "/exports/500", "step": 500, "blocks_dir": "/blocks"}
     path = publish_index_version(root, embeddings, block_ids, IndexConfig(), metadata)
 
-    assert os.path.basename(path).startswith("0000000500-")
+    assert os.path.basename(path).endswith("-step0000000500")
     assert _visible_and_hidden(root) == ([os.path.basename(path)], [])  # No temporary left behind.
     assert sorted(os.listdir(path)) == ["block_ids.npy", "embeddings.npy", "manifest.json", "scann"]
     manifest = json.loads((tmp_path / "index" / os.path.basename(path) / "manifest.json").read_text())
@@ -98,8 +98,9 @@ def test_list_versions_sees_only_complete_versions_oldest_first(tmp_path):
     (root / ".tmp-123").mkdir()
     (root / ".tmp-123" / "manifest.json").write_text("{}")
     (root / "9999999999-half-copied").mkdir()
-    assert list_versions(str(root)) == [paths[2], paths[0], paths[1]]  # By step, not publication order.
-    assert latest_version(str(root)) == paths[1]
+    # By publication order, not step: steps of different runs do not compare.
+    assert list_versions(str(root)) == paths
+    assert latest_version(str(root)) == paths[2]
     with pytest.raises(IndexVersionError, match="already exists; versions are immutable"):
         publish_index_version(str(root), embeddings, block_ids, config, {}, name=os.path.basename(paths[0]))
     with pytest.raises(IndexVersionError, match="must be non-empty, not hidden"):
@@ -113,10 +114,10 @@ def test_pruning_keeps_the_newest_versions(tmp_path):
     paths = [publish_index_version(root, embeddings, block_ids, config, {"step": s}) for s in range(1, 5)]
     assert list_versions(root) == paths[-2:]
     assert _visible_and_hidden(root)[1] == []  # Trash is deleted.
-    # A trainer restarted from an older checkpoint publishes a lower step: the new version
-    # is kept although it sorts first, and the newest by name stays the latest.
+    # A trainer restarted from an older checkpoint publishes a lower step: versions sort
+    # by publication time, so its new version is the latest.
     older = publish_index_version(root, embeddings, block_ids, config, {"step": 0})
-    assert list_versions(root) == [older, paths[-1]]
+    assert list_versions(root) == [paths[-1], older]
     with pytest.raises(ValueError, match="keep_versions must be at least 1"):
         publish_index_version(root, embeddings, block_ids, IndexConfig(keep_versions=0), {})
 

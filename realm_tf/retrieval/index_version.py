@@ -3,7 +3,7 @@
 A version is published under an index root and never changed afterwards:
 
     root/
-      0000000500-1718000000000000000/   one version (name sorts by step, then time)
+      01718000000000000000-step0000000500/   one version (names sort by publication time)
         manifest.json                   written last; its presence marks a complete version
         embeddings.npy                  float32 [N, D]; row i embeds block block_ids[i]
         block_ids.npy                   int64 [N], non-negative, unique
@@ -230,8 +230,11 @@ def publish_index_version(
       config: sizes the ScaNN searcher (`scann_parameters`) and the pruning.
       metadata: JSON-serialisable facts about the version, e.g. {"embedder_export":
         path, "step": 500, "blocks_dir": path}; stored under "metadata".
-      name: the version's directory name; default f"{step:010d}-{time_ns}" with
-        step = metadata.get("step", 0), so names sort by step, then time.
+      name: the version's directory name; default f"{time_ns:020d}-step{step:010d}" with
+        step = metadata.get("step", 0). Names sort by publication time, so the latest
+        version is the one published last: steps of different runs (an ICT warm start,
+        then pre-training from step 0) do not compare, and a resumed run's new
+        versions must win over those of the run it replaces.
 
     Returns:
       The path of the published version.
@@ -248,7 +251,7 @@ def publish_index_version(
         step = metadata.get("step", 0)
         if not isinstance(step, int) or step < 0:
             raise IndexVersionError(f"metadata['step'] must be a non-negative int, got {step!r}")
-        name = f"{step:010d}-{time.time_ns()}"
+        name = f"{time.time_ns():020d}-step{step:010d}"
     if not name or name.startswith(".") or os.sep in name:
         raise IndexVersionError(f"version name {name!r} must be non-empty, not hidden and contain no {os.sep!r}")
     path = os.path.join(root, name)

@@ -27,8 +27,8 @@ import tensorflow as tf
 
 from realm_tf.configs import ExperimentConfig
 from realm_tf.corpus.block_records import read_block_dataset
-from realm_tf.corpus.manifest import BlocksManifest
-from realm_tf.corpus.pretraining_examples import read_pretraining_examples
+from realm_tf.corpus.manifest import BlocksManifest, ManifestError
+from realm_tf.corpus.pretraining_examples import PretrainingExample, PretrainingManifest
 from realm_tf.export.embedder_export import export_embedder
 from realm_tf.features import Featurizer
 from realm_tf.modeling.marginal import pretraining_loss
@@ -64,13 +64,29 @@ class PretrainTask:
         self.featurizer = Featurizer(config.features)
         BlocksManifest.read(blocks_dir).check_compatible(
             blocks_dir, config.features.block_length, self.featurizer.vocabulary.sha256)
-        self.examples = read_pretraining_examples(examples_dir)
+        self.examples = self._read_examples(examples_dir)
         self.blocks = BlockStore(blocks_dir)
         self.watcher = IndexWatcher(index_root, poll_seconds=poll_seconds)
         self.num_candidates = config.pretrain.top_k
         self.max_masks = config.pretrain.max_masked_tokens
         # Every index version batches were retrieved from, in order of first use.
         self.index_versions_used: List[str] = []
+
+    def _read_examples(self, examples_dir: str) -> List[PretrainingExample]:
+        manifest = PretrainingManifest.read(examples_dir)
+        if manifest.query_length != self.config.features.query_length:
+            raise ManifestError(f"{examples_dir}: examples were made for query_length {manifest.query_length}, "
+                                f"the model reads {self.config.features.query_length} (features.query_length)")
+        if manifest.vocabulary.get("sha256") != self.featurizer.vocabulary.sha256:
+            raise ManifestError(f"{examples_dir}: examples were tokenized with another vocabulary than the model's")
+        if manifest.max_masked_tokens > self.config.pretrain.max_masked_tokens:
+            raise ManifestError(f"{examples_dir}: examples mask up to {manifest.max_masked_tokens} tokens, "
+                                f"more than pretrain.max_masked_tokens={self.config.pretrain.max_masked_tokens}")
+        records = tf.data.TFRecordDataset(manifest.example_paths(examples_dir)).as_numpy_iterator()
+        examples = [PretrainingExample.from_bytes(raw) for raw in records]
+        if not examples:
+            raise ManifestError(f"{examples_dir}: no pre-training examples")
+        return examples
 
     # --- model -------------------------------------------------------------------------
 
@@ -162,8 +178,14 @@ class PretrainTask:
             "masked_positions": positions,
             "masked_ids": targets,
             "masked_weights": weights,
-            "index_step": np.full((b,), index.step, np.int64),
+            "index_step": np.full((b,), self._pretraining_step_of(index), np.int64),
         }
+
+    def _pretraining_step_of(self, index) -> int:
+        """The pre-training step of the embedder an index was built with; 0 for the
+        initial index, built from an embedder of another run (the ICT warm start)."""
+        exports = os.path.abspath(os.path.join(self.model_dir, EXPORTS_DIR))
+        return index.step if os.path.abspath(index.export.path).startswith(exports + os.sep) else 0
 
     # --- loss and metrics --------------------------------------------------------------
 
