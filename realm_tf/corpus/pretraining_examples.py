@@ -1,0 +1,169 @@
+"""The pre-training example: one masked sentence of a block, as a `tf.train.Example`.
+
+Written by `beam_pipelines.make_pretraining_examples`, read by the REALM trainer.
+
+Features:
+  query_token_ids   int64[] the sentence's wordpieces (at most `features.query_length - 2`,
+                            no [CLS]/[SEP]), masked ones replaced by the [MASK] id
+  masked_positions  int64[] 0-based positions in query_token_ids that are masked, increasing
+                            (+1 once packed behind [CLS])
+  masked_token_ids  int64[] the original wordpiece at each masked position: the MLM targets
+  block_id          int64   the block the sentence came from, to exclude from its candidates
+  kind              bytes   "salient" (one salient span masked) or "random" (random wordpieces)
+  sentence          bytes   the sentence as written (UTF-8), whole even where the query is a window
+
+The directory's `manifest.json` (`PretrainingManifest`) lists the shards and the
+settings they were made with.
+"""
+
+import dataclasses
+import json
+from typing import Dict, List
+
+import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+
+from realm_tf.corpus.manifest import MANIFEST_NAME, ManifestError
+
+PRETRAINING_FORMAT = "realm_tf.pretraining_examples.v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingExample:
+    query_token_ids: List[int]
+    masked_positions: List[int]
+    masked_token_ids: List[int]
+    block_id: int
+    kind: str
+    sentence: str
+
+    def to_example(self) -> tf.train.Example:
+        def ints(values):
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+        def text(value: str):
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
+
+        return tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "query_token_ids": ints(self.query_token_ids),
+                    "masked_positions": ints(self.masked_positions),
+                    "masked_token_ids": ints(self.masked_token_ids),
+                    "block_id": ints([self.block_id]),
+                    "kind": text(self.kind),
+                    "sentence": text(self.sentence),
+                }
+            )
+        )
+
+    def serialize(self) -> bytes:
+        # Map fields serialize in an order that may differ between processes; sorted,
+        # every runner writes the same bytes.
+        return self.to_example().SerializeToString(deterministic=True)
+
+    @classmethod
+    def from_bytes(cls, serialized: bytes) -> "PretrainingExample":
+        features = tf.train.Example.FromString(serialized).features.feature
+        return cls(
+            query_token_ids=list(features["query_token_ids"].int64_list.value),
+            masked_positions=list(features["masked_positions"].int64_list.value),
+            masked_token_ids=list(features["masked_token_ids"].int64_list.value),
+            block_id=features["block_id"].int64_list.value[0],
+            kind=features["kind"].bytes_list.value[0].decode("utf-8"),
+            sentence=features["sentence"].bytes_list.value[0].decode("utf-8"),
+        )
+
+
+# The parsing spec for tf.data; the id lists come back as int64 RaggedTensors.
+PRETRAINING_FEATURE_SPEC = {
+    "query_token_ids": tf.io.RaggedFeature(tf.int64),
+    "masked_positions": tf.io.RaggedFeature(tf.int64),
+    "masked_token_ids": tf.io.RaggedFeature(tf.int64),
+    "block_id": tf.io.FixedLenFeature([], tf.int64),
+    "kind": tf.io.FixedLenFeature([], tf.string),
+    "sentence": tf.io.FixedLenFeature([], tf.string),
+}
+
+
+def parse_pretraining_examples(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """tf.string [batch] serialized examples -> dict of [batch] tensors (ragged id lists)."""
+    return tf.io.parse_example(serialized, PRETRAINING_FEATURE_SPEC)
+
+
+def read_pretraining_dataset(paths, parse_batch_size: int = 1024) -> tf.data.Dataset:
+    """Pre-training examples from TFRecord shards, one parsed dict per element (id lists as 1-D int64)."""
+    return (
+        tf.data.TFRecordDataset(paths)
+        .batch(parse_batch_size)
+        .map(parse_pretraining_examples, num_parallel_calls=tf.data.AUTOTUNE)
+        .unbatch()
+    )
+
+
+@dataclasses.dataclass
+class PretrainingManifest:
+    """`manifest.json` of a pre-training examples directory, written after every shard.
+
+    Attributes:
+      blocks_dir: the block directory the sentences came from.
+      num_blocks: blocks read.
+      num_sentences: sentences found in them: `num_examples` plus the skipped ones.
+      num_examples: examples written, over all `example_shards`.
+      examples_by_kind: that count by kind, {"salient": n, "random": m}.
+      skipped_sentences: sentences without an example, by reason ({"too_short": n}:
+        fewer than 2 wordpieces).
+      stats: "sentences_without_spans" (salient masking: the detector found none), "windowed_sentences"
+        (longer than the query, cut to a window).
+      query_length, max_masked_tokens, masking, salient_span_detector,
+      random_mask_probability, sentence_splitter, seed: the settings used.
+      vocabulary: the blocks manifest's vocabulary ({"path", "size", "sha256", "lower_case"}).
+      example_shards: file names, relative to the directory.
+      created_by: the realm_tf version.
+    """
+
+    blocks_dir: str
+    num_blocks: int
+    num_sentences: int
+    num_examples: int
+    examples_by_kind: Dict[str, int]
+    skipped_sentences: Dict[str, int]
+    stats: Dict[str, int]
+    query_length: int
+    max_masked_tokens: int
+    masking: str
+    salient_span_detector: str
+    random_mask_probability: float
+    sentence_splitter: str
+    seed: int
+    vocabulary: Dict[str, object]
+    example_shards: List[str]
+    created_by: str
+    format: str = PRETRAINING_FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def read(cls, directory: str) -> "PretrainingManifest":
+        from apache_beam.io.filesystems import FileSystems
+
+        path = FileSystems.join(directory, MANIFEST_NAME)
+        try:
+            with FileSystems.open(path) as f:
+                values = json.loads(f.read().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ManifestError(f"{path}: no readable pre-training examples manifest: {e}") from e
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if values.get("format") != PRETRAINING_FORMAT or fields - set(values):
+            raise ManifestError(
+                f"{path}: expected format {PRETRAINING_FORMAT!r} with fields {sorted(fields)}, "
+                f"got format {values.get('format')!r} missing {sorted(fields - set(values))}"
+            )
+        return cls(**{k: v for k, v in values.items() if k in fields})
+
+    def example_paths(self, directory: str) -> List[str]:
+        """Full paths of the example shards."""
+        from apache_beam.io.filesystems import FileSystems
+
+        return [FileSystems.join(directory, name) for name in self.example_shards]
