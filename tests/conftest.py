@@ -53,3 +53,24 @@ def ict_run(small_blocks_dir, tmp_path_factory):
     result = train.run(["--task=ict", "--config=tiny", f"--blocks_dir={small_blocks_dir}", f"--model_dir={model_dir}",
                         "--no_progress"] + [f"--override={o}" for o in ICT_OVERRIDES])
     return dict(result, model_dir=str(model_dir))
+
+
+@pytest.fixture(scope="session")
+def small_index_root(ict_run, small_blocks_dir, tmp_path_factory):
+    """An index version of the small corpus, built from the ICT export (the initial index)."""
+    from beam_pipelines import embed_and_index
+
+    root = tmp_path_factory.mktemp("small_index")
+    embed_and_index.run([f"--blocks_dir={small_blocks_dir}", f"--embedder_export={ict_run['export']}",
+                         f"--index_root={root}", "--config=tiny", "--runner=DirectRunner"])
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def small_examples_dir(small_blocks_dir, tmp_path_factory):
+    """Masked pre-training sentences of the small corpus."""
+    from beam_pipelines import make_pretraining_examples
+
+    output = tmp_path_factory.mktemp("examples") / "examples"
+    make_pretraining_examples.run([f"--blocks_dir={small_blocks_dir}", f"--output_dir={output}", "--config=tiny"])
+    return str(output)

@@ -122,3 +122,41 @@ def test_the_loss_compiles_with_xla_and_agrees(setup):
     assert compiled(batch).numpy() == pytest.approx(eager.numpy(), rel=1e-4)
     # The whole loss lowers to one XLA module (it would raise on an op XLA cannot compile).
     assert compiled.experimental_get_compiler_ir(batch)(stage="hlo").startswith("HloModule")
+
+
+MIRRORED = """
+import sys
+sys.path.insert(0, "tests")
+from realm_tf.training.strategies import build_strategy
+strategy = build_strategy("mirrored", cpu_devices=2)
+import numpy as np, tensorflow as tf, tf_keras
+from realm_tf.configs import load_config
+from realm_tf.features import Featurizer
+from realm_tf.modeling.marginal import pretraining_loss
+from realm_tf.modeling.realm_pretrainer import RealmPretrainer
+from test_realm_pretrainer import make_batch
+config = load_config("tiny")
+batch = make_batch(Featurizer(config.features))  # 2 queries: 1 and 2 masked tokens, unequal on purpose
+tf_keras.utils.set_random_seed(0)
+with strategy.scope():
+    model = RealmPretrainer(config)
+    model(batch)
+single = float(pretraining_loss(model(batch), batch)[0])
+dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).unbatch().batch(2))
+per_replica = strategy.run(lambda b: pretraining_loss(model(b), b)[0], args=(next(iter(dataset)),))
+mirrored = float(strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None))
+print(strategy.num_replicas_in_sync, single, mirrored)
+"""
+
+
+def test_a_mirrored_strategy_of_two_cpus_gives_the_default_strategys_loss():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    run = subprocess.run([sys.executable, "-c", MIRRORED], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    replicas, single, mirrored = run.stdout.split()[-3:]
+    assert int(replicas) == 2
+    assert float(mirrored) == pytest.approx(float(single), rel=1e-5)

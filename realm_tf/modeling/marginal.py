@@ -50,8 +50,17 @@ def pretraining_loss(outputs: Dict[str, tf.Tensor], batch) -> Tuple[tf.Tensor, D
       retrieval utility is the mean of log p(y_j | x) - log p(y_j | null document, x).
     """
     weights = batch["masked_weights"]
-    num_targets = tf.maximum(tf.reduce_sum(weights), 1.0)
-    mean = lambda values: tf.reduce_sum(values * weights) / num_targets  # noqa: E731
+    num_targets = tf.reduce_sum(weights)
+    replicas = 1
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        # Replicas hold different numbers of masked tokens: normalise by the global
+        # count, scaled so that the trainer's mean over replicas (and its loss / replicas
+        # before summing gradients) gives exactly the mean over all tokens of the batch.
+        num_targets = context.all_reduce(tf.distribute.ReduceOp.SUM, num_targets)
+        replicas = context.num_replicas_in_sync
+    num_targets = tf.maximum(num_targets, 1.0)
+    mean = lambda values: replicas * tf.reduce_sum(values * weights) / num_targets  # noqa: E731
     loss = -mean(outputs["marginal"])
     utility = mean(outputs["marginal"] - outputs["token_log_probs"][:, 0, :])
     marginal_predictive = tf.reduce_logsumexp(
