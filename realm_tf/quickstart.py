@@ -6,10 +6,14 @@ where its outputs are. Stages so far:
   chunk     the embedded SQuAD-open corpus -> blocks (beam_pipelines.chunk_corpus)
   ict       Inverse Cloze Task warm start of the retriever -> embedder export (realm_tf.train)
   index     embed every block, build and publish a ScaNN index version (beam_pipelines.embed_and_index)
-  retrieval recall@{1,5,20} on the qa_dev questions, dense and BM25 (realm_tf.evaluate_retrieval)
+  examples  sentences with a salient span masked (beam_pipelines.make_pretraining_examples)
+  pretrain  REALM pre-training from the ICT retriever, the index refreshed in the
+            background as it trains (realm_tf.train --task=pretrain, beam_pipelines.refresh)
+  retrieval recall@{1,5,20} on the qa_dev questions of the newest index, dense and BM25
+            (realm_tf.evaluate_retrieval)
 
-Later stages (pre-training, fine-tuning, QA evaluation, export) join this list as they
-are built. Beam stages run on the DirectRunner.
+Later stages (fine-tuning, QA evaluation, export) join this list as they are built.
+Beam stages run on the DirectRunner.
 """
 
 import argparse
@@ -66,6 +70,36 @@ def _index_stage(args) -> List[str]:
     return embed_and_index.summarize(version).splitlines()
 
 
+def _examples_stage(args) -> List[str]:
+    from beam_pipelines import make_pretraining_examples
+
+    examples_dir = args.workdir / "examples"
+    manifest = make_pretraining_examples.run([
+        f"--blocks_dir={args.workdir / 'blocks'}", f"--output_dir={examples_dir}", f"--config={args.config}",
+        "--overwrite", "--runner=DirectRunner",
+    ])
+    return make_pretraining_examples.summarize(manifest, str(examples_dir)).splitlines()
+
+
+def _pretrain_stage(args) -> List[str]:
+    from realm_tf import train
+
+    result = train.run([
+        "--task=pretrain", f"--config={args.config}", f"--blocks_dir={args.workdir / 'blocks'}",
+        f"--examples_dir={args.workdir / 'examples'}", f"--index_root={args.workdir / 'index'}",
+        f"--model_dir={args.workdir / 'pretrain'}", f"--init_from={args.workdir / 'ict'}", "--refresh_in_background",
+    ])
+    metrics = result["train"]
+    return [
+        f"step {result['step']} ({result['steps_per_second']:.2f} steps/s): loss {metrics.get('loss', float('nan')):.3f}, "
+        f"masked-LM accuracy {metrics.get('mlm_accuracy', float('nan')):.3f}, "
+        f"retrieval utility {metrics.get('retrieval_utility', float('nan')):.4f}, "
+        f"index staleness {metrics.get('index_staleness', float('nan')):.0f} steps",
+        f"retrieved from {len(result['index_versions_used'])} index version(s) as the refresher published them",
+        f"TensorBoard: {args.workdir / 'pretrain'}; refresher log: {args.workdir / 'pretrain' / 'refresh.log'}",
+    ]
+
+
 def _retrieval_stage(args) -> List[str]:
     from realm_tf import evaluate_retrieval
 
@@ -80,7 +114,9 @@ STAGES: List[Tuple[str, str, Callable]] = [
     ("chunk", "chunk the corpus into blocks (Beam)", _chunk_stage),
     ("ict", "warm-start the retriever with the Inverse Cloze Task", _ict_stage),
     ("index", "embed the blocks and publish a ScaNN index version (Beam)", _index_stage),
-    ("retrieval", "retrieval recall on qa_dev, dense and BM25", _retrieval_stage),
+    ("examples", "mask a salient span in every sentence (Beam)", _examples_stage),
+    ("pretrain", "REALM pre-training, the index refreshed in the background", _pretrain_stage),
+    ("retrieval", "retrieval recall on qa_dev of the newest index, dense and BM25", _retrieval_stage),
 ]
 
 

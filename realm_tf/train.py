@@ -118,7 +118,8 @@ def _run_pretrain(args, config, strategy) -> Dict:
         if refresher is not None:
             _wait_for(refresher)
     return {"step": trainer.step, "train": train_metrics, "export": export,
-            "index_versions_used": task.index_versions_used}
+            "index_versions_used": task.index_versions_used,
+            "steps_per_second": getattr(trainer, "steps_per_second", 0.0)}
 
 
 def _wait_for(process, timeout: float = 600.0) -> None:
@@ -156,7 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"step {result['step']}: held-out {recalls} ({result['eval']['num_queries']} queries)")
     else:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in result["train"].items())
-        print(f"step {result['step']}: {metrics}")
+        print(f"step {result['step']}: {metrics} ({result['steps_per_second']:.2f} steps/s)")
         print(f"retrieved from {len(result['index_versions_used'])} index version(s): "
               + ", ".join(os.path.basename(p) for p in result["index_versions_used"]))
     if result.get("export"):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from realm_tf import quickstart
+from realm_tf.configs import load_config
 from realm_tf.corpus.manifest import BlocksManifest
 from realm_tf.export.embedder_export import EmbedderExport
 from realm_tf.retrieval.index_version import IndexVersion, latest_version
@@ -16,18 +17,22 @@ def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
     assert quickstart.main(["--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     stages = [name for name, _, _ in quickstart.STAGES]
-    assert stages == ["chunk", "ict", "index", "retrieval"]
+    assert stages == ["chunk", "ict", "index", "examples", "pretrain", "retrieval"]
     for number, name in enumerate(stages, start=1):
         assert f"[{number}/{len(stages)}] {name}: done" in out
     manifest = BlocksManifest.read(str(tmp_path / "blocks"))
     assert manifest.num_documents == 2067 and manifest.num_blocks > 2067
     assert f"wrote {manifest.num_blocks} blocks from 2067 documents" in out
     # ICT ran its configured steps and exported the embedder the index was built with.
-    export = EmbedderExport.load(str(tmp_path / "ict" / "embedder" / "300"))
+    assert EmbedderExport.load(str(tmp_path / "ict" / "embedder" / "300")).step == 300
+    # Pre-training ran its steps and the refresher indexed its last export: the newest
+    # index version, the one evaluated, comes from the pre-trained embedder.
+    steps = load_config("tiny").pretrain.training.train_steps
+    assert (tmp_path / "pretrain" / "embedder" / "TRAINING_DONE").is_file()
     version = IndexVersion.load(latest_version(str(tmp_path / "index")))
     assert version.num_blocks == manifest.num_blocks
-    assert version.manifest["metadata"]["embedder_export"] == str(tmp_path / "ict" / "embedder" / "300")
-    assert export.step == version.manifest["metadata"]["step"] == 300
+    assert version.manifest["metadata"]["embedder_export"] == str(tmp_path / "pretrain" / "embedder" / str(steps))
+    assert "retrieved from" in out and "masked-LM accuracy" in out
     recall = json.loads((tmp_path / "retrieval_recall.json").read_text())
     assert recall["num_questions"] == 1352
     assert recall["bm25"]["recall@5"] > 0.8

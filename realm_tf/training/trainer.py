@@ -17,6 +17,7 @@ resumes from the newest checkpoint in `model_dir`.
 
 import logging
 import os
+import time
 from typing import Dict, Optional
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
@@ -35,6 +36,7 @@ class Trainer:
     Attributes:
       model, optimizer: built under the strategy's scope.
       step: the global step (the optimizer's iteration count), int64.
+      steps_per_second: of the last `train()` call, everything in the loop included.
     """
 
     def __init__(self, task, training: TrainingConfig, model_dir: str,
@@ -77,6 +79,7 @@ class Trainer:
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         train_step = self._build_train_step()
         metrics: Dict[str, float] = {}
+        started = time.monotonic()
         bar = tqdm(total=self.training.train_steps, initial=start, desc=type(self.task).__name__,
                    unit="step", disable=not progress, mininterval=1.0)
         try:
@@ -95,6 +98,8 @@ class Trainer:
                     self.checkpoints.save(checkpoint_number=step, check_interval=True)
         finally:
             bar.close()
+            # Of the whole loop, host-side work (input, exports) included.
+            self.steps_per_second = (self.step - start) / max(time.monotonic() - started, 1e-9)
             # Interrupted or finished: keep the last step's weights.
             if self.checkpoints.latest_checkpoint is None or self.checkpoints.latest_checkpoint.split("-")[-1] != str(self.step):
                 self.checkpoints.save(checkpoint_number=self.step, check_interval=False)
