@@ -28,6 +28,10 @@ ASSETS_DIR = pathlib.Path(__file__).resolve().parent / "assets"
 DEFAULT_CORPUS = ASSETS_DIR / "squad_open" / "corpus.jsonl"
 
 
+def _overrides(args) -> List[str]:
+    return [f"--override={override}" for override in args.override]
+
+
 def _chunk_stage(args) -> List[str]:
     from beam_pipelines import chunk_corpus
 
@@ -39,6 +43,7 @@ def _chunk_stage(args) -> List[str]:
             f"--config={args.config}",
             "--overwrite",
             "--runner=DirectRunner",
+            *_overrides(args),
         ]
     )
     return chunk_corpus.summarize(manifest, str(blocks_dir)).splitlines()
@@ -49,7 +54,7 @@ def _ict_stage(args) -> List[str]:
 
     result = train.run([
         "--task=ict", f"--config={args.config}", f"--blocks_dir={args.workdir / 'blocks'}",
-        f"--model_dir={args.workdir / 'ict'}",
+        f"--model_dir={args.workdir / 'ict'}", *_overrides(args),
     ])
     args.embedder_export = result["export"]
     recalls = ", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items() if k.startswith("recall"))
@@ -66,6 +71,7 @@ def _index_stage(args) -> List[str]:
     version = embed_and_index.run([
         f"--blocks_dir={args.workdir / 'blocks'}", f"--embedder_export={args.embedder_export}",
         f"--index_root={args.workdir / 'index'}", f"--config={args.config}", "--runner=DirectRunner",
+        *_overrides(args),
     ])
     return embed_and_index.summarize(version).splitlines()
 
@@ -76,7 +82,7 @@ def _examples_stage(args) -> List[str]:
     examples_dir = args.workdir / "examples"
     manifest = make_pretraining_examples.run([
         f"--blocks_dir={args.workdir / 'blocks'}", f"--output_dir={examples_dir}", f"--config={args.config}",
-        "--overwrite", "--runner=DirectRunner",
+        "--overwrite", "--runner=DirectRunner", *_overrides(args),
     ])
     return make_pretraining_examples.summarize(manifest, str(examples_dir)).splitlines()
 
@@ -88,6 +94,7 @@ def _pretrain_stage(args) -> List[str]:
         "--task=pretrain", f"--config={args.config}", f"--blocks_dir={args.workdir / 'blocks'}",
         f"--examples_dir={args.workdir / 'examples'}", f"--index_root={args.workdir / 'index'}",
         f"--model_dir={args.workdir / 'pretrain'}", f"--init_from={args.workdir / 'ict'}", "--refresh_in_background",
+        *_overrides(args),
     ])
     metrics = result["train"]
     return [
@@ -129,6 +136,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("runs/quickstart"),
                         help="where every stage writes its outputs (default: %(default)s)")
     parser.add_argument("--config", default="tiny", help="config name or YAML path (default: %(default)s)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every stage, e.g. pretrain.training.train_steps=50 (repeatable)")
     parser.add_argument("--corpus", type=pathlib.Path, default=DEFAULT_CORPUS,
                         help="documents as JSONL with id, title, text (default: the embedded SQuAD-open corpus)")
     return parser

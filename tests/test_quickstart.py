@@ -13,8 +13,12 @@ from realm_tf.retrieval.index_version import IndexVersion, latest_version
 from conftest import REPO
 
 
+REDUCED = ["ict.training.train_steps=40", "pretrain.training.train_steps=12", "pretrain.refresh_every_steps=6"]
+
+
 def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
-    assert quickstart.main(["--workdir", str(tmp_path)]) == 0
+    # The real stages on the whole embedded corpus, with fewer training steps.
+    assert quickstart.main(["--workdir", str(tmp_path)] + [f"--override={o}" for o in REDUCED]) == 0
     out = capsys.readouterr().out
     stages = [name for name, _, _ in quickstart.STAGES]
     assert stages == ["chunk", "ict", "index", "examples", "pretrain", "retrieval"]
@@ -24,10 +28,10 @@ def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
     assert manifest.num_documents == 2067 and manifest.num_blocks > 2067
     assert f"wrote {manifest.num_blocks} blocks from 2067 documents" in out
     # ICT ran its configured steps and exported the embedder the index was built with.
-    assert EmbedderExport.load(str(tmp_path / "ict" / "embedder" / "300")).step == 300
+    assert EmbedderExport.load(str(tmp_path / "ict" / "embedder" / "40")).step == 40
     # Pre-training ran its steps and the refresher indexed its last export: the newest
     # index version, the one evaluated, comes from the pre-trained embedder.
-    steps = load_config("tiny").pretrain.training.train_steps
+    steps = load_config("tiny", REDUCED).pretrain.training.train_steps
     assert (tmp_path / "pretrain" / "embedder" / "TRAINING_DONE").is_file()
     version = IndexVersion.load(latest_version(str(tmp_path / "index")))
     assert version.num_blocks == manifest.num_blocks
