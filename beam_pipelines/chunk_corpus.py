@@ -29,10 +29,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import realm_tf
 from realm_tf.configs import ConfigError, ExperimentConfig, load_config
 from realm_tf.corpus.documents import BadRecordError, Document
-from realm_tf.corpus.manifest import MANIFEST_NAME, BlocksManifest, ManifestError
+from realm_tf.corpus.manifest import BlocksManifest, ManifestError
 from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary, VocabularyError
 
 from beam_pipelines.document_sources import InputError, InputFile, list_input_files, read_documents
+from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest
 
 FAIL = "fail"
 DEAD_LETTER = "dead_letter"
@@ -213,34 +214,13 @@ def _write_manifest(_, output_dir, fields, num_blocks, stats, dead_counts, block
         num_dead_letters=sum(dead_counts.values()),
         dead_letters_by_kind=dict(sorted(dead_counts.items())),
         stats={k: stats.get(k, 0) for k in ("sentences", "split_sentences", "split_units", "truncated_titles")},
-        block_shards=sorted(_basename(f) for f in block_files),
-        dead_letter_shards=sorted(_basename(f) for f in dead_files),
+        block_shards=sorted(basename(f) for f in block_files),
+        dead_letter_shards=sorted(basename(f) for f in dead_files),
         **fields,
     )
     if stats.get("blocks", 0) != num_blocks:
         raise RuntimeError(f"blocks counted while chunking ({stats.get('blocks')}) != blocks written ({num_blocks})")
-    with FileSystems.create(FileSystems.join(output_dir, MANIFEST_NAME)) as f:
-        f.write(manifest.to_json().encode("utf-8"))
-
-
-def _basename(path: str) -> str:
-    return FileSystems.split(path)[1]
-
-
-def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
-    """Refuses to overwrite finished blocks unless asked; clears leftovers of unfinished runs."""
-    if FileSystems.exists(FileSystems.join(output_dir, MANIFEST_NAME)):
-        if not overwrite:
-            raise InputError(f"{output_dir} already holds chunked blocks (manifest.json); pass --overwrite to replace them")
-        FileSystems.delete([FileSystems.join(output_dir, MANIFEST_NAME)])
-    # Shards and Beam's temporary folders left by a run that failed before its manifest.
-    stale = [
-        m.path
-        for prefix in (_BLOCKS_PREFIX, _DEAD_PREFIX, "beam-temp")
-        for m in FileSystems.match([FileSystems.join(output_dir, f"{prefix}-*")])[0].metadata_list
-    ]
-    if stale:
-        FileSystems.delete(stale)
+    write_manifest(output_dir, manifest.to_json())
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -281,7 +261,7 @@ def run(argv: Optional[Sequence[str]] = None) -> BlocksManifest:
     args, beam_args = build_arg_parser().parse_known_args(argv)
     config = load_config(args.config, args.override)
     input_files = list_input_files(args.input, args.input_format)
-    prepare_output_dir(args.output_dir, args.overwrite)
+    prepare_output_dir(args.output_dir, args.overwrite, (_BLOCKS_PREFIX, _DEAD_PREFIX), "chunked blocks")
     options = PipelineOptions(beam_args)
     logging.info("chunking %d file(s) into %s", len(input_files), args.output_dir)
     with beam.Pipeline(options=options) as pipeline:

@@ -32,7 +32,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import realm_tf
 from realm_tf.configs import ConfigError, ExperimentConfig, load_config
 from realm_tf.corpus.block_records import BlockRecord
-from realm_tf.corpus.manifest import MANIFEST_NAME, BlocksManifest, ManifestError
+from realm_tf.corpus.manifest import BlocksManifest, ManifestError
 from realm_tf.corpus.pretraining_examples import PretrainingExample, PretrainingManifest
 from realm_tf.features.salient_spans import (
     RANDOM,
@@ -46,6 +46,7 @@ from realm_tf.features.sentences import get_sentence_splitter
 from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary, VocabularyError
 
 from beam_pipelines.document_sources import InputError
+from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest
 
 _EXAMPLES_PREFIX = "examples"
 _STATS = "stats"
@@ -197,31 +198,14 @@ def _write_manifest(_, output_dir, fields, num_examples, stats, example_files):
         examples_by_kind={kind: stats[kind] for kind in _KINDS},
         skipped_sentences={"too_short": stats["too_short"]},
         stats={k: stats[k] for k in ("sentences_without_spans", "windowed_sentences")},
-        example_shards=sorted(FileSystems.split(f)[1] for f in example_files),
+        example_shards=sorted(basename(f) for f in example_files),
         **fields,
     )
     if sum(manifest.examples_by_kind.values()) != num_examples:
         raise RuntimeError(f"examples counted while masking ({manifest.examples_by_kind}) != written ({num_examples})")
     if num_examples + stats["too_short"] != stats["sentences"]:
         raise RuntimeError(f"{stats['sentences']} sentences != {num_examples} examples + {stats['too_short']} skipped")
-    with FileSystems.create(FileSystems.join(output_dir, MANIFEST_NAME)) as f:
-        f.write(manifest.to_json().encode("utf-8"))
-
-
-def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
-    """Refuses to overwrite finished examples unless asked; clears leftovers of unfinished runs."""
-    if FileSystems.exists(FileSystems.join(output_dir, MANIFEST_NAME)):
-        if not overwrite:
-            raise InputError(f"{output_dir} already holds pre-training examples (manifest.json); "
-                             "pass --overwrite to replace them")
-        FileSystems.delete([FileSystems.join(output_dir, MANIFEST_NAME)])
-    stale = [
-        m.path
-        for prefix in (_EXAMPLES_PREFIX, "beam-temp")
-        for m in FileSystems.match([FileSystems.join(output_dir, f"{prefix}-*")])[0].metadata_list
-    ]
-    if stale:
-        FileSystems.delete(stale)
+    write_manifest(output_dir, manifest.to_json())
 
 
 def check_config(config: ExperimentConfig, blocks_dir: str, blocks_manifest: BlocksManifest) -> None:
@@ -276,7 +260,7 @@ def run(argv: Optional[Sequence[str]] = None) -> PretrainingManifest:
     config = load_config(args.config, args.override)
     blocks_manifest = BlocksManifest.read(args.blocks_dir)
     check_config(config, args.blocks_dir, blocks_manifest)
-    prepare_output_dir(args.output_dir, args.overwrite)
+    prepare_output_dir(args.output_dir, args.overwrite, (_EXAMPLES_PREFIX,), "pre-training examples")
     logging.info("masking the sentences of %d blocks from %s into %s",
                  blocks_manifest.num_blocks, args.blocks_dir, args.output_dir)
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:

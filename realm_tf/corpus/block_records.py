@@ -98,11 +98,16 @@ def parse_block_examples(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
     return tf.io.parse_example(serialized, BLOCK_FEATURE_SPEC)
 
 
-def read_block_dataset(paths, parse_batch_size: int = 1024) -> tf.data.Dataset:
-    """Block records from TFRecord shards, one parsed dict per element (token ids as 1-D int64)."""
+def read_parsed_records(paths, parse_batch, parse_batch_size: int = 1024) -> tf.data.Dataset:
+    """Records of TFRecord shards parsed in batches by `parse_batch`, then one dict per element."""
     return (
         tf.data.TFRecordDataset(paths)
         .batch(parse_batch_size)
-        .map(parse_block_examples, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE)
         .unbatch()
     )
+
+
+def read_block_dataset(paths, parse_batch_size: int = 1024) -> tf.data.Dataset:
+    """Block records from TFRecord shards, one parsed dict per element (token ids as 1-D int64)."""
+    return read_parsed_records(paths, parse_block_examples, parse_batch_size)

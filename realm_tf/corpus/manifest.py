@@ -6,18 +6,59 @@ refuse blocks built with another vocabulary or block length.
 
 import dataclasses
 import json
-from typing import Dict, List
+from typing import ClassVar, Dict, List
 
 MANIFEST_NAME = "manifest.json"
 BLOCKS_FORMAT = "realm_tf.blocks.v1"
 
 
 class ManifestError(ValueError):
-    """A block directory without a readable, complete manifest."""
+    """An output directory without a readable, complete manifest, or one that does not fit."""
+
+
+class JsonManifest:
+    """Base of the dataclass manifests that pipelines write last into their output folder.
+
+    A subclass sets FORMAT (also its `format` field's default) and WRITTEN_BY (the
+    pipeline, for errors).
+    """
+
+    FORMAT: ClassVar[str]
+    WRITTEN_BY: ClassVar[str]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def read(cls, directory: str):
+        from apache_beam.io.filesystems import FileSystems
+
+        path = FileSystems.join(directory, MANIFEST_NAME)
+        if not FileSystems.exists(path):
+            raise ManifestError(f"{path}: no manifest; is {directory!r} the output of {cls.WRITTEN_BY}?")
+        with FileSystems.open(path) as f:
+            try:
+                values = json.loads(f.read().decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise ManifestError(f"{path}: not valid JSON: {e}") from e
+        if values.get("format") != cls.FORMAT:
+            raise ManifestError(f"{path}: format {values.get('format')!r}, expected {cls.FORMAT!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(names - set(values))
+        if missing:
+            raise ManifestError(f"{path}: missing fields {missing}")
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def shard_paths(directory: str, names: List[str]) -> List[str]:
+    """Full paths of shards listed by name in a manifest."""
+    from apache_beam.io.filesystems import FileSystems
+
+    return [FileSystems.join(directory, name) for name in names]
 
 
 @dataclasses.dataclass
-class BlocksManifest:
+class BlocksManifest(JsonManifest):
     """Attributes:
       inputs: the input files read.
       num_documents: documents chunked into blocks.
@@ -48,28 +89,8 @@ class BlocksManifest:
     created_by: str
     format: str = BLOCKS_FORMAT
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def read(cls, directory: str) -> "BlocksManifest":
-        from apache_beam.io.filesystems import FileSystems
-
-        path = FileSystems.join(directory, MANIFEST_NAME)
-        if not FileSystems.exists(path):
-            raise ManifestError(f"{path}: no manifest; is {directory!r} the output of beam_pipelines.chunk_corpus?")
-        with FileSystems.open(path) as f:
-            try:
-                values = json.loads(f.read().decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise ManifestError(f"{path}: not valid JSON: {e}") from e
-        if values.get("format") != BLOCKS_FORMAT:
-            raise ManifestError(f"{path}: format {values.get('format')!r}, expected {BLOCKS_FORMAT!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - set(values))
-        if missing:
-            raise ManifestError(f"{path}: missing fields {missing}")
-        return cls(**{k: v for k, v in values.items() if k in names})
+    FORMAT: ClassVar[str] = BLOCKS_FORMAT
+    WRITTEN_BY: ClassVar[str] = "beam_pipelines.chunk_corpus"
 
     def check_compatible(self, directory: str, block_length: int, vocabulary_sha256: str) -> None:
         """Refuses blocks chunked for another block length or vocabulary than the model's."""
@@ -88,7 +109,5 @@ class BlocksManifest:
 
     def block_paths(self, directory: str) -> List[str]:
         """Full paths of the block shards."""
-        from apache_beam.io.filesystems import FileSystems
-
-        return [FileSystems.join(directory, name) for name in self.block_shards]
+        return shard_paths(directory, self.block_shards)
 

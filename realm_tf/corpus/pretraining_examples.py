@@ -17,13 +17,13 @@ settings they were made with.
 """
 
 import dataclasses
-import json
-from typing import Dict, List
+from typing import ClassVar, Dict, List
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
-from realm_tf.corpus.manifest import MANIFEST_NAME, ManifestError
+from realm_tf.corpus.block_records import read_parsed_records
+from realm_tf.corpus.manifest import JsonManifest, shard_paths
 
 PRETRAINING_FORMAT = "realm_tf.pretraining_examples.v1"
 
@@ -93,16 +93,11 @@ def parse_pretraining_examples(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
 
 def read_pretraining_dataset(paths, parse_batch_size: int = 1024) -> tf.data.Dataset:
     """Pre-training examples from TFRecord shards, one parsed dict per element (id lists as 1-D int64)."""
-    return (
-        tf.data.TFRecordDataset(paths)
-        .batch(parse_batch_size)
-        .map(parse_pretraining_examples, num_parallel_calls=tf.data.AUTOTUNE)
-        .unbatch()
-    )
+    return read_parsed_records(paths, parse_pretraining_examples, parse_batch_size)
 
 
 @dataclasses.dataclass
-class PretrainingManifest:
+class PretrainingManifest(JsonManifest):
     """`manifest.json` of a pre-training examples directory, written after every shard.
 
     Attributes:
@@ -141,29 +136,9 @@ class PretrainingManifest:
     created_by: str
     format: str = PRETRAINING_FORMAT
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def read(cls, directory: str) -> "PretrainingManifest":
-        from apache_beam.io.filesystems import FileSystems
-
-        path = FileSystems.join(directory, MANIFEST_NAME)
-        try:
-            with FileSystems.open(path) as f:
-                values = json.loads(f.read().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ManifestError(f"{path}: no readable pre-training examples manifest: {e}") from e
-        fields = {f.name for f in dataclasses.fields(cls)}
-        if values.get("format") != PRETRAINING_FORMAT or fields - set(values):
-            raise ManifestError(
-                f"{path}: expected format {PRETRAINING_FORMAT!r} with fields {sorted(fields)}, "
-                f"got format {values.get('format')!r} missing {sorted(fields - set(values))}"
-            )
-        return cls(**{k: v for k, v in values.items() if k in fields})
+    FORMAT: ClassVar[str] = PRETRAINING_FORMAT
+    WRITTEN_BY: ClassVar[str] = "beam_pipelines.make_pretraining_examples"
 
     def example_paths(self, directory: str) -> List[str]:
         """Full paths of the example shards."""
-        from apache_beam.io.filesystems import FileSystems
-
-        return [FileSystems.join(directory, name) for name in self.example_shards]
+        return shard_paths(directory, self.example_shards)
