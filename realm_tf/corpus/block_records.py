@@ -23,6 +23,15 @@ import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
 
+def int64_feature(values) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def text_feature(value: str) -> tf.train.Feature:
+    """One UTF-8 string as a bytes feature."""
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
+
+
 def block_id_for(doc_id: str, block_index: int) -> int:
     """A non-negative int64 that depends only on the document id and the block's position."""
     digest = hashlib.sha256(f"{doc_id}\x00{block_index}".encode("utf-8")).digest()
@@ -41,12 +50,7 @@ class BlockRecord:
     sentence_starts: List[int]
 
     def to_example(self) -> tf.train.Example:
-        def ints(values):
-            return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-        def text(value: str):
-            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
-
+        ints, text = int64_feature, text_feature
         return tf.train.Example(
             features=tf.train.Features(
                 feature={

@@ -22,7 +22,7 @@ from typing import ClassVar, Dict, List
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
-from realm_tf.corpus.block_records import read_parsed_records
+from realm_tf.corpus.block_records import int64_feature, read_parsed_records, text_feature
 from realm_tf.corpus.manifest import JsonManifest, shard_paths
 
 PRETRAINING_FORMAT = "realm_tf.pretraining_examples.v1"
@@ -38,12 +38,7 @@ class PretrainingExample:
     sentence: str
 
     def to_example(self) -> tf.train.Example:
-        def ints(values):
-            return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-        def text(value: str):
-            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
-
+        ints, text = int64_feature, text_feature
         return tf.train.Example(
             features=tf.train.Features(
                 feature={
