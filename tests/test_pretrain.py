@@ -106,3 +106,12 @@ def test_refresh_publishes_versions_while_training_and_training_uses_the_newer_o
     assert os.path.isfile(model_dir / "embedder" / "TRAINING_DONE")
     assert "Published index version" in (model_dir / "refresh.log").read_text()
     assert result["step"] == 9 and np.isfinite(result["train"]["loss"])
+
+
+def test_the_train_step_runs_with_xla_compiled_forward_and_backward(task, tmp_path):
+    config = load_config("tiny", OVERRIDES + ["pretrain.training.train_steps=2", "pretrain.refresh_every_steps=100"])
+    trainer = Trainer(task, config.pretrain.training, str(tmp_path / "xla"), jit_compile=True)
+    before = trainer.model.reader.masked_lm.bias.numpy().copy()
+    metrics = trainer.train(progress=False)
+    assert trainer.step == 2 and np.isfinite(metrics["loss"])
+    assert not np.array_equal(before, trainer.model.reader.masked_lm.bias.numpy())
