@@ -15,6 +15,7 @@ manifest. Every option this script does not know (`--runner`, `--project`,
 
 import argparse
 import collections
+import functools
 import json
 import logging
 import re
@@ -33,7 +34,7 @@ from realm_tf.corpus.manifest import BlocksManifest, ManifestError
 from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary, VocabularyError
 
 from beam_pipelines.document_sources import InputError, InputFile, list_input_files, read_documents
-from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest
+from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest, write_manifest_last
 
 FAIL = "fail"
 DEAD_LETTER = "dead_letter"
@@ -190,23 +191,18 @@ def build_pipeline(
         ),
         created_by=f"realm_tf {realm_tf.__version__}",
     )
-    _ = (
-        pipeline
-        | "ManifestImpulse" >> beam.Create([None])
-        | "WriteManifest" >> beam.Map(
-            _write_manifest,
-            output_dir=output_dir,
-            fields=manifest_fields,
-            num_blocks=beam.pvalue.AsSingleton(num_blocks),
-            stats=beam.pvalue.AsSingleton(stats),
-            dead_counts=beam.pvalue.AsSingleton(dead_counts),
-            block_files=beam.pvalue.AsList(block_files),
-            dead_files=beam.pvalue.AsList(dead_files),
-        )
+    write_manifest_last(
+        pipeline,
+        functools.partial(_write_manifest, output_dir=output_dir, fields=manifest_fields),
+        num_blocks=beam.pvalue.AsSingleton(num_blocks),
+        stats=beam.pvalue.AsSingleton(stats),
+        dead_counts=beam.pvalue.AsSingleton(dead_counts),
+        block_files=beam.pvalue.AsList(block_files),
+        dead_files=beam.pvalue.AsList(dead_files),
     )
 
 
-def _write_manifest(_, output_dir, fields, num_blocks, stats, dead_counts, block_files, dead_files):
+def _write_manifest(output_dir, fields, num_blocks, stats, dead_counts, block_files, dead_files):
     stats = dict(stats)
     manifest = BlocksManifest(
         num_documents=stats.pop("documents", 0),

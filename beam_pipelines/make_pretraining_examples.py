@@ -18,6 +18,7 @@ script does not know go to Beam.
 """
 
 import argparse
+import functools
 import collections
 import logging
 import random
@@ -46,7 +47,7 @@ from realm_tf.features.sentences import get_sentence_splitter
 from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary, VocabularyError
 
 from beam_pipelines.document_sources import InputError
-from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest
+from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest, write_manifest_last
 
 _EXAMPLES_PREFIX = "examples"
 _STATS = "stats"
@@ -176,21 +177,16 @@ def build_pipeline(
         vocabulary=blocks_manifest.vocabulary,
         created_by=f"realm_tf {realm_tf.__version__}",
     )
-    _ = (
-        pipeline
-        | "ManifestImpulse" >> beam.Create([None])
-        | "WriteManifest" >> beam.Map(
-            _write_manifest,
-            output_dir=output_dir,
-            fields=manifest_fields,
-            num_examples=beam.pvalue.AsSingleton(num_examples),
-            stats=beam.pvalue.AsSingleton(stats),
-            example_files=beam.pvalue.AsList(example_files),
-        )
+    write_manifest_last(
+        pipeline,
+        functools.partial(_write_manifest, output_dir=output_dir, fields=manifest_fields),
+        num_examples=beam.pvalue.AsSingleton(num_examples),
+        stats=beam.pvalue.AsSingleton(stats),
+        example_files=beam.pvalue.AsList(example_files),
     )
 
 
-def _write_manifest(_, output_dir, fields, num_examples, stats, example_files):
+def _write_manifest(output_dir, fields, num_examples, stats, example_files):
     manifest = PretrainingManifest(
         num_blocks=stats["blocks"],
         num_sentences=stats["sentences"],

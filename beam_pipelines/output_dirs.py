@@ -4,8 +4,9 @@ Readers trust a folder only once its manifest exists, so a run that died midway 
 nothing a reader would use; the next run clears its leftovers.
 """
 
-from typing import Sequence
+from typing import Callable, Sequence
 
+import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from realm_tf.corpus.manifest import MANIFEST_NAME
@@ -31,6 +32,16 @@ def prepare_output_dir(output_dir: str, overwrite: bool, shard_prefixes: Sequenc
     ]
     if stale:
         FileSystems.delete(stale)
+
+
+def write_manifest_last(pipeline: beam.Pipeline, write: Callable[..., None], **side_inputs) -> None:
+    """Adds a step that calls `write(**side_input_values)` once, after all its side inputs
+    (counts, the lists of shards written) are complete, i.e. after every shard."""
+    _ = (
+        pipeline
+        | "ManifestImpulse" >> beam.Create([None])
+        | "WriteManifest" >> beam.Map(lambda _, **values: write(**values), **side_inputs)
+    )
 
 
 def write_manifest(output_dir: str, manifest_json: str) -> None:
