@@ -11,8 +11,6 @@ watcher on its last good one, with a warning.
 import dataclasses
 import logging
 import threading
-from typing import Optional
-
 from realm_tf.export.embedder_export import EmbedderExport
 from realm_tf.retrieval.index_version import IndexVersion, IndexVersionError, latest_version
 from realm_tf.retrieval.searcher import Searcher
@@ -92,10 +90,3 @@ class IndexWatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-
-    def __enter__(self) -> "IndexWatcher":
-        return self
-
-    def __exit__(self, *exc) -> Optional[bool]:
-        self.close()
-        return None

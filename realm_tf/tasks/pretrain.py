@@ -111,14 +111,20 @@ class PretrainTask:
         `start_step * global_batch_size` on (the data position of a resumed run)."""
         num_examples = len(self.examples)
 
+        def epoch_order(epoch: int) -> np.ndarray:
+            return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
         def positions():
             position = start_step * global_batch_size
+            epoch = position // num_examples
+            order, following = epoch_order(epoch), epoch_order(epoch + 1)
             while True:
-                epoch, offset = divmod(position, num_examples)
-                order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+                if position // num_examples > epoch:  # Orders are drawn once per epoch, not per batch.
+                    epoch += 1
+                    order, following = following, epoch_order(epoch + 1)
+                offset = position - epoch * num_examples
                 take = order[offset:offset + global_batch_size]
                 if len(take) < global_batch_size:  # The batch spans two epochs.
-                    following = np.random.default_rng([seed, epoch + 1]).permutation(num_examples)
                     take = np.concatenate([take, following[:global_batch_size - len(take)]])
                 position += global_batch_size
                 yield self.make_batch(take)
