@@ -38,13 +38,18 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
 
     from realm_tf.corpus.block_records import BlockRecord
     from realm_tf.corpus.manifest import BlocksManifest
-    from realm_tf.evaluation.qa_data import read_qa_jsonl
+    from realm_tf.evaluation.qa_data import QaDataError, read_qa
     from realm_tf.evaluation.retrieval_recall import Bm25Retriever, recall_at_k
     from realm_tf.export.embedder_export import EmbedderExport
     from realm_tf.retrieval.searcher import Searcher
 
     args = build_arg_parser().parse_args(argv)
-    examples = read_qa_jsonl(args.qa)
+    examples = read_qa(args.qa, "squad_open")
+    for example in examples:
+        # Recall here is "the gold passage is among the top k"; a question without one cannot be scored.
+        if example.gold_passage_id is None:
+            raise QaDataError(f"{args.qa}:{example.line}: missing field 'gold_passage_id' (retrieval "
+                              "recall needs every question's gold passage)")
     manifest = BlocksManifest.read(args.blocks_dir)
     blocks = [BlockRecord.from_bytes(raw) for raw in
               tf.data.TFRecordDataset(manifest.block_paths(args.blocks_dir)).as_numpy_iterator()]

@@ -11,9 +11,15 @@ where its outputs are. Stages so far:
             background as it trains (realm_tf.train --task=pretrain, beam_pipelines.refresh)
   retrieval recall@{1,5,20} on the qa_dev questions of the newest index, dense and BM25
             (realm_tf.evaluate_retrieval)
+  finetune  open-QA fine-tuning on qa_train over that index, kept fixed, from the
+            pre-trained query tower and reader (realm_tf.train --task=finetune)
+  evaluate  exact match, F1 and recall@k on qa_dev, and the no-retrieval baseline (null
+            document only) beside them (realm_tf.evaluate); predictions with evidence
+            go to predictions.jsonl
+  answer    answers --question and shows its evidence (realm_tf.inference.predictor)
 
-Later stages (fine-tuning, QA evaluation, export) join this list as they are built.
-Beam stages run on the DirectRunner.
+The export stage joins this list when the SavedModel exporter is built. Beam stages
+run on the DirectRunner.
 """
 
 import argparse
@@ -25,7 +31,9 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 ASSETS_DIR = pathlib.Path(__file__).resolve().parent / "assets"
-DEFAULT_CORPUS = ASSETS_DIR / "squad_open" / "corpus.jsonl"
+QA_DIR = ASSETS_DIR / "squad_open"
+DEFAULT_CORPUS = QA_DIR / "corpus.jsonl"
+SAMPLE_QUESTION = "When was Nikola Tesla born?"
 
 
 def _overrides(args) -> List[str]:
@@ -111,10 +119,55 @@ def _retrieval_stage(args) -> List[str]:
     from realm_tf import evaluate_retrieval
 
     results = evaluate_retrieval.run([
-        f"--qa={ASSETS_DIR / 'squad_open' / 'qa_dev.jsonl'}", f"--blocks_dir={args.workdir / 'blocks'}",
+        f"--qa={QA_DIR / 'qa_dev.jsonl'}", f"--blocks_dir={args.workdir / 'blocks'}",
         f"--index={args.workdir / 'index'}", f"--output={args.workdir / 'retrieval_recall.json'}",
     ])
     return evaluate_retrieval.format_table(results).splitlines()
+
+
+def _finetune_stage(args) -> List[str]:
+    from realm_tf import train
+
+    result = train.run([
+        "--task=finetune", f"--config={args.config}", f"--blocks_dir={args.workdir / 'blocks'}",
+        f"--index={args.workdir / 'index'}", f"--qa_train={QA_DIR / 'qa_train.jsonl'}",
+        f"--model_dir={args.workdir / 'finetune'}", f"--init_from={args.workdir / 'pretrain'}", *_overrides(args),
+    ])
+    metrics = result["train"]
+    return [
+        f"step {result['step']} ({result['steps_per_second']:.2f} steps/s): loss {metrics.get('loss', float('nan')):.3f}, "
+        f"answer in the retrieved blocks {metrics.get('answer_in_candidates', float('nan')):.3f}, "
+        f"best span correct {metrics.get('span_accuracy', float('nan')):.3f} (last batch)",
+        f"fixed index: {result['index_version']}",
+    ]
+
+
+def _evaluate_stage(args) -> List[str]:
+    from realm_tf import evaluate
+
+    common = [f"--model_dir={args.workdir / 'finetune'}", f"--qa={QA_DIR / 'qa_dev.jsonl'}"]
+    metrics = evaluate.run(common + [f"--output={args.workdir / 'predictions.jsonl'}",
+                                     f"--metrics_output={args.workdir / 'qa_dev_metrics.json'}"])
+    baseline = evaluate.run(common + ["--retrieval=null", "--no_progress"])
+    return [
+        f"retrieval + reader: {evaluate.format_metrics(metrics)}",
+        f"no retrieval:       exact_match {baseline['exact_match']:.3f}, f1 {baseline['f1']:.3f} "
+        "(the null document holds no span to extract)",
+        f"predictions with evidence: {args.workdir / 'predictions.jsonl'}",
+    ]
+
+
+def _answer_stage(args) -> List[str]:
+    from realm_tf.evaluate import load_predictor
+
+    predictor, _ = load_predictor(str(args.workdir / "finetune"))
+    prediction = predictor.predict([args.question])[0]
+    lines = [f"Q: {prediction.question}", f"A: {prediction.answer or '(no answer)'}  (score {prediction.score:.2f})"]
+    for rank, evidence in enumerate(prediction.evidence, start=1):
+        snippet = evidence.text if len(evidence.text) <= 100 else evidence.text[:97] + "..."
+        mark = "*" if evidence.block_id == prediction.answer_block_id else " "
+        lines.append(f"{mark}{rank}. p={evidence.retrieval_probability:.2f} [{evidence.title}] {snippet}")
+    return lines
 
 
 STAGES: List[Tuple[str, str, Callable]] = [
@@ -124,6 +177,9 @@ STAGES: List[Tuple[str, str, Callable]] = [
     ("examples", "mask a salient span in every sentence (Beam)", _examples_stage),
     ("pretrain", "REALM pre-training, the index refreshed in the background", _pretrain_stage),
     ("retrieval", "retrieval recall on qa_dev of the newest index, dense and BM25", _retrieval_stage),
+    ("finetune", "open-QA fine-tuning on qa_train, the index fixed", _finetune_stage),
+    ("evaluate", "exact match and recall on qa_dev, with the no-retrieval baseline", _evaluate_stage),
+    ("answer", "answer a sample question and show its evidence", _answer_stage),
 ]
 
 
@@ -140,6 +196,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="config override for every stage, e.g. pretrain.training.train_steps=50 (repeatable)")
     parser.add_argument("--corpus", type=pathlib.Path, default=DEFAULT_CORPUS,
                         help="documents as JSONL with id, title, text (default: the embedded SQuAD-open corpus)")
+    parser.add_argument("--question", default=SAMPLE_QUESTION, help="the question the last stage answers "
+                        "(default: %(default)r, from qa_dev)")
     return parser
 
 

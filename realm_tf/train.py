@@ -11,6 +11,12 @@ Tasks:
             started here with --refresh_in_background) publishes new index versions,
             which training swaps in as they appear. --init_from takes the retriever from
             an ICT model_dir on a fresh start.
+  finetune  open-domain QA (realm_tf.tasks.finetune) on --qa_train, reading the top
+            finetune.top_k blocks of a fixed index version (--index: a version, or a root
+            whose newest version is taken and kept). The query tower and the reader train;
+            --init_from takes them from a pretrain (or ICT) model_dir on a fresh start.
+            With --eval_qa, the end reports exact match, F1 and recall@k on those
+            questions (as python -m realm_tf.evaluate does).
 
 Training resumes from the newest checkpoint in --model_dir; TensorBoard summaries go
 to <model_dir>/train and <model_dir>/eval.
@@ -26,10 +32,12 @@ from typing import Dict, Optional, Sequence
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from realm_tf.configs import ConfigError, load_config
 from realm_tf.corpus.manifest import ManifestError
+from realm_tf.evaluation.qa_data import QaDataError
 from realm_tf.features import VocabularyError
+from realm_tf.retrieval.index_version import IndexVersionError
 from realm_tf.training.strategies import STRATEGIES
 
-TASKS = ("ict", "pretrain")
+TASKS = ("ict", "pretrain", "finetune")
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -48,7 +56,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="with --strategy=mirrored and no GPU: mirror over this many logical CPUs")
     parser.add_argument("--examples_dir", help="pretrain: output of beam_pipelines.make_pretraining_examples")
     parser.add_argument("--index_root", help="pretrain: index versions to retrieve from (and refresh into)")
-    parser.add_argument("--init_from", help="pretrain: an ICT --model_dir whose retriever starts training")
+    parser.add_argument("--init_from", help="pretrain: an ICT --model_dir whose retriever starts training; "
+                        "finetune: a pretrain (or ICT) --model_dir whose query tower and reader start it")
+    parser.add_argument("--qa_train", help="finetune: training questions with answers (squad_open, NQ-open, ...)")
+    parser.add_argument("--qa_format", default="auto", help="finetune: format of --qa_train and --eval_qa (default: auto)")
+    parser.add_argument("--index", help="finetune: the fixed index, a version or a root (its newest version)")
+    parser.add_argument("--eval_qa", help="finetune: questions to evaluate on at the end")
     parser.add_argument("--refresh_in_background", action="store_true",
                         help="pretrain: run beam_pipelines.refresh beside training (log: <model_dir>/refresh.log)")
     parser.add_argument("--jit_compile", action="store_true", help="compile the step's forward and backward with XLA")
@@ -69,9 +82,8 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict:
 
     # Seeds the weight initialization (Python, NumPy and TF), so runs are repeatable.
     tf_keras.utils.set_random_seed(args.seed)
-    if args.task == "ict":
-        return _run_ict(args, config, strategy)
-    return _run_pretrain(args, config, strategy)
+    runs = {"ict": _run_ict, "pretrain": _run_pretrain, "finetune": _run_finetune}
+    return {"task": args.task, **runs[args.task](args, config, strategy)}
 
 
 def _run_ict(args, config, strategy) -> Dict:
@@ -122,6 +134,49 @@ def _run_pretrain(args, config, strategy) -> Dict:
             "steps_per_second": getattr(trainer, "steps_per_second", 0.0)}
 
 
+def _run_finetune(args, config, strategy) -> Dict:
+    from realm_tf.configs import save_config
+    from realm_tf.evaluate import RUN_INFO, read_run_info
+    from realm_tf.retrieval.index_version import MANIFEST_NAME, latest_version
+    from realm_tf.tasks.finetune import FinetuneTask, restore_initial_weights
+    from realm_tf.training.trainer import Trainer
+
+    for flag in ("qa_train", "index"):
+        if not getattr(args, flag):
+            raise ConfigError(f"--task=finetune needs --{flag}")
+    os.makedirs(args.model_dir, exist_ok=True)
+    if os.path.exists(os.path.join(args.model_dir, RUN_INFO)):  # Resuming: keep the index it started with.
+        index_version = read_run_info(args.model_dir)["index_version"]
+    elif os.path.isfile(os.path.join(args.index, MANIFEST_NAME)):
+        index_version = args.index
+    else:
+        index_version = latest_version(args.index)
+        if index_version is None:
+            raise IndexVersionError(f"{args.index}: no index version; build one with beam_pipelines.embed_and_index")
+    task = FinetuneTask(config, args.qa_train, args.blocks_dir, index_version, qa_format=args.qa_format)
+    trainer = Trainer(task, config.finetune.training, args.model_dir, strategy=strategy, seed=args.seed,
+                      jit_compile=args.jit_compile)
+    if not trainer.restored_from:
+        config_path = os.path.join(args.model_dir, "config.yaml")
+        save_config(config, config_path)
+        with open(os.path.join(args.model_dir, RUN_INFO), "w", encoding="utf-8") as f:
+            json.dump({"config": os.path.abspath(config_path), "blocks_dir": os.path.abspath(args.blocks_dir),
+                       "index_version": os.path.abspath(index_version)}, f, indent=2)
+        if args.init_from:
+            logging.info("initialized from %s", restore_initial_weights(trainer.model, args.init_from))
+    train_metrics = trainer.train(progress=not args.no_progress)
+    result = {"step": trainer.step, "train": train_metrics, "index_version": index_version,
+              "steps_per_second": getattr(trainer, "steps_per_second", 0.0)}
+    if args.eval_qa:
+        from realm_tf import evaluate
+
+        result["eval"] = evaluate.run([
+            f"--model_dir={args.model_dir}", f"--qa={args.eval_qa}", f"--format={args.qa_format}",
+            f"--metrics_output={os.path.join(args.model_dir, 'eval.json')}",
+            *(["--no_progress"] if args.no_progress else [])])
+    return result
+
+
 def _wait_for(process, timeout: float = 600.0) -> None:
     """The refresher indexes the last export and exits after TRAINING_DONE; don't wait forever."""
     import subprocess
@@ -149,10 +204,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         result = run(argv)
-    except (ConfigError, ManifestError, VocabularyError, FileNotFoundError) as e:
+    except (ConfigError, ManifestError, VocabularyError, FileNotFoundError, QaDataError, IndexVersionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if "eval" in result:
+    if result["task"] == "finetune":
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in result["train"].items())
+        print(f"step {result['step']}: {metrics} ({result['steps_per_second']:.2f} steps/s)")
+        print(f"index (fixed): {result['index_version']}")
+        if "eval" in result:
+            from realm_tf.evaluate import format_metrics
+
+            print(f"eval: {format_metrics(result['eval'])}")
+    elif "eval" in result:
         recalls = ", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items() if k.startswith("recall"))
         print(f"step {result['step']}: held-out {recalls} ({result['eval']['num_queries']} queries)")
     else:

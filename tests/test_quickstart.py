@@ -13,7 +13,8 @@ from realm_tf.retrieval.index_version import IndexVersion, latest_version
 from conftest import REPO
 
 
-REDUCED = ["ict.training.train_steps=40", "pretrain.training.train_steps=12", "pretrain.refresh_every_steps=6"]
+REDUCED = ["ict.training.train_steps=40", "pretrain.training.train_steps=12", "pretrain.refresh_every_steps=6",
+           "finetune.training.train_steps=6"]
 
 
 def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
@@ -21,7 +22,7 @@ def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
     assert quickstart.main(["--workdir", str(tmp_path)] + [f"--override={o}" for o in REDUCED]) == 0
     out = capsys.readouterr().out
     stages = [name for name, _, _ in quickstart.STAGES]
-    assert stages == ["chunk", "ict", "index", "examples", "pretrain", "retrieval"]
+    assert stages == ["chunk", "ict", "index", "examples", "pretrain", "retrieval", "finetune", "evaluate", "answer"]
     for number, name in enumerate(stages, start=1):
         assert f"[{number}/{len(stages)}] {name}: done" in out
     manifest = BlocksManifest.read(str(tmp_path / "blocks"))
@@ -40,6 +41,18 @@ def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
     recall = json.loads((tmp_path / "retrieval_recall.json").read_text())
     assert recall["num_questions"] == 1352
     assert recall["bm25"]["recall@5"] > 0.8
+    # Fine-tuning read the newest index (the pre-trained one) and kept it.
+    info = json.loads((tmp_path / "finetune" / "open_qa.json").read_text())
+    assert info["index_version"] == latest_version(str(tmp_path / "index"))
+    assert (tmp_path / "finetune" / "checkpoints" / "ckpt-6.index").is_file()
+    # Every qa_dev question has a prediction with its evidence, and the metrics are the file's.
+    predictions = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    metrics = json.loads((tmp_path / "qa_dev_metrics.json").read_text())
+    assert len(predictions) == metrics["num_questions"] == 1352
+    assert metrics["exact_match"] == sum(p["exact_match"] for p in predictions) / 1352
+    assert all(len(p["evidence"]) == 5 for p in predictions)
+    assert "no retrieval:       exact_match 0.000" in out
+    assert "Q: When was Nikola Tesla born?" in out and "A: " in out and "1. p=" in out
     assert f"outputs under {tmp_path.resolve()}" in out
 
 

@@ -13,7 +13,7 @@ from realm_tf.configs.experiment import (
     RetrieverConfig,
     TrainingConfig,
 )
-from realm_tf.configs.loading import CONFIG_DIR, ConfigError, load_config
+from realm_tf.configs.loading import CONFIG_DIR, ConfigError, load_config, save_config
 
 __all__ = [
     "BertConfig",
@@ -30,4 +30,5 @@ __all__ = [
     "RetrieverConfig",
     "TrainingConfig",
     "load_config",
+    "save_config",
 ]

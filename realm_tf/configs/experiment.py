@@ -81,7 +81,10 @@ class ReaderConfig(base_config.Config):
     """The knowledge-augmented encoder over `[CLS] query [SEP] body [SEP]`."""
 
     encoder: BertConfig = dataclasses.field(default_factory=BertConfig)
+    # Open-QA span head (ORQA's): answers of up to this many wordpieces, scored by an
+    # MLP of this width over [h_start; h_end].
     max_span_length: int = 10
+    span_hidden_size: int = 256
 
 
 @dataclasses.dataclass
@@ -162,7 +165,11 @@ class FinetuneConfig(base_config.Config):
             warmup_steps=1_000,
         )
     )
+    # Blocks read per question, retrieved from an index built once and kept fixed.
     top_k: int = 5
+    # The host searches the index with a copy of the query tower, synced from the one
+    # being trained every this many steps. Ours: the released code searches in-graph.
+    query_sync_every_steps: int = 10
 
 
 @dataclasses.dataclass

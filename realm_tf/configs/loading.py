@@ -70,6 +70,13 @@ def load_config(name_or_path: str = "tiny", overrides: Iterable[str] = ()) -> Ex
     return config
 
 
+def save_config(config: ExperimentConfig, path) -> None:
+    """Writes every value of `config` as YAML that `load_config(path)` reads back equal."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("# Written by realm_tf: the full config this model was trained with.\n")
+        yaml.safe_dump(config.as_dict(), f, sort_keys=False)
+
+
 def _override(config, values: Mapping[str, Any], source: str, prefix: str = "") -> None:
     """Strictly applies nested `values` onto `config`, checking every key and type."""
     fields = {f.name: f for f in dataclasses.fields(config)}

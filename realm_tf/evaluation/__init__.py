@@ -1,1 +1,1 @@
-"""Evaluation: QA data files, retrieval recall (dense and BM25)."""
+"""Evaluation: QA data files, answer metrics (exact match, F1, regex match), retrieval recall (dense and BM25)."""

@@ -12,8 +12,9 @@ the query to `query_length - 2` wordpieces first, as the query tower sees it, an
 truncates the block, not the question, as the original REALM reader does.
 """
 
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Tuple
 
+import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -44,11 +45,50 @@ class Featurizer(tf.Module):
             lower_case=config.lower_case,
             token_out_type=tf.int64,
         )
+        self._views: Dict[str, bytes] = {}  # Character -> its bytes as the tokenizer sees them.
 
     def tokenize(self, texts) -> tf.RaggedTensor:
         """WordPiece ids of each string: tf.string [batch] -> int64 ragged [batch, (tokens)]."""
         texts = tf.convert_to_tensor(texts, dtype=tf.string)
         return self._tokenizer.tokenize(texts).merge_dims(-2, -1)
+
+    def tokenize_with_char_offsets(self, texts: Sequence[str]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """WordPiece ids of each string and the characters each token came from.
+
+        Returns, per string, (ids int64 [T], begins int64 [T], ends int64 [T]) with
+        `text[begins[i]:ends[i]]` the characters of token i (a "##" piece: its part of
+        the word). The answer of a span of tokens is then an exact slice of the text.
+        """
+        ids, begins, ends = self._tokenizer.tokenize_with_offsets(tf.constant(list(texts), tf.string))
+        flat = lambda ragged: ragged.merge_dims(-2, -1).to_list()  # noqa: E731
+        result = []
+        for text, row_ids, row_begins, row_ends in zip(texts, flat(ids), flat(begins), flat(ends)):
+            char_at = self._char_of_tokenizer_byte(text)
+            at = lambda offsets: char_at[np.minimum(np.asarray(offsets, np.int64), len(char_at) - 1)]  # noqa: E731
+            result.append((np.asarray(row_ids, np.int64), at(row_begins), at(np.asarray(row_ends) - 1) + 1))
+        return result
+
+    def _char_of_tokenizer_byte(self, text: str) -> np.ndarray:
+        """int64 [bytes]: the character of `text` each byte of the tokenizer's view came from.
+
+        tf_text reports byte offsets into the text as it tokenizes it: with `lower_case`,
+        NFKC-case-folded, NFD-decomposed and stripped of combining marks (so "É" is one
+        byte "e" there, "½" is five bytes "1⁄2", a zero-width space none). Each
+        character's bytes in that view come from the same TF ops, one character at a
+        time; the last index is repeated past the end should a rare multi-character
+        composition make the two views differ in length.
+        """
+        lengths = [len(self._tokenizer_view(ch)) for ch in text]
+        return np.repeat(np.arange(len(text), dtype=np.int64), lengths)
+
+    def _tokenizer_view(self, ch: str) -> bytes:
+        if ch not in self._views:
+            view = tf.constant([ch])
+            if self.config.lower_case:  # As tf_text's BasicTokenizer.lower_case.
+                view = tf.strings.regex_replace(
+                    tf_text.normalize_utf8(tf_text.case_fold_utf8(view), "NFD"), r"\p{Mn}", "")
+            self._views[ch] = view.numpy()[0]
+        return self._views[ch]
 
     def pack_query(self, query_tokens: tf.RaggedTensor) -> PackedInputs:
         """`[CLS] query [SEP]`, int32 [batch, query_length]."""

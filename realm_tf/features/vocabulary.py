@@ -67,3 +67,16 @@ class Vocabulary:
             sep_id=ids["[SEP]"],
             mask_id=ids["[MASK]"],
         )
+
+    def continuation_mask(self):
+        """bool [size]: whether each token continues a word (WordPiece's "##" prefix).
+
+        A span of wordpieces is a span of whole words when it starts on a token that is
+        not a continuation and the token after it is not one either.
+        """
+        import numpy as np
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(self.path, "rb") as f:
+            tokens = f.read().decode("utf-8").splitlines()
+        return np.array([token.startswith("##") for token in tokens], bool)

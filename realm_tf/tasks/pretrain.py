@@ -26,32 +26,21 @@ import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
 from realm_tf.configs import ExperimentConfig
-from realm_tf.corpus.block_records import read_block_dataset
+from realm_tf.corpus.block_store import BlockStore
 from realm_tf.corpus.manifest import BlocksManifest, ManifestError
 from realm_tf.corpus.pretraining_examples import PretrainingExample, PretrainingManifest
 from realm_tf.export.embedder_export import export_embedder
 from realm_tf.features import Featurizer
+from realm_tf.features.reader_inputs import pack_reader_candidates
 from realm_tf.modeling.marginal import pretraining_loss
 from realm_tf.modeling.realm_pretrainer import RealmPretrainer
 from realm_tf.retrieval.candidates import IndexWatcher
+from realm_tf.tasks.example_order import epoch_batches
 
 logger = logging.getLogger(__name__)
 _KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 EXPORTS_DIR = "embedder"
 TRAINING_DONE = "TRAINING_DONE"
-
-
-class BlockStore:
-    """Token ids of every block, by block id; the null document is id -1."""
-
-    def __init__(self, blocks_dir: str):
-        manifest = BlocksManifest.read(blocks_dir)
-        self.titles: Dict[int, List[int]] = {-1: []}
-        self.bodies: Dict[int, List[int]] = {-1: []}
-        for record in read_block_dataset(manifest.block_paths(blocks_dir)).as_numpy_iterator():
-            block_id = int(record["block_id"])
-            self.titles[block_id] = record["title_token_ids"].tolist()
-            self.bodies[block_id] = record["body_token_ids"].tolist()
 
 
 class PretrainTask:
@@ -109,27 +98,9 @@ class PretrainTask:
     def build_train_dataset(self, global_batch_size: int, seed: int, start_step: int = 0) -> tf.data.Dataset:
         """Endless batches of `make_batch`, in an order fixed by `seed`, from example
         `start_step * global_batch_size` on (the data position of a resumed run)."""
-        num_examples = len(self.examples)
-
-        def epoch_order(epoch: int) -> np.ndarray:
-            return np.random.default_rng([seed, epoch]).permutation(num_examples)
-
-        def positions():
-            position = start_step * global_batch_size
-            epoch = position // num_examples
-            order, following = epoch_order(epoch), epoch_order(epoch + 1)
-            while True:
-                if position // num_examples > epoch:  # Orders are drawn once per epoch, not per batch.
-                    epoch += 1
-                    order, following = following, epoch_order(epoch + 1)
-                offset = position - epoch * num_examples
-                take = order[offset:offset + global_batch_size]
-                if len(take) < global_batch_size:  # The batch spans two epochs.
-                    take = np.concatenate([take, following[:global_batch_size - len(take)]])
-                position += global_batch_size
-                yield self.make_batch(take)
-
-        return tf.data.Dataset.from_generator(positions, output_signature=self._signature(global_batch_size)).prefetch(2)
+        batches = lambda: (self.make_batch(indices) for indices in  # noqa: E731
+                           epoch_batches(len(self.examples), global_batch_size, seed, start_step))
+        return tf.data.Dataset.from_generator(batches, output_signature=self._signature(global_batch_size)).prefetch(2)
 
     def _signature(self, batch_size: int):
         f = self.config.features
@@ -165,7 +136,8 @@ class PretrainTask:
         titles = tf.ragged.constant([self.blocks.titles[i] for i in flat_ids], dtype=tf.int64, ragged_rank=1)
         bodies = tf.ragged.constant([self.blocks.bodies[i] for i in flat_ids], dtype=tf.int64, ragged_rank=1)
         candidates = self.featurizer.pack_block(titles, bodies)
-        reader = self.featurizer.pack_reader(tf.gather(query_tokens, np.repeat(np.arange(b), k)), bodies)
+        reader = pack_reader_candidates(self.featurizer, query_tokens,
+                                        [[self.blocks.bodies[i] for i in row] for row in candidate_ids.tolist()])
         positions = np.zeros((b, m), np.int32)
         targets = np.zeros((b, m), np.int32)
         weights = np.zeros((b, m), np.float32)
@@ -178,7 +150,7 @@ class PretrainTask:
         return {
             "query": {key: query[key].numpy() for key in _KEYS},
             "candidates": reshape(candidates, self.config.features.block_length),
-            "reader": reshape(reader, self.config.features.reader_length),
+            "reader": reader.features,
             "candidate_ids": candidate_ids,
             "source_block_id": sources,
             "masked_positions": positions,

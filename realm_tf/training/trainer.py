@@ -127,7 +127,9 @@ class Trainer:
 
         def replica_step(batch):
             loss, metrics, gradients = loss_and_gradients(batch)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            # Variables the loss does not reach (e.g. the pooler of a reader that reads
+            # token states) have no gradient: leave them out rather than warn every trace.
+            optimizer.apply_gradients([(g, v) for g, v in zip(gradients, model.trainable_variables) if g is not None])
             return {"loss": loss, **metrics}
 
         @tf.function

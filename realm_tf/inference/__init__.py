@@ -1,0 +1,1 @@
+"""Answering questions with a trained model, outside the training loop."""

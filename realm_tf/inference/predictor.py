@@ -1,0 +1,109 @@
+"""`QaPredictor`: questions in, answers with their evidence out, from a fine-tuned `OpenQaModel`.
+
+For each question: embed it with the query tower, take the top-k blocks of the fixed
+index, read each with the span reader, and answer with the best (block, span) by span
+logit (the retrieval score is part of it, as in training). The answer is the exact
+slice of the block's text under the span's tokens, so it keeps the corpus's casing and
+punctuation. This is the reference the exported SavedModel is checked against.
+"""
+
+import dataclasses
+from typing import List, Optional, Sequence
+
+import numpy as np
+import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from realm_tf.corpus.block_store import BlockStore
+from realm_tf.features import Featurizer
+from realm_tf.features.reader_inputs import pack_reader_candidates
+from realm_tf.modeling.open_qa import OpenQaModel
+from realm_tf.modeling.span_reader import MASKED_LOGIT
+
+_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+@dataclasses.dataclass
+class Evidence:
+    """One retrieved block: ids, title, text, and p(z | x) among the question's top-k."""
+
+    block_id: int
+    doc_id: str
+    title: str
+    text: str
+    retrieval_probability: float
+
+
+@dataclasses.dataclass
+class Prediction:
+    """The answer to one question ("" when no block holds a valid span), its span logit,
+    the block it came from (-1 if none), and the retrieved blocks, best first."""
+
+    question: str
+    answer: str
+    score: float
+    answer_block_id: int
+    evidence: List[Evidence]
+
+
+class QaPredictor:
+    """Answers questions in batches.
+
+    Args:
+      model: a fine-tuned `OpenQaModel`.
+      featurizer: the `Featurizer` of the model's config.
+      retrieval: a `FixedIndex` (or `NullRetrieval`, the no-retrieval baseline).
+      blocks: the corpus the index was built from, with texts (`BlockStore(dir, featurizer)`).
+      top_k: blocks read per question.
+      max_answer_length: the longest answer in wordpieces (at most the reader's
+        `max_span_length`); None for the reader's.
+    """
+
+    def __init__(self, model: OpenQaModel, featurizer: Featurizer, retrieval, blocks: BlockStore, top_k: int,
+                 max_answer_length: Optional[int] = None):
+        if blocks.token_begins is None:
+            raise ValueError("QaPredictor needs a BlockStore made with a featurizer (texts and token offsets)")
+        self.model = model
+        self.featurizer = featurizer
+        self.retrieval = retrieval
+        self.blocks = blocks
+        self.top_k = top_k
+        self.max_answer_length = max_answer_length or model.reader.config.max_span_length
+        self._read = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+        self._embed = tf.function(lambda query: model.query_embedder(query, training=False), reduce_retracing=True)
+
+    def predict(self, questions: Sequence[str], batch_size: int = 32, progress: bool = False) -> List[Prediction]:
+        predictions = []
+        for start in tqdm(range(0, len(questions), batch_size), desc="QaPredictor", unit="batch",
+                          disable=not progress, mininterval=1.0):
+            predictions.extend(self._predict_batch(list(questions[start:start + batch_size])))
+        return predictions
+
+    def _predict_batch(self, questions: List[str]) -> List[Prediction]:
+        query_tokens = self.featurizer.tokenize(questions)
+        query = self.featurizer.pack_query(query_tokens)
+        candidate_ids, candidate_embeddings = self.retrieval.search(self._embed(query).numpy(), self.top_k)
+        reader = pack_reader_candidates(
+            self.featurizer, query_tokens, [[self.blocks.bodies[i] for i in row] for row in candidate_ids.tolist()])
+        outputs = self._read({"query": query, "candidate_embeddings": tf.constant(candidate_embeddings, tf.float32),
+                              "reader": {k: tf.constant(v) for k, v in reader.features.items()}})
+        span_logits = outputs["span_logits"].numpy()[..., :self.max_answer_length]
+        retrieval_probs = tf.nn.softmax(outputs["retrieval_logits"], axis=-1).numpy()
+        predictions = []
+        for row, question in enumerate(questions):
+            k, position, width = np.unravel_index(np.argmax(span_logits[row]), span_logits[row].shape)
+            score = float(span_logits[row, k, position, width])
+            answer, answer_block = "", -1
+            if score > MASKED_LOGIT / 2:  # Some block held a valid span.
+                answer_block = int(candidate_ids[row, k])
+                start = position - reader.body_offsets[row, k]
+                answer = self.blocks.texts[answer_block][
+                    self.blocks.token_begins[answer_block][start]:self.blocks.token_ends[answer_block][start + width]]
+            evidence = [
+                Evidence(int(block_id), self.blocks.doc_ids[block_id], self.blocks.title_texts[block_id],
+                         self.blocks.texts[block_id], float(retrieval_probs[row, column]))
+                for column, block_id in enumerate(candidate_ids[row].tolist())
+            ]
+            predictions.append(Prediction(question, answer, score, answer_block, evidence))
+        return predictions

@@ -1,0 +1,112 @@
+"""`OpenQaModel`: open-domain QA over a fixed index, and its fine-tuning loss.
+
+Fine-tuning (REALM §3.3 and ORQA): the block embeddings are those of the index, built
+once from the pre-trained document tower and kept fixed; the query tower and the
+reader train. A question x is answered from its top-K blocks z:
+
+  retrieval logit   S(x, z)    = Embed_query(x) . Embed_block(z)   (Embed_block from the index)
+  span logit        S(x, z, s) = MLP([h_start; h_end]) + S(x, z)   (the retrieval score added,
+                                                                     as in the released code)
+
+and trained by the marginal log-likelihood of the answer:
+
+  loss = -log sum_{z correct} softmax_z(S(x, z))  -  log sum_{(z, s) correct} softmax_{z, s}(S(x, z, s))
+
+where a span is correct when it matches an answer and a block is correct when it holds a
+correct span. A question none of whose retrieved blocks holds the answer contributes no
+loss (ORQA multiplies both terms by "any correct"); its share is reported as
+`answer_in_candidates`.
+"""
+
+from typing import Dict, Tuple
+
+import numpy as np
+import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+import tf_keras
+
+from realm_tf.configs import ExperimentConfig
+from realm_tf.modeling.embedder import ProjectedEmbedder
+from realm_tf.modeling.span_reader import MASKED_LOGIT, SpanReader
+
+_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+class OpenQaModel(tf_keras.Model):
+    """The query tower and the span reader.
+
+    Call with a batch (B questions, K candidates each):
+      query:                query packing, int32 [B, query_length] each
+      candidate_embeddings: float32 [B, K, projection_size], the candidates' rows of the index
+      reader:               reader packing, int32 [B, K, reader_length] each
+
+    Returns a dict:
+      retrieval_logits: float32 [B, K], S(x, z)
+      span_logits:      float32 [B, K, L, W], S(x, z, s); invalid spans `MASKED_LOGIT`
+      span_valid:       bool [B, K, L, W]
+    """
+
+    def __init__(self, config: ExperimentConfig, is_continuation: np.ndarray, name: str = "open_qa", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.query_embedder = ProjectedEmbedder(config.retriever, name="query_embedder")
+        self.reader = SpanReader(config.reader, is_continuation)
+
+    def call(self, batch, training=None) -> Dict[str, tf.Tensor]:
+        reader = batch["reader"]["input_word_ids"]
+        batch_size, num_candidates, length = tf.shape(reader)[0], tf.shape(reader)[1], tf.shape(reader)[2]
+        queries = self.query_embedder(batch["query"], training=training)
+        retrieval_logits = tf.einsum("bp,bkp->bk", queries, batch["candidate_embeddings"])
+        flat = {k: tf.reshape(batch["reader"][k], [batch_size * num_candidates, length]) for k in _KEYS}
+        logits, valid = self.reader(flat, training=training)
+        grid = tf.concat([[batch_size, num_candidates], tf.shape(logits)[1:]], axis=0)
+        logits, valid = tf.reshape(logits, grid), tf.reshape(valid, grid)
+        return {
+            "retrieval_logits": retrieval_logits,
+            "span_logits": tf.where(valid, logits + retrieval_logits[:, :, None, None], MASKED_LOGIT),
+            "span_valid": valid,
+        }
+
+
+def marginal_log_likelihood(logits: tf.Tensor, correct: tf.Tensor) -> tf.Tensor:
+    """log of the softmax probability mass of the correct entries, over the last axis.
+
+    Args:
+      logits: float32 [B, N].
+      correct: bool [B, N]. A row with no correct entry gives a large negative value,
+        finite so that masking it out keeps gradients finite.
+
+    Returns:
+      float32 [B].
+    """
+    masked = tf.where(correct, logits, logits + MASKED_LOGIT)
+    return tf.reduce_logsumexp(masked, axis=-1) - tf.reduce_logsumexp(logits, axis=-1)
+
+
+def finetuning_loss(outputs: Dict[str, tf.Tensor], batch) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+    """The mean over questions of the retriever's and the reader's negative marginal log-likelihoods.
+
+    Args:
+      outputs: `OpenQaModel` outputs for `batch`.
+      batch: with "answer_spans", float32 [B, K, L, W], 1 where a span matches an answer.
+
+    Returns:
+      (loss float32 [], metrics {"retriever_loss", "reader_loss", "answer_in_candidates",
+      "span_accuracy"}); span_accuracy counts questions whose best span is correct.
+    """
+    correct_spans = batch["answer_spans"] > 0
+    correct_blocks = tf.reduce_any(correct_spans, axis=[2, 3])
+    has_answer = tf.reduce_any(correct_blocks, axis=-1)
+    span_logits = outputs["span_logits"]
+    batch_size = tf.shape(span_logits)[0]
+    flat_logits = tf.reshape(span_logits, [batch_size, -1])
+    flat_correct = tf.reshape(correct_spans, [batch_size, -1])
+    retriever_loss = tf.where(has_answer, -marginal_log_likelihood(outputs["retrieval_logits"], correct_blocks), 0.0)
+    reader_loss = tf.where(has_answer, -marginal_log_likelihood(flat_logits, flat_correct), 0.0)
+    best = tf.argmax(flat_logits, axis=-1, output_type=tf.int32)
+    best_correct = tf.gather(flat_correct, best, batch_dims=1)
+    return tf.reduce_mean(retriever_loss + reader_loss), {
+        "retriever_loss": tf.reduce_mean(retriever_loss),
+        "reader_loss": tf.reduce_mean(reader_loss),
+        "answer_in_candidates": tf.reduce_mean(tf.cast(has_answer, tf.float32)),
+        "span_accuracy": tf.reduce_mean(tf.cast(best_correct, tf.float32)),
+    }

@@ -1,0 +1,173 @@
+"""Open-domain QA fine-tuning (REALM §3.3): the index fixed, the query tower and the reader trained.
+
+Per batch of questions, on the host:
+  - embed the questions with a copy of the query tower (synced from the one being
+    trained every `finetune.query_sync_every_steps` steps) and take their top
+    `finetune.top_k` blocks from the fixed index, with the blocks' stored embeddings;
+  - pack `[CLS] question [SEP] body [SEP]` for each (question, block) and mark every
+    span that matches an answer (`realm_tf.features.answer_spans`).
+In the step (static shapes): the retrieval logits with the current query tower, the span
+logits, and the marginal log-likelihood of `realm_tf.modeling.open_qa.finetuning_loss`.
+
+Many questions per batch: the released code, and ports of it, take one per step.
+"""
+
+import logging
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+
+from realm_tf.configs import ExperimentConfig
+from realm_tf.corpus.block_store import BlockStore
+from realm_tf.corpus.manifest import BlocksManifest, ManifestError
+from realm_tf.evaluation.qa_data import QaExample, read_qa
+from realm_tf.features import Featurizer
+from realm_tf.features.answer_spans import AnswerMatcher, find_answer_spans
+from realm_tf.features.reader_inputs import pack_reader_candidates
+from realm_tf.modeling.embedder import ProjectedEmbedder
+from realm_tf.modeling.open_qa import OpenQaModel, finetuning_loss
+from realm_tf.retrieval.fixed_index import FixedIndex
+from realm_tf.tasks.example_order import epoch_batches
+
+logger = logging.getLogger(__name__)
+_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def build_open_qa_model(config: ExperimentConfig, featurizer: Featurizer) -> OpenQaModel:
+    """An `OpenQaModel` with its variables created, so checkpoints restore into it at once."""
+    model = OpenQaModel(config, featurizer.vocabulary.continuation_mask())
+    f = config.features
+    zeros = lambda *shape: {k: tf.zeros(shape, tf.int32) for k in _KEYS}  # noqa: E731
+    model({"query": zeros(1, f.query_length), "reader": zeros(1, 1, f.reader_length),
+           "candidate_embeddings": tf.zeros([1, 1, config.retriever.projection_size])})
+    return model
+
+
+def restore_initial_weights(model: OpenQaModel, init_dir: str) -> str:
+    """Starts from the newest checkpoint of a pre-training (query tower and reader BERT)
+    or ICT (query tower only) `--model_dir`; returns the checkpoint path."""
+    path = tf.train.latest_checkpoint(os.path.join(init_dir, "checkpoints"))
+    if path is None:
+        raise FileNotFoundError(f"{init_dir}: no checkpoint under checkpoints/")
+    names = {name for name, _ in tf.train.list_variables(path)}
+    if any(name.startswith("model/reader/encoder/") for name in names):  # REALM pre-training.
+        source = tf.train.Checkpoint(
+            retriever=tf.train.Checkpoint(query_embedder=model.query_embedder),
+            reader=tf.train.Checkpoint(encoder=model.reader.encoder))
+    else:  # ICT: the checkpoint's model is the retriever itself.
+        source = tf.train.Checkpoint(query_embedder=model.query_embedder)
+    tf.train.Checkpoint(model=source).restore(path).assert_existing_objects_matched().expect_partial()
+    return path
+
+
+def restore_finetuned(model: OpenQaModel, model_dir: str) -> str:
+    """Loads the newest fine-tuning checkpoint of `model_dir` (the optimizer's slots are left out)."""
+    path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if path is None:
+        raise FileNotFoundError(f"{model_dir}: no fine-tuning checkpoint under checkpoints/")
+    tf.train.Checkpoint(model=model).restore(path).assert_existing_objects_matched().expect_partial()
+    return path
+
+
+class FinetuneTask:
+    """Inputs and loss of open-QA fine-tuning over a fixed index.
+
+    Args:
+      config: the experiment config (`finetune.*`, `reader.max_span_length`).
+      qa_path: training questions with answers (`realm_tf.evaluation.qa_data` formats).
+      blocks_dir: the chunked corpus the index was built from.
+      index: an index version, or an index root (its newest version, then fixed).
+      qa_format: the QA file's format, or "auto".
+    """
+
+    def __init__(self, config: ExperimentConfig, qa_path: str, blocks_dir: str, index: str,
+                 qa_format: str = "auto", search_method: str = "scann"):
+        self.config = config
+        self.featurizer = Featurizer(config.features)
+        BlocksManifest.read(blocks_dir).check_compatible(
+            blocks_dir, config.features.block_length, self.featurizer.vocabulary.sha256)
+        self.examples: List[QaExample] = read_qa(qa_path, qa_format)
+        self.blocks = BlockStore(blocks_dir, self.featurizer)
+        self.index = FixedIndex(index, method=search_method)
+        unknown = np.setdiff1d(self.index.block_ids, np.fromiter(self.blocks.bodies, np.int64))
+        if len(unknown):
+            raise ManifestError(f"{self.index.path}: {len(unknown)} indexed blocks (e.g. {unknown[0]}) are not in "
+                                f"{blocks_dir}; was the index built from another corpus?")
+        self.top_k = config.finetune.top_k
+        self.max_span_length = config.reader.max_span_length
+        self.matchers = [AnswerMatcher(e.answers, e.answers_are_regex) for e in self.examples]
+        self.question_tokens = self.featurizer.tokenize([e.question for e in self.examples])
+        self.is_word_start = ~self.featurizer.vocabulary.continuation_mask()
+        # The host's copy of the query tower, which chooses the candidates.
+        self.search_embedder = ProjectedEmbedder(config.retriever, name="search_embedder")
+        self.search_embedder(self.featurizer.pack_query(self.question_tokens[:1]))
+        self._model: Optional[OpenQaModel] = None
+
+    # --- model -------------------------------------------------------------------------
+
+    def build_model(self) -> OpenQaModel:
+        self._model = build_open_qa_model(self.config, self.featurizer)
+        return self._model
+
+    def sync_search_embedder(self, model: OpenQaModel) -> None:
+        self.search_embedder.set_weights(model.query_embedder.get_weights())
+
+    # --- inputs ------------------------------------------------------------------------
+
+    def build_train_dataset(self, global_batch_size: int, seed: int, start_step: int = 0) -> tf.data.Dataset:
+        """Endless batches of `make_batch` in an order fixed by `seed` (resumable at `start_step`)."""
+        if self._model is not None:  # Search with the weights training starts from (restored or initialized).
+            self.sync_search_embedder(self._model)
+        batches = lambda: (self.make_batch(indices) for indices in  # noqa: E731
+                           epoch_batches(len(self.examples), global_batch_size, seed, start_step))
+        return tf.data.Dataset.from_generator(batches, output_signature=self._signature(global_batch_size)).prefetch(2)
+
+    def _signature(self, batch_size: int):
+        f, k, w = self.config.features, self.top_k, self.max_span_length
+        features = lambda *shape: {key: tf.TensorSpec(shape, tf.int32) for key in _KEYS}  # noqa: E731
+        return {
+            "query": features(batch_size, f.query_length),
+            "candidate_embeddings": tf.TensorSpec((batch_size, k, self.config.retriever.projection_size), tf.float32),
+            "candidate_ids": tf.TensorSpec((batch_size, k), tf.int64),
+            "reader": features(batch_size, k, f.reader_length),
+            "answer_spans": tf.TensorSpec((batch_size, k, f.reader_length, w), tf.float32),
+        }
+
+    def make_batch(self, example_indices: np.ndarray) -> Dict:
+        """Retrieves candidates for the questions, packs them and marks the answer spans (numpy)."""
+        b, k, w = len(example_indices), self.top_k, self.max_span_length
+        query_tokens = tf.gather(self.question_tokens, example_indices)
+        query = self.featurizer.pack_query(query_tokens)
+        candidate_ids, candidate_embeddings = self.index.search(self.search_embedder(query).numpy(), k)
+        reader = pack_reader_candidates(
+            self.featurizer, query_tokens, [[self.blocks.bodies[i] for i in row] for row in candidate_ids.tolist()])
+        answer_spans = np.zeros((b, k, self.config.features.reader_length, w), np.float32)
+        for row, example_index in enumerate(example_indices):
+            for column, block_id in enumerate(candidate_ids[row].tolist()):
+                spans = find_answer_spans(
+                    self.matchers[example_index], self.blocks.texts[block_id], self.blocks.token_begins[block_id],
+                    self.blocks.token_ends[block_id], self.is_word_start[self.blocks.bodies[block_id]],
+                    int(reader.body_lengths[row, column]), w)
+                offset = reader.body_offsets[row, column]
+                for start, end in spans:
+                    answer_spans[row, column, offset + start, end - start] = 1.0
+        return {
+            "query": {key: query[key].numpy() for key in _KEYS},
+            "candidate_embeddings": candidate_embeddings.astype(np.float32),
+            "candidate_ids": candidate_ids,
+            "reader": reader.features,
+            "answer_spans": answer_spans,
+        }
+
+    # --- loss --------------------------------------------------------------------------
+
+    def compute_loss(self, model: OpenQaModel, batch, training: bool):
+        return finetuning_loss(model(batch, training=training), batch)
+
+    def after_step(self, trainer, step: int, metrics: Dict[str, float]) -> Dict[str, float]:
+        if step % self.config.finetune.query_sync_every_steps == 0:
+            self.sync_search_embedder(trainer.model)
+        return {}

@@ -1,0 +1,145 @@
+"""The span reader and the fine-tuning loss against direct numpy computations."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from realm_tf.features import Featurizer
+from realm_tf.features.answer_spans import AnswerMatcher, find_answer_spans
+from realm_tf.features.reader_inputs import pack_reader_candidates
+from realm_tf.modeling.open_qa import OpenQaModel, finetuning_loss
+from realm_tf.modeling.span_reader import MASKED_LOGIT, SpanScorer, valid_spans
+
+
+@pytest.fixture(scope="module")
+def featurizer(tiny_config):
+    return Featurizer(tiny_config.features)
+
+
+def _layer_norm(x, gamma, beta, epsilon):
+    mean = x.mean(-1, keepdims=True)
+    variance = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(variance + epsilon) * gamma + beta
+
+
+def test_span_scores_are_the_mlp_over_start_and_end_states():
+    n, length, hidden, width, span_hidden = 2, 7, 6, 3, 5
+    scorer = SpanScorer(span_hidden, width, initializer_range=0.5)
+    sequence = np.random.default_rng(0).normal(size=(n, length, hidden)).astype(np.float32)
+    scores = scorer(tf.constant(sequence)).numpy()
+    assert scores.shape == (n, length, width)
+    kernel, bias = scorer.dense.get_weights()
+    gamma, beta = scorer.layer_norm.get_weights()
+    out_kernel, out_bias = scorer.dense_1.get_weights()
+    # MLP([h_s; h_e]) with the first layer's kernel stacked from the two halves.
+    first = np.concatenate([kernel[:, :span_hidden], kernel[:, span_hidden:]], axis=0)
+    for i in range(n):
+        for start in range(length):
+            for w in range(width):
+                if start + w >= length:
+                    continue
+                pair = np.concatenate([sequence[i, start], sequence[i, start + w]])
+                hidden_units = np.maximum(pair @ first + bias[:span_hidden] + bias[span_hidden:], 0)
+                expected = _layer_norm(hidden_units, gamma, beta, 1e-3) @ out_kernel + out_bias
+                np.testing.assert_allclose(scores[i, start, w], expected[0], rtol=1e-4, atol=1e-5)
+
+
+def test_valid_spans_stay_inside_the_body_and_on_word_boundaries(featurizer):
+    # "tesla" is one token, "nikolaus" splits into pieces ("nikola", "##us").
+    query = featurizer.tokenize(["who"])
+    body = featurizer.tokenize(["nikolaus tesla ."])[0].numpy().tolist()
+    vocab = featurizer.vocabulary
+    inputs = pack_reader_candidates(featurizer, query, [[body]])
+    features = {k: tf.constant(v[0]) for k, v in inputs.features.items()}
+    valid = valid_spans(features, tf.constant(vocab.continuation_mask()), 4).numpy()[0]
+    continuation = vocab.continuation_mask()[body]
+    assert continuation.any(), "the test needs a word split into pieces"
+    offset = inputs.body_offsets[0, 0]
+    expected = np.zeros_like(valid)
+    for start in range(len(body)):
+        for end in range(start, min(start + 4, len(body))):
+            starts_word = not continuation[start]
+            ends_word = end + 1 == len(body) or not continuation[end + 1]
+            expected[offset + start, end - start] = starts_word and ends_word
+    np.testing.assert_array_equal(valid, expected)
+
+
+def _numpy_loss(retrieval_logits, span_logits, answer_spans):
+    losses = []
+    for b in range(len(retrieval_logits)):
+        correct = answer_spans[b] > 0
+        correct_blocks = correct.reshape(len(correct), -1).any(-1)
+        if not correct_blocks.any():
+            losses.append(0.0)
+            continue
+        p_blocks = np.exp(retrieval_logits[b] - retrieval_logits[b].max())
+        p_blocks /= p_blocks.sum()
+        flat = span_logits[b].reshape(-1)
+        p_spans = np.exp(flat - flat.max())
+        p_spans /= p_spans.sum()
+        losses.append(-np.log(p_blocks[correct_blocks].sum()) - np.log(p_spans[correct.reshape(-1)].sum()))
+    return np.mean(losses)
+
+
+def test_finetuning_loss_is_the_marginal_over_blocks_and_matching_spans():
+    rng = np.random.default_rng(1)
+    b, k, length, width = 3, 4, 6, 3
+    retrieval_logits = rng.normal(size=(b, k)).astype(np.float32) * 3
+    span_logits = rng.normal(size=(b, k, length, width)).astype(np.float32) * 2
+    span_logits[:, :, -1, 1:] = MASKED_LOGIT  # Some invalid spans, as the reader masks them.
+    answer_spans = np.zeros((b, k, length, width), np.float32)
+    answer_spans[0, 1, 2, 0] = answer_spans[0, 1, 4, 1] = answer_spans[0, 3, 0, 2] = 1  # Three matches, two blocks.
+    answer_spans[1, 0, 3, 0] = 1
+    # Question 2: no retrieved block holds the answer, so it adds no loss.
+    outputs = {"retrieval_logits": tf.constant(retrieval_logits), "span_logits": tf.constant(span_logits)}
+    loss, metrics = finetuning_loss(outputs, {"answer_spans": tf.constant(answer_spans)})
+    np.testing.assert_allclose(loss.numpy(), _numpy_loss(retrieval_logits, span_logits, answer_spans), rtol=1e-5)
+    assert metrics["answer_in_candidates"].numpy() == pytest.approx(2 / 3)
+    # The question without an answer gives finite, zero gradients.
+    logits = tf.Variable(span_logits)
+    with tf.GradientTape() as tape:
+        loss, _ = finetuning_loss({"retrieval_logits": tf.constant(retrieval_logits), "span_logits": logits},
+                                  {"answer_spans": tf.constant(answer_spans)})
+    gradient = tape.gradient(loss, logits).numpy()
+    assert np.isfinite(gradient).all() and not gradient[2].any() and gradient[0].any()
+
+
+def test_span_logits_add_the_retrieval_score_to_the_reader_score(tiny_config, featurizer):
+    model = OpenQaModel(tiny_config, featurizer.vocabulary.continuation_mask())
+    query_tokens = featurizer.tokenize(["who was tesla", "where"])
+    bodies = [[featurizer.tokenize(["nikola tesla was an inventor ."])[0].numpy().tolist(), []]] * 2
+    reader = pack_reader_candidates(featurizer, query_tokens, bodies)
+    embeddings = np.random.default_rng(2).normal(size=(2, 2, tiny_config.retriever.projection_size)).astype(np.float32)
+    outputs = model({"query": featurizer.pack_query(query_tokens), "candidate_embeddings": tf.constant(embeddings),
+                     "reader": {k: tf.constant(v) for k, v in reader.features.items()}})
+    queries = model.query_embedder(featurizer.pack_query(query_tokens)).numpy()
+    np.testing.assert_allclose(outputs["retrieval_logits"].numpy(), np.einsum("bp,bkp->bk", queries, embeddings),
+                               rtol=1e-5, atol=1e-5)
+    flat = {k: tf.constant(v.reshape(4, -1)) for k, v in reader.features.items()}
+    reader_logits, valid = model.reader(flat)
+    reader_logits, valid = reader_logits.numpy().reshape(2, 2, *reader_logits.shape[1:]), valid.numpy().reshape(
+        2, 2, *valid.shape[1:])
+    expected = reader_logits + outputs["retrieval_logits"].numpy()[:, :, None, None]
+    got = outputs["span_logits"].numpy()
+    np.testing.assert_allclose(got[valid], expected[valid], rtol=1e-5, atol=1e-4)
+    assert (got[~valid] == MASKED_LOGIT).all()
+    assert not valid[:, 1].any()  # The empty block (null document) has no span.
+
+
+def test_every_occurrence_of_an_answer_is_a_target(featurizer):
+    text = "Tesla was born in 1856. Later, Tesla moved to the U.S., where the Tesla coil made Teslas famous."
+    ids, begins, ends = featurizer.tokenize_with_char_offsets([text])[0]
+    word_start = ~featurizer.vocabulary.continuation_mask()[ids]
+
+    def spans(answers, num_tokens=len(ids), max_length=10, regex=False):
+        found = find_answer_spans(AnswerMatcher(answers, regex), text, begins, ends, word_start, num_tokens, max_length)
+        return [text[begins[s]:ends[e]] for s, e in found]
+
+    # Three times "Tesla" ("Teslas" does not match); not with an article or punctuation around it.
+    assert spans(["Tesla"]) == ["Tesla", "Tesla", "Tesla"]
+    assert spans(["the u.s."]) == ["U.S"]
+    assert spans(["1856"]) == ["1856"]
+    assert spans(["born in 1856"], max_length=2) == []  # Three tokens: longer than allowed.
+    assert spans(["Tesla"], num_tokens=3) == ["Tesla"]  # The rest was truncated away.
+    assert spans(["tesl"]) == []  # Never a piece of a word.
+    assert spans([r"18[0-9]{2}"], regex=True) == ["1856"]
