@@ -136,7 +136,8 @@ def _finetune_stage(args) -> List[str]:
     metrics = result["train"]
     return [
         f"step {result['step']} ({result['steps_per_second']:.2f} steps/s): loss {metrics.get('loss', float('nan')):.3f}, "
-        f"answer in the retrieved blocks {metrics.get('answer_in_candidates', float('nan')):.3f}, "
+        f"answer in the retriever's beam {metrics.get('answer_in_beam', float('nan')):.3f}, "
+        f"in the blocks read {metrics.get('answer_in_candidates', float('nan')):.3f}, "
         f"best span correct {metrics.get('span_accuracy', float('nan')):.3f} (last batch)",
         f"fixed index: {result['index_version']}",
     ]

@@ -48,11 +48,13 @@ def test_answer_spans_mark_every_occurrence_the_reader_can_see(task):
     batch = task.make_batch(np.arange(len(task.examples)))
     k, width = task.top_k, task.max_span_length
     assert batch["answer_spans"].shape == (len(task.examples), k, task.config.features.reader_length, width)
-    assert batch["candidate_embeddings"].shape == (len(task.examples), k, 128)
+    # The retriever's beam: the whole small corpus (fewer blocks than the tiny beam of 500).
+    assert batch["candidate_embeddings"].shape == (len(task.examples), len(task.blocks), 128)
+    assert (batch["retrieval_correct"][:, :k] >= batch["answer_spans"].any(axis=(2, 3))).all()
     marked = 0
     for row, example in enumerate(task.examples):
         answers = {normalize_answer(a) for a in example.answers}
-        for column, block_id in enumerate(batch["candidate_ids"][row]):
+        for column, block_id in enumerate(batch["candidate_ids"][row, :k]):
             words = batch["reader"]["input_word_ids"][row, column]
             offset = int(np.argmax(batch["reader"]["input_type_ids"][row, column]))
             begins, ends = task.blocks.token_begins[block_id], task.blocks.token_ends[block_id]

@@ -64,44 +64,53 @@ def test_valid_spans_stay_inside_the_body_and_on_word_boundaries(featurizer):
     np.testing.assert_array_equal(valid, expected)
 
 
-def _numpy_loss(retrieval_logits, span_logits, answer_spans):
+def _softmax(logits):
+    p = np.exp(logits - logits.max())
+    return p / p.sum()
+
+
+def _numpy_loss(retrieval_logits, retrieval_correct, span_logits, answer_spans):
     losses = []
     for b in range(len(retrieval_logits)):
-        correct = answer_spans[b] > 0
-        correct_blocks = correct.reshape(len(correct), -1).any(-1)
-        if not correct_blocks.any():
-            losses.append(0.0)
-            continue
-        p_blocks = np.exp(retrieval_logits[b] - retrieval_logits[b].max())
-        p_blocks /= p_blocks.sum()
-        flat = span_logits[b].reshape(-1)
-        p_spans = np.exp(flat - flat.max())
-        p_spans /= p_spans.sum()
-        losses.append(-np.log(p_blocks[correct_blocks].sum()) - np.log(p_spans[correct.reshape(-1)].sum()))
+        loss = 0.0
+        correct_blocks = retrieval_correct[b] > 0
+        if correct_blocks.any():
+            loss -= np.log(_softmax(retrieval_logits[b])[correct_blocks].sum())
+        correct_spans = answer_spans[b].reshape(-1) > 0
+        if correct_spans.any():
+            loss -= np.log(_softmax(span_logits[b].reshape(-1))[correct_spans].sum())
+        losses.append(loss)
     return np.mean(losses)
 
 
-def test_finetuning_loss_is_the_marginal_over_blocks_and_matching_spans():
+def test_finetuning_loss_is_the_marginal_over_the_beam_and_over_matching_spans():
     rng = np.random.default_rng(1)
-    b, k, length, width = 3, 4, 6, 3
-    retrieval_logits = rng.normal(size=(b, k)).astype(np.float32) * 3
+    b, beam, k, length, width = 4, 7, 4, 6, 3
+    retrieval_logits = rng.normal(size=(b, beam)).astype(np.float32) * 3
     span_logits = rng.normal(size=(b, k, length, width)).astype(np.float32) * 2
     span_logits[:, :, -1, 1:] = MASKED_LOGIT  # Some invalid spans, as the reader masks them.
     answer_spans = np.zeros((b, k, length, width), np.float32)
+    retrieval_correct = np.zeros((b, beam), np.float32)
     answer_spans[0, 1, 2, 0] = answer_spans[0, 1, 4, 1] = answer_spans[0, 3, 0, 2] = 1  # Three matches, two blocks.
-    answer_spans[1, 0, 3, 0] = 1
-    # Question 2: no retrieved block holds the answer, so it adds no loss.
+    retrieval_correct[0, [1, 3, 5]] = 1  # And one block beyond the reader's top k.
+    answer_spans[1, 0, 3, 0] = retrieval_correct[1, 0] = 1
+    retrieval_correct[2, 6] = 1  # Question 2: only in the beam: a retriever term, no reader term.
+    # Question 3: nowhere, so it adds no loss.
+    batch = {"answer_spans": tf.constant(answer_spans), "retrieval_correct": tf.constant(retrieval_correct)}
     outputs = {"retrieval_logits": tf.constant(retrieval_logits), "span_logits": tf.constant(span_logits)}
-    loss, metrics = finetuning_loss(outputs, {"answer_spans": tf.constant(answer_spans)})
-    np.testing.assert_allclose(loss.numpy(), _numpy_loss(retrieval_logits, span_logits, answer_spans), rtol=1e-5)
-    assert metrics["answer_in_candidates"].numpy() == pytest.approx(2 / 3)
-    # The question without an answer gives finite, zero gradients.
-    logits = tf.Variable(span_logits)
+    loss, metrics = finetuning_loss(outputs, batch)
+    expected = _numpy_loss(retrieval_logits, retrieval_correct, span_logits, answer_spans)
+    np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-5)
+    assert metrics["answer_in_beam"].numpy() == pytest.approx(3 / 4)
+    assert metrics["answer_in_candidates"].numpy() == pytest.approx(2 / 4)
+    # Questions with nothing correct give finite, zero gradients to that term.
+    retrieval, spans = tf.Variable(retrieval_logits), tf.Variable(span_logits)
     with tf.GradientTape() as tape:
-        loss, _ = finetuning_loss({"retrieval_logits": tf.constant(retrieval_logits), "span_logits": logits},
-                                  {"answer_spans": tf.constant(answer_spans)})
-    gradient = tape.gradient(loss, logits).numpy()
-    assert np.isfinite(gradient).all() and not gradient[2].any() and gradient[0].any()
+        loss, _ = finetuning_loss({"retrieval_logits": retrieval, "span_logits": spans}, batch)
+    retrieval_gradient, span_gradient = (g.numpy() for g in tape.gradient(loss, [retrieval, spans]))
+    assert np.isfinite(retrieval_gradient).all() and np.isfinite(span_gradient).all()
+    assert retrieval_gradient[2].any() and not retrieval_gradient[3].any()
+    assert span_gradient[0].any() and not span_gradient[2].any() and not span_gradient[3].any()
 
 
 def test_span_logits_add_the_retrieval_score_to_the_reader_score(tiny_config, featurizer):

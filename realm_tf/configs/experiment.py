@@ -167,6 +167,10 @@ class FinetuneConfig(base_config.Config):
     )
     # Blocks read per question, retrieved from an index built once and kept fixed.
     top_k: int = 5
+    # ORQA's "early update", which REALM's fine-tuning keeps: the retriever's loss ranges
+    # over this many top blocks (the reader reads the first top_k of them), so a question
+    # whose answer is not in the top_k still teaches the query tower.
+    retriever_beam_size: int = 5000
     # The host searches the index with a copy of the query tower, synced from the one
     # being trained every this many steps. Ours: the released code searches in-graph.
     query_sync_every_steps: int = 10

@@ -163,6 +163,8 @@ def validate_config(config: ExperimentConfig) -> None:
         _require(value >= 0, f"index.{field}", value, "must not be negative")
     _require(0 <= config.ict.heldout_percent < 100, "ict.heldout_percent", config.ict.heldout_percent,
              "must be in [0, 100)")
+    _require(config.finetune.retriever_beam_size >= config.finetune.top_k, "finetune.retriever_beam_size",
+             config.finetune.retriever_beam_size, f"must be at least finetune.top_k ({config.finetune.top_k})")
     _require(config.pretrain.top_k >= 2, "pretrain.top_k", config.pretrain.top_k,
              "must be at least 2 (the null document and one retrieved block)")
     _require(config.pretrain.masking in ("salient", "random"), "pretrain.masking", config.pretrain.masking,

@@ -12,7 +12,7 @@ counts, so an answer that occurs three times in a block gives three targets.
 """
 
 import re
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -28,9 +28,13 @@ class AnswerMatcher:
         self._normalized = {normalize_answer(a) for a in answers} - {""}
         self._patterns = [re.compile(a, re.IGNORECASE | re.UNICODE) for a in answers] if answers_are_regex else []
 
-    def in_text(self, text: str) -> bool:
-        """Whether any answer occurs in `text` at all (cheap; filters blocks first)."""
-        return answer_in_text(text, self.answers, self.answers_are_regex)
+    def in_text(self, text: str, normalized: Optional[str] = None) -> bool:
+        """Whether any answer occurs in `text` (`answer_in_text`); `normalized`, the
+        text's `normalize_answer` if at hand, saves normalizing it again."""
+        if self.answers_are_regex or normalized is None:
+            return answer_in_text(text, self.answers, self.answers_are_regex)
+        padded = f" {normalized} "
+        return any(f" {answer} " in padded for answer in self._normalized)
 
     def matches(self, span_text: str) -> bool:
         if self.answers_are_regex:

@@ -8,14 +8,18 @@ reader train. A question x is answered from its top-K blocks z:
   span logit        S(x, z, s) = MLP([h_start; h_end]) + S(x, z)   (the retrieval score added,
                                                                      as in the released code)
 
-and trained by the marginal log-likelihood of the answer:
+and trained by the marginal log-likelihood of the answer, in two terms as ORQA (whose
+fine-tuning REALM reuses):
 
-  loss = -log sum_{z correct} softmax_z(S(x, z))  -  log sum_{(z, s) correct} softmax_{z, s}(S(x, z, s))
+  loss = -log sum_{z in beam, z correct} softmax_{z in beam}(S(x, z))
+         -log sum_{(z, s) correct, z in top-K} softmax_{(z, s)}(S(x, z, s))
 
-where a span is correct when it matches an answer and a block is correct when it holds a
-correct span. A question none of whose retrieved blocks holds the answer contributes no
-loss (ORQA multiplies both terms by "any correct"); its share is reported as
-`answer_in_candidates`.
+The first ("early update") ranges over the top C blocks (`finetune.retriever_beam_size`,
+5000 in ORQA), a block being correct when its text contains an answer; the second over
+the K blocks the reader reads and their spans, a span being correct when it matches an
+answer. A term with nothing correct contributes no loss (ORQA multiplies each by "any
+correct"); the shares of questions with an answer in the beam and in the top K are
+reported as `answer_in_beam` and `answer_in_candidates`.
 """
 
 from typing import Dict, Tuple
@@ -35,13 +39,13 @@ _KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 class OpenQaModel(tf_keras.Model):
     """The query tower and the span reader.
 
-    Call with a batch (B questions, K candidates each):
+    Call with a batch (B questions, C >= K retrieved blocks each, the reader reading the first K):
       query:                query packing, int32 [B, query_length] each
-      candidate_embeddings: float32 [B, K, projection_size], the candidates' rows of the index
+      candidate_embeddings: float32 [B, C, projection_size], the retrieved blocks' rows of the index
       reader:               reader packing, int32 [B, K, reader_length] each
 
     Returns a dict:
-      retrieval_logits: float32 [B, K], S(x, z)
+      retrieval_logits: float32 [B, C], S(x, z)
       span_logits:      float32 [B, K, L, W], S(x, z, s); invalid spans `MASKED_LOGIT`
       span_valid:       bool [B, K, L, W]
     """
@@ -60,9 +64,10 @@ class OpenQaModel(tf_keras.Model):
         logits, valid = self.reader(flat, training=training)
         grid = tf.concat([[batch_size, num_candidates], tf.shape(logits)[1:]], axis=0)
         logits, valid = tf.reshape(logits, grid), tf.reshape(valid, grid)
+        read = retrieval_logits[:, :num_candidates, None, None]
         return {
             "retrieval_logits": retrieval_logits,
-            "span_logits": tf.where(valid, logits + retrieval_logits[:, :, None, None], MASKED_LOGIT),
+            "span_logits": tf.where(valid, logits + read, MASKED_LOGIT),
             "span_valid": valid,
         }
 
@@ -87,26 +92,31 @@ def finetuning_loss(outputs: Dict[str, tf.Tensor], batch) -> Tuple[tf.Tensor, Di
 
     Args:
       outputs: `OpenQaModel` outputs for `batch`.
-      batch: with "answer_spans", float32 [B, K, L, W], 1 where a span matches an answer.
+      batch: with "retrieval_correct", float32 [B, C], 1 where a block of the beam
+        contains an answer, and "answer_spans", float32 [B, K, L, W], 1 where a span of
+        a read block matches an answer.
 
     Returns:
-      (loss float32 [], metrics {"retriever_loss", "reader_loss", "answer_in_candidates",
-      "span_accuracy"}); span_accuracy counts questions whose best span is correct.
+      (loss float32 [], metrics {"retriever_loss", "reader_loss", "answer_in_beam",
+      "answer_in_candidates", "span_accuracy"}); span_accuracy counts questions whose
+      best span is correct.
     """
-    correct_spans = batch["answer_spans"] > 0
-    correct_blocks = tf.reduce_any(correct_spans, axis=[2, 3])
-    has_answer = tf.reduce_any(correct_blocks, axis=-1)
+    correct_blocks = batch["retrieval_correct"] > 0
+    in_beam = tf.reduce_any(correct_blocks, axis=-1)
+    retriever_loss = tf.where(in_beam, -marginal_log_likelihood(outputs["retrieval_logits"], correct_blocks), 0.0)
     span_logits = outputs["span_logits"]
     batch_size = tf.shape(span_logits)[0]
     flat_logits = tf.reshape(span_logits, [batch_size, -1])
-    flat_correct = tf.reshape(correct_spans, [batch_size, -1])
-    retriever_loss = tf.where(has_answer, -marginal_log_likelihood(outputs["retrieval_logits"], correct_blocks), 0.0)
-    reader_loss = tf.where(has_answer, -marginal_log_likelihood(flat_logits, flat_correct), 0.0)
+    flat_correct = tf.reshape(batch["answer_spans"] > 0, [batch_size, -1])
+    in_candidates = tf.reduce_any(flat_correct, axis=-1)
+    reader_loss = tf.where(in_candidates, -marginal_log_likelihood(flat_logits, flat_correct), 0.0)
     best = tf.argmax(flat_logits, axis=-1, output_type=tf.int32)
     best_correct = tf.gather(flat_correct, best, batch_dims=1)
+    share = lambda flags: tf.reduce_mean(tf.cast(flags, tf.float32))  # noqa: E731
     return tf.reduce_mean(retriever_loss + reader_loss), {
         "retriever_loss": tf.reduce_mean(retriever_loss),
         "reader_loss": tf.reduce_mean(reader_loss),
-        "answer_in_candidates": tf.reduce_mean(tf.cast(has_answer, tf.float32)),
-        "span_accuracy": tf.reduce_mean(tf.cast(best_correct, tf.float32)),
+        "answer_in_beam": share(in_beam),
+        "answer_in_candidates": share(in_candidates),
+        "span_accuracy": share(best_correct),
     }

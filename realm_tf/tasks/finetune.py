@@ -3,9 +3,10 @@
 Per batch of questions, on the host:
   - embed the questions with a copy of the query tower (synced from the one being
     trained every `finetune.query_sync_every_steps` steps) and take their top
-    `finetune.top_k` blocks from the fixed index, with the blocks' stored embeddings;
-  - pack `[CLS] question [SEP] body [SEP]` for each (question, block) and mark every
-    span that matches an answer (`realm_tf.features.answer_spans`).
+    `finetune.retriever_beam_size` blocks from the fixed index, with the blocks' stored
+    embeddings, marking those whose text contains an answer;
+  - pack `[CLS] question [SEP] body [SEP]` for the first `finetune.top_k` of them and
+    mark every span that matches an answer (`realm_tf.features.answer_spans`).
 In the step (static shapes): the retrieval logits with the current query tower, the span
 logits, and the marginal log-likelihood of `realm_tf.modeling.open_qa.finetuning_loss`.
 
@@ -23,6 +24,7 @@ import tensorflow as tf
 from realm_tf.configs import ExperimentConfig
 from realm_tf.corpus.block_store import BlockStore
 from realm_tf.corpus.manifest import BlocksManifest, ManifestError
+from realm_tf.evaluation.answer_metrics import normalize_answer
 from realm_tf.evaluation.qa_data import QaExample, read_qa
 from realm_tf.features import Featurizer
 from realm_tf.features.answer_spans import AnswerMatcher, find_answer_spans
@@ -97,6 +99,9 @@ class FinetuneTask:
             raise ManifestError(f"{self.index.path}: {len(unknown)} indexed blocks (e.g. {unknown[0]}) are not in "
                                 f"{blocks_dir}; was the index built from another corpus?")
         self.top_k = config.finetune.top_k
+        self.beam_size = min(config.finetune.retriever_beam_size, self.index.version.num_blocks)
+        if self.beam_size < self.top_k:
+            raise ManifestError(f"{self.index.path}: {self.beam_size} blocks, fewer than finetune.top_k={self.top_k}")
         self.max_span_length = config.reader.max_span_length
         self.matchers = [AnswerMatcher(e.answers, e.answers_are_regex) for e in self.examples]
         self.question_tokens = self.featurizer.tokenize([e.question for e in self.examples])
@@ -105,6 +110,7 @@ class FinetuneTask:
         self.search_embedder = ProjectedEmbedder(config.retriever, name="search_embedder")
         self.search_embedder(self.featurizer.pack_query(self.question_tokens[:1]))
         self._model: Optional[OpenQaModel] = None
+        self._normalized_texts: Dict[int, str] = {}  # Block id -> normalized text, as blocks come up.
 
     # --- model -------------------------------------------------------------------------
 
@@ -126,27 +132,31 @@ class FinetuneTask:
         return tf.data.Dataset.from_generator(batches, output_signature=self._signature(global_batch_size)).prefetch(2)
 
     def _signature(self, batch_size: int):
-        f, k, w = self.config.features, self.top_k, self.max_span_length
+        f, c, k, w = self.config.features, self.beam_size, self.top_k, self.max_span_length
         features = lambda *shape: {key: tf.TensorSpec(shape, tf.int32) for key in _KEYS}  # noqa: E731
         return {
             "query": features(batch_size, f.query_length),
-            "candidate_embeddings": tf.TensorSpec((batch_size, k, self.config.retriever.projection_size), tf.float32),
-            "candidate_ids": tf.TensorSpec((batch_size, k), tf.int64),
+            "candidate_embeddings": tf.TensorSpec((batch_size, c, self.config.retriever.projection_size), tf.float32),
+            "candidate_ids": tf.TensorSpec((batch_size, c), tf.int64),
+            "retrieval_correct": tf.TensorSpec((batch_size, c), tf.float32),
             "reader": features(batch_size, k, f.reader_length),
             "answer_spans": tf.TensorSpec((batch_size, k, f.reader_length, w), tf.float32),
         }
 
     def make_batch(self, example_indices: np.ndarray) -> Dict:
-        """Retrieves candidates for the questions, packs them and marks the answer spans (numpy)."""
+        """Retrieves the beam for the questions, packs the top k and marks the answers (numpy)."""
         b, k, w = len(example_indices), self.top_k, self.max_span_length
         query_tokens = tf.gather(self.question_tokens, example_indices)
         query = self.featurizer.pack_query(query_tokens)
-        candidate_ids, candidate_embeddings = self.index.search(self.search_embedder(query).numpy(), k)
+        candidate_ids, candidate_embeddings = self.index.search(self.search_embedder(query).numpy(), self.beam_size)
+        retrieval_correct = np.array(
+            [[self.matchers[e].in_text(self.blocks.texts[i], self._normalized_text(i)) for i in row]
+             for e, row in zip(example_indices, candidate_ids.tolist())], np.float32).reshape(b, self.beam_size)
         reader = pack_reader_candidates(
-            self.featurizer, query_tokens, [[self.blocks.bodies[i] for i in row] for row in candidate_ids.tolist()])
+            self.featurizer, query_tokens, [[self.blocks.bodies[i] for i in row[:k]] for row in candidate_ids.tolist()])
         answer_spans = np.zeros((b, k, self.config.features.reader_length, w), np.float32)
         for row, example_index in enumerate(example_indices):
-            for column, block_id in enumerate(candidate_ids[row].tolist()):
+            for column, block_id in enumerate(candidate_ids[row, :k].tolist()):
                 spans = find_answer_spans(
                     self.matchers[example_index], self.blocks.texts[block_id], self.blocks.token_begins[block_id],
                     self.blocks.token_ends[block_id], self.is_word_start[self.blocks.bodies[block_id]],
@@ -154,13 +164,21 @@ class FinetuneTask:
                 offset = reader.body_offsets[row, column]
                 for start, end in spans:
                     answer_spans[row, column, offset + start, end - start] = 1.0
+                if spans:  # Whatever the whole-text test says, a block with a matching span holds the answer.
+                    retrieval_correct[row, column] = 1.0
         return {
             "query": {key: query[key].numpy() for key in _KEYS},
             "candidate_embeddings": candidate_embeddings.astype(np.float32),
             "candidate_ids": candidate_ids,
+            "retrieval_correct": retrieval_correct,
             "reader": reader.features,
             "answer_spans": answer_spans,
         }
+
+    def _normalized_text(self, block_id: int) -> str:
+        if block_id not in self._normalized_texts:
+            self._normalized_texts[block_id] = normalize_answer(self.blocks.texts[block_id])
+        return self._normalized_texts[block_id]
 
     # --- loss --------------------------------------------------------------------------
 
