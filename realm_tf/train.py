@@ -170,10 +170,9 @@ def _run_finetune(args, config, strategy) -> Dict:
     if args.eval_qa:
         from realm_tf import evaluate
 
-        result["eval"] = evaluate.run([
-            f"--model_dir={args.model_dir}", f"--qa={args.eval_qa}", f"--format={args.qa_format}",
-            f"--metrics_output={os.path.join(args.model_dir, 'eval.json')}",
-            *(["--no_progress"] if args.no_progress else [])])
+        result["eval"] = evaluate.run([f"--model_dir={args.model_dir}", f"--qa={args.eval_qa}",
+                                       f"--format={args.qa_format}", *(["--no_progress"] if args.no_progress else [])])
+        _write_eval(args.model_dir, trainer.step, result["eval"])
     return result
 
 
@@ -194,7 +193,8 @@ def _write_eval(model_dir: str, step: int, metrics: Dict) -> None:
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
     with writer.as_default():
         for name, value in metrics.items():
-            tf.summary.scalar(name, value, step=step)
+            if isinstance(value, (int, float)):  # Not the paths some evaluations report.
+                tf.summary.scalar(name, value, step=step)
     writer.flush()
     with open(os.path.join(model_dir, "eval.json"), "w", encoding="utf-8") as f:
         json.dump({"step": step, **metrics}, f, indent=2)
