@@ -1,1 +1,1 @@
-"""SavedModel exports: the retriever's embedder (for indexing), and later the QA model."""
+"""SavedModel exports: the retriever's embedder (for indexing) and the QA model (`python -m realm_tf.export`)."""

@@ -1,0 +1,423 @@
+"""The QA export: a SavedModel that answers questions with evidence, retrieval inside the graph.
+
+Everything `QaPredictor` does on the host runs in the graph: tokenization and packing
+(the `Featurizer`, tensorflow-text), the query tower, top-k retrieval over the fixed
+index's block embeddings, the reader packing of each retrieved block, the span reader,
+and the decoding of the best span back to the exact slice of the block's text.
+
+Signatures (B = questions, K = blocks read per question):
+
+  serving_default(questions: string [B])
+  answer_with_options(questions: string [B], k: int32 [], max_answer_length: int32 [])
+
+both returning
+  answer          string  [B]     the best span's text, "" when no block holds a valid span
+  score           float32 [B]     its span logit (retrieval score included, as in training)
+  answer_block_id int64   [B]     the block it came from, -1 if none
+  block_ids       int64   [B, K]  the retrieved blocks, best first
+  titles, texts   string  [B, K]  their titles and texts
+  probabilities   float32 [B, K]  p(z | x), softmax of the retrieval scores over the K blocks
+
+Retrieval is "exact" (a matmul and `tf.math.top_k`: TF core and TF Text ops only, so
+stock TF Serving serves it) or "scann" (tensorflow-recommenders' ScaNN layer, built as
+the index version's searcher was; it needs the ScaNN ops: `import scann` before loading
+in Python, or a TF Serving built with them). Bad requests fail with InvalidArgumentError:
+questions that are not UTF-8, k outside [1, number of blocks], max_answer_length outside
+[1, reader.max_span_length]. Large batches are read `reader_batch_size` questions at a
+time, so memory stays bounded whatever the batch.
+
+Size limit: the block embeddings, token ids, per-token character offsets, titles and
+texts are variables of the SavedModel (not graph constants, so the 2 GB GraphDef limit
+does not apply); they are held in memory by whoever serves it: 4 * (D + 3 * tokens)
+bytes plus the title and text per block, 2 KB for a tiny block (3,869 take 7.7 MB), about
+5 KB for a full 288-wordpiece block (Wikipedia's 13M blocks: some 60 GB). Past what one
+server holds, search a separate index service and serve the reader on its own.
+
+`assets.extra/realm_qa.json` records the retrieval kind, top_k, the checkpoint, the
+blocks and the index version, and the config. `assets.extra/tf_serving_warmup_requests`
+holds a request per signature (PredictionLog records) that TF Serving runs when it loads
+the model, so that the first client does not wait for the graph's set-up; writing it
+needs tensorflow-serving-api (installed with realm_tf), without which it is left out.
+"""
+
+import datetime
+import json
+import logging
+import os
+import shutil
+import uuid
+from typing import Any, Dict, Optional
+
+import numpy as np
+import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+
+from realm_tf.configs import load_config
+from realm_tf.corpus.block_store import BlockStore
+from realm_tf.corpus.manifest import BlocksManifest
+from realm_tf.evaluate import read_run_info
+from realm_tf.features import Featurizer
+from realm_tf.modeling.open_qa import OpenQaModel
+from realm_tf.modeling.span_reader import MASKED_LOGIT
+from realm_tf.retrieval.index_version import MANIFEST_NAME, IndexVersion, latest_version
+from realm_tf.tasks.finetune import build_open_qa_model, restore_finetuned
+
+METADATA_PATH = os.path.join("assets.extra", "realm_qa.json")
+WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
+WARMUP_QUESTIONS = ("who wrote the declaration of independence?",)
+QA_FORMAT = "realm_tf.qa.v1"
+RETRIEVAL_KINDS = ("scann", "exact")
+_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+# Output name -> (dtype, shape with None for B and K).
+OUTPUTS = {
+    "answer": (tf.string, [None]),
+    "score": (tf.float32, [None]),
+    "answer_block_id": (tf.int64, [None]),
+    "block_ids": (tf.int64, [None, None]),
+    "titles": (tf.string, [None, None]),
+    "texts": (tf.string, [None, None]),
+    "probabilities": (tf.float32, [None, None]),
+}
+_QUESTIONS = tf.TensorSpec([None], tf.string, name="questions")
+
+
+class QaExportError(ValueError):
+    """A QA export that cannot be made from the given model, blocks and index."""
+
+
+def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.ndarray]:
+    """The indexed blocks as flat arrays, in index row order (row r is block `block_ids[r]`).
+
+    Returns:
+      embeddings float32 [N, D], block_ids int64 [N], titles and texts object (str) [N];
+      body_splits int64 [N + 1] with row r's body tokens at [body_splits[r], body_splits[r + 1])
+      of body_tokens int32 [T], token_begins and token_ends int32 [T] (the characters of
+      the row's text each token came from).
+    """
+    block_ids = np.asarray(version.block_ids, np.int64)
+    missing = [int(i) for i in block_ids if int(i) not in blocks.texts]
+    if missing:
+        raise QaExportError(f"{version.path}: {len(missing)} indexed blocks (e.g. {missing[0]}) are not in the "
+                            "blocks directory; was the index built from another corpus?")
+    ids = block_ids.tolist()
+    lengths = np.array([len(blocks.bodies[i]) for i in ids], np.int64)
+    flat = lambda table, dtype: np.concatenate([np.asarray(table[i], dtype) for i in ids])  # noqa: E731
+    return {
+        "embeddings": np.asarray(version.embeddings, np.float32),
+        "block_ids": block_ids,
+        "titles": np.array([blocks.title_texts[i] for i in ids], object),
+        "texts": np.array([blocks.texts[i] for i in ids], object),
+        "body_splits": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "body_tokens": flat(blocks.bodies, np.int32),
+        "token_begins": flat(blocks.token_begins, np.int32),
+        "token_ends": flat(blocks.token_ends, np.int32),
+    }
+
+
+def _scann_layer(embeddings: np.ndarray, build: Dict[str, Any], top_k: int):
+    """tensorflow-recommenders' ScaNN layer over `embeddings` (float32 [N, D]), built with the
+    index version's parameters (`IndexVersion.manifest["build"]`) and called once, as saving needs."""
+    from scann.scann_ops.py import scann_ops
+    from tensorflow_recommenders.layers.factorized_top_k import ScaNN
+
+    def build_searcher(candidates):
+        # The layer's own builder always makes a tree with asymmetric hashing. The index
+        # version may be brute force (small corpora) or a spherical tree with anisotropic
+        # hashing: the same parameters make the export search as the version's searcher
+        # does (identically for brute force; a tree is retrained on the same embeddings).
+        builder = scann_ops.builder(candidates, min(10, len(embeddings)), "dot_product")
+        if build["method"] == "brute_force":
+            builder = builder.score_brute_force()
+        else:
+            builder = builder.tree(
+                num_leaves=build["num_leaves"], num_leaves_to_search=build["num_leaves_to_search"],
+                training_sample_size=build["training_sample_size"], spherical=build["spherical_tree"],
+            ).score_ah(build["dims_per_block"],
+                       anisotropic_quantization_threshold=build["anisotropic_quantization_threshold"],
+                       training_sample_size=build["training_sample_size"])
+            if build["reorder_num_neighbors"]:
+                builder = builder.reorder(build["reorder_num_neighbors"])
+        return builder.build(shared_name=f"realm_qa_scann/{uuid.uuid4()}")
+
+    # Row indices are the identifiers (the layer returns them when given none): the
+    # tables of the export are in index row order.
+    layer = ScaNN(k=top_k, name="scann")
+    layer._build_searcher = build_searcher  # Pinned tensorflow-recommenders 0.7.7: the one builder hook.
+    layer.index(tf.constant(embeddings))
+    layer(tf.zeros([1, embeddings.shape[1]], tf.float32), k=1)
+    return layer
+
+
+class _QaModule(tf.Module):
+    """Questions in, answers with evidence out (the signatures of the module docstring).
+
+    Args:
+      model: the fine-tuned `OpenQaModel`.
+      featurizer: its `Featurizer` (tracked, so the vocabulary is an asset).
+      tables: `_block_tables` output.
+      scann: the ScaNN layer over the embeddings, or None for exact retrieval.
+      top_k, max_answer_length: the defaults of serving_default.
+      reader_batch_size: questions read at once.
+    """
+
+    def __init__(self, model: OpenQaModel, featurizer: Featurizer, tables: Dict[str, np.ndarray], scann,
+                 top_k: int, max_answer_length: int, reader_batch_size: int):
+        super().__init__(name="realm_qa")
+        # The model's variables are tracked, not the Keras model: its own SavedModel
+        # serialization traces every layer, which doubles the time to save and to load,
+        # and serving needs none of it.
+        self.model_variables = list(model.variables)
+        self._embed_queries = lambda query: model.query_embedder(query, training=False)
+        self._read = lambda batch: model(batch, training=False)
+        self.featurizer = featurizer
+        self.scann = scann
+        # Variables, not constants: they are saved beside the graph, which stays small.
+        self.tables = {name: tf.Variable(value, trainable=False, name=name) for name, value in tables.items()}
+        self._num_blocks = len(tables["block_ids"])
+        self._top_k = top_k
+        self._max_answer_length = max_answer_length
+        self._max_span_length = model.reader.config.max_span_length
+        self._reader_batch_size = reader_batch_size
+
+    @tf.function(input_signature=[_QUESTIONS])
+    def serving_default(self, questions):
+        # A call of the other signature's function: the graph is traced (and stored) once.
+        return self.answer_with_options(questions, tf.constant(self._top_k), tf.constant(self._max_answer_length))
+
+    @tf.function(input_signature=[_QUESTIONS, tf.TensorSpec([], tf.int32, name="k"),
+                                  tf.TensorSpec([], tf.int32, name="max_answer_length")])
+    def answer_with_options(self, questions, k, max_answer_length):
+        return self._answer_batch(questions, k, max_answer_length)
+
+    def _answer_batch(self, questions, k, max_answer_length) -> Dict[str, tf.Tensor]:
+        """Checks the request, then answers `reader_batch_size` questions at a time."""
+        valid_utf8 = tf.equal(tf.strings.unicode_transcode(questions, "UTF-8", "UTF-8", errors="replace"), questions)
+        checks = [
+            tf.debugging.Assert(tf.reduce_all(valid_utf8), [
+                "questions must be UTF-8 text; not valid UTF-8 at index:", tf.where(~valid_utf8)[:, 0]]),
+            tf.debugging.assert_greater_equal(k, 1, message="k must be at least 1"),
+            tf.debugging.assert_less_equal(k, self._num_blocks,
+                                           message=f"k must be at most the number of blocks, {self._num_blocks}"),
+            tf.debugging.assert_greater_equal(max_answer_length, 1, message="max_answer_length must be at least 1"),
+            tf.debugging.assert_less_equal(
+                max_answer_length, self._max_span_length,
+                message=f"max_answer_length must be at most reader.max_span_length, {self._max_span_length}"),
+        ]
+        with tf.control_dependencies(checks):
+            questions = tf.identity(questions)
+        size = self._reader_batch_size
+        # One (empty) chunk for an empty batch, so that the outputs still have their shapes.
+        num_chunks = tf.maximum(1, (tf.size(questions) + size - 1) // size)
+        arrays = {name: tf.TensorArray(dtype, size=num_chunks, infer_shape=False, element_shape=shape)
+                  for name, (dtype, shape) in OUTPUTS.items()}
+
+        def read_chunk(i, arrays):
+            answers = self._answer(questions[i * size:(i + 1) * size], k, max_answer_length)
+            return i + 1, {name: arrays[name].write(i, answers[name]) for name in arrays}
+
+        # One chunk at a time: parallel iterations would hold several chunks' activations.
+        _, arrays = tf.while_loop(lambda i, _: i < num_chunks, read_chunk, (tf.constant(0), arrays),
+                                  parallel_iterations=1)
+        return {name: array.concat() for name, array in arrays.items()}
+
+    def _retrieve(self, queries, k):
+        """Rows of the k best blocks, best first: float32 [b, D] -> int32 [b, k]."""
+        if self.scann is None:
+            return self._exact_rows(queries, k)
+        distances, rows = self.scann(queries, k=k)
+        b = tf.shape(queries)[0]
+        # A tree search whose searched leaves hold fewer than k blocks pads its results
+        # (NaN scores, as the host-side Searcher handles too): that batch is searched exactly.
+        complete = tf.logical_or(b == 0, tf.logical_and(
+            tf.equal(tf.shape(rows)[1], k),
+            tf.reduce_all(tf.math.is_finite(distances) & (rows >= 0) & (rows < self._num_blocks))))
+        return tf.cond(complete, lambda: tf.reshape(rows, [b, k]), lambda: self._exact_rows(queries, k))
+
+    def _exact_rows(self, queries, k):
+        return tf.math.top_k(tf.matmul(queries, self.tables["embeddings"], transpose_b=True), k).indices
+
+    def _answer(self, questions, k, max_answer_length) -> Dict[str, tf.Tensor]:
+        """`QaPredictor._predict_batch` as TF ops, for b questions (string [b]); returns `OUTPUTS`."""
+        tables = self.tables
+        config = self.featurizer.config
+        tokens = self.featurizer.tokenize(questions)
+        query = self.featurizer.pack_query(tokens)
+        rows = self._retrieve(self._embed_queries(query), k)
+        b = tf.shape(rows)[0]
+        bodies = tf.RaggedTensor.from_row_splits(tables["body_tokens"].read_value(), tables["body_splits"].read_value(),
+                                                 validate=False)
+        reader = self.featurizer.pack_reader(tf.gather(tokens, tf.repeat(tf.range(b), k)),
+                                             tf.gather(bodies, tf.reshape(rows, [-1])))
+        # The query tower runs again inside the model: its cost is small next to the reader's
+        # K packings, and the model's own call keeps the logits exactly the predictor's.
+        outputs = self._read({
+            "query": query,
+            "candidate_embeddings": tf.gather(tables["embeddings"], rows),
+            "reader": {key: tf.reshape(reader[key], [b, k, config.reader_length]) for key in _KEYS},
+        })
+
+        span_logits = outputs["span_logits"][..., :max_answer_length]  # [b, k, L, W']
+        widths = tf.shape(span_logits)[3]
+        flat = tf.reshape(span_logits, [b, k * config.reader_length * widths])
+        best = tf.argmax(flat, axis=1, output_type=tf.int32)
+        score = tf.gather(flat, best, batch_dims=1)
+        column, position, width = (best // (config.reader_length * widths), best // widths % config.reader_length,
+                                   best % widths)
+        found = score > MASKED_LOGIT / 2  # Some block held a valid span.
+        row = tf.gather(rows, column, batch_dims=1)
+        # The body starts after [CLS], the query (cut to query_length - 2) and [SEP].
+        body_offset = tf.minimum(tokens.row_lengths(), config.query_length - 2) + 2
+        first = tf.gather(tables["body_splits"], row) + tf.cast(position, tf.int64) - body_offset
+        first = tf.where(found, first, 0)  # Keeps the gathers in range when there is no answer.
+        last = tf.where(found, first + tf.cast(width, tf.int64), 0)
+        begin = tf.gather(tables["token_begins"], first)
+        end = tf.gather(tables["token_ends"], last)
+        answer = tf.strings.substr(tf.gather(tables["texts"], row), begin, end - begin, unit="UTF8_CHAR")
+        block_ids = tf.gather(tables["block_ids"], rows)
+        return {
+            "answer": tf.where(found, answer, ""),
+            "score": score,
+            "answer_block_id": tf.where(found, tf.gather(block_ids, column, batch_dims=1), tf.constant(-1, tf.int64)),
+            "block_ids": block_ids,
+            "titles": tf.gather(tables["titles"], rows),
+            "texts": tf.gather(tables["texts"], rows),
+            "probabilities": tf.nn.softmax(outputs["retrieval_logits"], axis=-1),
+        }
+
+
+def _write_warmup_requests(path: str, top_k: int, max_answer_length: int) -> int:
+    """Writes one PredictionLog per signature to `path` (a TFRecord file); returns how many."""
+    try:
+        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+    except ImportError:
+        logging.warning("tensorflow-serving-api is not installed: the export has no TF Serving warmup requests")
+        return 0
+    options = {"serving_default": {},
+               "answer_with_options": {"k": top_k, "max_answer_length": max_answer_length}}
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature, scalars in options.items():
+            request = predict_pb2.PredictRequest()
+            request.model_spec.signature_name = signature
+            request.inputs["questions"].CopyFrom(tf.make_tensor_proto(list(WARMUP_QUESTIONS), tf.string))
+            for name, value in scalars.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value, tf.int32))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return len(options)
+
+
+def _resolve_index(index: str) -> str:
+    """An index version path: `index` itself, or the newest version under an index root."""
+    if os.path.isfile(os.path.join(index, MANIFEST_NAME)):
+        return index
+    version = latest_version(index)
+    if version is None:
+        raise QaExportError(f"{index}: neither an index version (no {MANIFEST_NAME}) nor an index root holding one")
+    return version
+
+
+def _embedder_of(index_version: str) -> Optional[str]:
+    """The embedder export an index version was built with, if its manifest is still there."""
+    try:
+        with open(os.path.join(index_version, MANIFEST_NAME), encoding="utf-8") as f:
+            return json.load(f).get("metadata", {}).get("embedder_export")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", blocks_dir: Optional[str] = None,
+                    index: Optional[str] = None, top_k: Optional[int] = None,
+                    max_answer_length: Optional[int] = None, reader_batch_size: int = 16) -> str:
+    """Exports a fine-tuned open-QA model with its blocks and index as one SavedModel.
+
+    Args:
+      model_dir: a `--task=finetune` model_dir (its newest checkpoint and `open_qa.json`).
+      export_dir: where to write the SavedModel; must not exist yet.
+      retrieval: "scann" or "exact" (see the module docstring).
+      blocks_dir, index: the corpus and the index version (or root: its newest version)
+        to serve; default those the model was fine-tuned with. Others re-index without
+        retraining: their embeddings must come from the same document tower.
+      top_k: blocks read per question by serving_default (default finetune.top_k).
+      max_answer_length: longest answer in wordpieces for serving_default (default
+        reader.max_span_length).
+      reader_batch_size: questions read at once; bounds the memory of large batches.
+
+    Returns:
+      `export_dir`.
+    """
+    if retrieval not in RETRIEVAL_KINDS:
+        raise QaExportError(f"retrieval {retrieval!r} is not one of {list(RETRIEVAL_KINDS)}")
+    if reader_batch_size < 1:
+        raise QaExportError(f"reader_batch_size must be positive, got {reader_batch_size}")
+    if tf.io.gfile.exists(export_dir):
+        raise QaExportError(f"{export_dir} already exists; exports are never overwritten")
+    info = read_run_info(model_dir)
+    config = load_config(info["config"])
+    featurizer = Featurizer(config.features)
+    blocks_dir = blocks_dir or info["blocks_dir"]
+    BlocksManifest.read(blocks_dir).check_compatible(blocks_dir, config.features.block_length,
+                                                     featurizer.vocabulary.sha256)
+    index_version = _resolve_index(index or info["index_version"])
+    version = IndexVersion.load(index_version, verify=True)
+    if version.dim != config.retriever.projection_size:
+        raise QaExportError(f"{index_version}: embeddings of dim {version.dim}, but the model's query tower "
+                            f"projects to {config.retriever.projection_size}")
+    trained_with = _embedder_of(info["index_version"])
+    embedder = version.manifest["metadata"].get("embedder_export")
+    if trained_with and embedder != trained_with:
+        logging.warning("%s was built with embedder %s, but the model was fine-tuned against one built with %s: "
+                        "its query tower matches only the document tower it was trained with",
+                        index_version, embedder, trained_with)
+    top_k = config.finetune.top_k if top_k is None else top_k
+    if not 1 <= top_k <= version.num_blocks:
+        raise QaExportError(f"top_k must be in [1, {version.num_blocks}] (the index's blocks), got {top_k}")
+    max_span_length = config.reader.max_span_length
+    max_answer_length = max_span_length if max_answer_length is None else max_answer_length
+    if not 1 <= max_answer_length <= max_span_length:
+        raise QaExportError(f"max_answer_length must be in [1, {max_span_length}] (reader.max_span_length), "
+                            f"got {max_answer_length}")
+
+    model = build_open_qa_model(config, featurizer)
+    checkpoint = restore_finetuned(model, model_dir)
+    tables = _block_tables(version, BlockStore(blocks_dir, featurizer))
+    scann = _scann_layer(tables["embeddings"], version.manifest["build"], top_k) if retrieval == "scann" else None
+    module = _QaModule(model, featurizer, tables, scann, top_k, max_answer_length, reader_batch_size)
+    # The functions themselves, not concrete functions traced here: saving traces them
+    # again in its own context, and tracing is most of an export's time.
+    signatures = {"serving_default": module.serving_default, "answer_with_options": module.answer_with_options}
+
+    parent = os.path.dirname(os.path.abspath(export_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = os.path.join(parent, f".tmp-{os.path.basename(export_dir)}-{uuid.uuid4().hex[:8]}")
+    try:
+        tf.saved_model.save(module, staging, signatures=signatures)
+        os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
+        warmup_requests = _write_warmup_requests(os.path.join(staging, WARMUP_PATH), top_k, max_answer_length)
+        metadata = {
+            "format": QA_FORMAT,
+            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "created_by": f"realm_tf {realm_tf.__version__}",
+            "retrieval": retrieval,
+            "scann_build": version.manifest["build"] if retrieval == "scann" else None,
+            "top_k": top_k,
+            "max_answer_length": max_answer_length,
+            "reader_batch_size": reader_batch_size,
+            "warmup_requests": warmup_requests,
+            "num_blocks": version.num_blocks,
+            "model_dir": os.path.abspath(model_dir),
+            "checkpoint": os.path.abspath(checkpoint),
+            "blocks_dir": os.path.abspath(blocks_dir),
+            "index_version": os.path.abspath(index_version),
+            "embedder_export": embedder,
+            "vocabulary": {"sha256": featurizer.vocabulary.sha256, "size": featurizer.vocabulary.size},
+            "outputs": {name: {"dtype": dtype.name, "shape": ["B" if i == 0 else "K" for i in range(len(shape))]}
+                        for name, (dtype, shape) in OUTPUTS.items()},
+            "config": config.as_dict(),
+        }
+        with open(os.path.join(staging, METADATA_PATH), "w", encoding="utf-8") as f:
+            json.dump(metadata, f, indent=2, sort_keys=True)
+        os.rename(staging, export_dir)
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
+    return export_dir
