@@ -16,10 +16,12 @@ where its outputs are. Stages so far:
   evaluate  exact match, F1 and recall@k on qa_dev, and the no-retrieval baseline (null
             document only) beside them (realm_tf.evaluate); predictions with evidence
             go to predictions.jsonl
-  answer    answers --question and shows its evidence (realm_tf.inference.predictor)
+  export    the fine-tuned model, its blocks and index as one SavedModel that answers
+            questions, with exact retrieval (stock TF Serving ops) in TF Serving's layout
+            under <workdir>/saved_models (python -m realm_tf.export)
+  answer    loads that SavedModel, answers --question with it and shows the evidence
 
-The export stage joins this list when the SavedModel exporter is built. Beam stages
-run on the DirectRunner.
+Beam stages run on the DirectRunner.
 """
 
 import argparse
@@ -158,16 +160,28 @@ def _evaluate_stage(args) -> List[str]:
     ]
 
 
-def _answer_stage(args) -> List[str]:
-    from realm_tf.evaluate import load_predictor
+def _export_stage(args) -> List[str]:
+    from realm_tf.export import __main__ as export
 
-    predictor, _ = load_predictor(str(args.workdir / "finetune"))
-    prediction = predictor.predict([args.question])[0]
-    lines = [f"Q: {prediction.question}", f"A: {prediction.answer or '(no answer)'}  (score {prediction.score:.2f})"]
-    for rank, evidence in enumerate(prediction.evidence, start=1):
-        snippet = evidence.text if len(evidence.text) <= 100 else evidence.text[:97] + "..."
-        mark = "*" if evidence.block_id == prediction.answer_block_id else " "
-        lines.append(f"{mark}{rank}. p={evidence.retrieval_probability:.2f} [{evidence.title}] {snippet}")
+    args.export_dir = export.run([f"--model_dir={args.workdir / 'finetune'}", "--retrieval=exact",
+                                  f"--output_root={args.workdir / 'saved_models'}", "--model_name=realm_qa"])
+    return [f"SavedModel: {args.export_dir}",
+            f"TF Serving model config: {args.workdir / 'saved_models' / 'models.config'}"]
+
+
+def _answer_stage(args) -> List[str]:
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer's ops the SavedModel uses)
+
+    answers = tf.saved_model.load(args.export_dir).signatures["serving_default"](questions=tf.constant([args.question]))
+    text = lambda name, *at: answers[name].numpy()[(0, *at)].decode("utf-8")  # noqa: E731
+    lines = [f"Q: {args.question}", f"A: {text('answer') or '(no answer)'}  (score {float(answers['score'][0]):.2f})"]
+    for rank in range(answers["block_ids"].shape[1]):
+        snippet = text("texts", rank)
+        snippet = snippet if len(snippet) <= 100 else snippet[:97] + "..."
+        mark = "*" if answers["block_ids"][0, rank] == answers["answer_block_id"][0] else " "
+        lines.append(f"{mark}{rank + 1}. p={float(answers['probabilities'][0, rank]):.2f} [{text('titles', rank)}] "
+                     f"{snippet}")
     return lines
 
 
@@ -180,7 +194,8 @@ STAGES: List[Tuple[str, str, Callable]] = [
     ("retrieval", "retrieval recall on qa_dev of the newest index, dense and BM25", _retrieval_stage),
     ("finetune", "open-QA fine-tuning on qa_train, the index fixed", _finetune_stage),
     ("evaluate", "exact match and recall on qa_dev, with the no-retrieval baseline", _evaluate_stage),
-    ("answer", "answer a sample question and show its evidence", _answer_stage),
+    ("export", "export a SavedModel that answers questions, in TF Serving's layout", _export_stage),
+    ("answer", "answer a sample question with the SavedModel and show its evidence", _answer_stage),
 ]
 
 

@@ -22,7 +22,8 @@ def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
     assert quickstart.main(["--workdir", str(tmp_path)] + [f"--override={o}" for o in REDUCED]) == 0
     out = capsys.readouterr().out
     stages = [name for name, _, _ in quickstart.STAGES]
-    assert stages == ["chunk", "ict", "index", "examples", "pretrain", "retrieval", "finetune", "evaluate", "answer"]
+    assert stages == ["chunk", "ict", "index", "examples", "pretrain", "retrieval", "finetune", "evaluate", "export",
+                      "answer"]
     for number, name in enumerate(stages, start=1):
         assert f"[{number}/{len(stages)}] {name}: done" in out
     manifest = BlocksManifest.read(str(tmp_path / "blocks"))
@@ -52,6 +53,9 @@ def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
     assert metrics["exact_match"] == sum(p["exact_match"] for p in predictions) / 1352
     assert all(len(p["evidence"]) == 5 for p in predictions)
     assert "no retrieval:       exact_match 0.000" in out
+    # The SavedModel answered the sample question, in TF Serving's layout.
+    assert (tmp_path / "saved_models" / "realm_qa" / "1" / "saved_model.pb").is_file()
+    assert (tmp_path / "saved_models" / "models.config").is_file()
     assert "Q: When was Nikola Tesla born?" in out and "A: " in out and "1. p=" in out
     assert f"outputs under {tmp_path.resolve()}" in out
 
