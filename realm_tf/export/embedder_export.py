@@ -18,8 +18,6 @@ import dataclasses
 import datetime
 import json
 import os
-import shutil
-import uuid
 from typing import Dict
 
 import numpy as np
@@ -28,6 +26,7 @@ import tensorflow as tf
 
 from realm_tf.configs import FeaturesConfig
 from realm_tf.features import Featurizer
+from realm_tf.export.staging import staged_directory, write_json
 from realm_tf.modeling import Retriever
 
 METADATA_PATH = os.path.join("assets.extra", "realm_embedder.json")
@@ -72,9 +71,6 @@ def export_embedder(retriever: Retriever, featurizer: Featurizer, export_dir: st
     """Writes the SavedModel to `export_dir` (which must not exist yet) and returns its path."""
     if tf.io.gfile.exists(export_dir):
         raise EmbedderExportError(f"{export_dir} already exists; embedder exports are never overwritten")
-    parent = os.path.dirname(os.path.abspath(export_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f".tmp-{os.path.basename(export_dir)}-{uuid.uuid4().hex[:8]}")
     module = _EmbedderModule(retriever, featurizer)
     signatures = {
         "embed_blocks": module.embed_blocks.get_concrete_function(),
@@ -83,7 +79,7 @@ def export_embedder(retriever: Retriever, featurizer: Featurizer, export_dir: st
         "embed_query_texts": module.embed_query_texts.get_concrete_function(),
     }
     signatures["serving_default"] = signatures["embed_query_texts"]
-    try:
+    with staged_directory(export_dir) as staging:
         tf.saved_model.save(module, staging, signatures=signatures)
         vocabulary = featurizer.vocabulary
         metadata = {
@@ -95,13 +91,7 @@ def export_embedder(retriever: Retriever, featurizer: Featurizer, export_dir: st
             "features": dict(featurizer.config.as_dict(), vocab_file=os.path.basename(vocabulary.path)),
             "vocabulary": {"sha256": vocabulary.sha256, "size": vocabulary.size},
         }
-        os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
-        with open(os.path.join(staging, METADATA_PATH), "w", encoding="utf-8") as f:
-            json.dump(metadata, f, indent=2, sort_keys=True)
-        os.rename(staging, export_dir)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging)
+        write_json(os.path.join(staging, METADATA_PATH), metadata)
     return export_dir
 
 

@@ -44,7 +44,6 @@ import datetime
 import json
 import logging
 import os
-import shutil
 import uuid
 from typing import Any, Dict, Optional
 
@@ -56,6 +55,7 @@ from realm_tf.configs import load_config
 from realm_tf.corpus.block_store import BlockStore
 from realm_tf.corpus.manifest import BlocksManifest
 from realm_tf.evaluate import read_run_info
+from realm_tf.export.staging import staged_directory, write_json
 from realm_tf.features import Featurizer
 from realm_tf.modeling.open_qa import OpenQaModel
 from realm_tf.modeling.span_reader import MASKED_LOGIT
@@ -386,10 +386,7 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
     # again in its own context, and tracing is most of an export's time.
     signatures = {"serving_default": module.serving_default, "answer_with_options": module.answer_with_options}
 
-    parent = os.path.dirname(os.path.abspath(export_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f".tmp-{os.path.basename(export_dir)}-{uuid.uuid4().hex[:8]}")
-    try:
+    with staged_directory(export_dir) as staging:
         tf.saved_model.save(module, staging, signatures=signatures)
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
         warmup_requests = _write_warmup_requests(os.path.join(staging, WARMUP_PATH), top_k, max_answer_length)
@@ -414,10 +411,5 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
                         for name, (dtype, shape) in OUTPUTS.items()},
             "config": config.as_dict(),
         }
-        with open(os.path.join(staging, METADATA_PATH), "w", encoding="utf-8") as f:
-            json.dump(metadata, f, indent=2, sort_keys=True)
-        os.rename(staging, export_dir)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging)
+        write_json(os.path.join(staging, METADATA_PATH), metadata)
     return export_dir
