@@ -187,13 +187,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from realm_tf.retrieval.index_version import IndexVersionError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        version = run(argv)
-    except (ConfigError, ManifestError, EmbedderExportError, IndexVersionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(summarize(version))
-    return 0
+    from realm_tf.cli import run_command
+
+    return run_command(run, summarize, (ConfigError, ManifestError, EmbedderExportError, IndexVersionError), argv)
 
 
 if __name__ == "__main__":

@@ -132,13 +132,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from realm_tf.evaluation.qa_data import QaDataError
     from realm_tf.retrieval.index_version import IndexVersionError
 
-    try:
-        metrics = run(argv)
-    except (QaDataError, ManifestError, IndexVersionError, ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_metrics(metrics))
-    return 0
+    from realm_tf.cli import run_command
+
+    return run_command(run, format_metrics,
+                       (QaDataError, ManifestError, IndexVersionError, ConfigError, FileNotFoundError), argv)
 
 
 if __name__ == "__main__":

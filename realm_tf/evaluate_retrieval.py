@@ -87,13 +87,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from realm_tf.export.embedder_export import EmbedderExportError
     from realm_tf.retrieval.index_version import IndexVersionError
 
-    try:
-        results = run(argv)
-    except (QaDataError, ManifestError, EmbedderExportError, IndexVersionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_table(results))
-    return 0
+    from realm_tf.cli import run_command
+
+    return run_command(run, format_table, (QaDataError, ManifestError, EmbedderExportError, IndexVersionError), argv)
 
 
 if __name__ == "__main__":

@@ -133,13 +133,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from realm_tf.export.qa_export import QaExportError
     from realm_tf.retrieval.index_version import IndexVersionError
 
-    try:
-        path = run(argv)
-    except (QaExportError, ManifestError, IndexVersionError, ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"exported to {path}")
-    return 0
+    from realm_tf.cli import run_command
+
+    return run_command(run, lambda path: f"exported to {path}",
+                       (QaExportError, ManifestError, IndexVersionError, ConfigError, FileNotFoundError), argv)
 
 
 if __name__ == "__main__":
