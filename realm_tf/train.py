@@ -137,7 +137,7 @@ def _run_pretrain(args, config, strategy) -> Dict:
 def _run_finetune(args, config, strategy) -> Dict:
     from realm_tf.configs import save_config
     from realm_tf.evaluate import RUN_INFO, read_run_info
-    from realm_tf.retrieval.index_version import MANIFEST_NAME, latest_version
+    from realm_tf.retrieval.index_version import resolve_version
     from realm_tf.tasks.finetune import FinetuneTask, restore_initial_weights
     from realm_tf.training.trainer import Trainer
 
@@ -147,12 +147,8 @@ def _run_finetune(args, config, strategy) -> Dict:
     os.makedirs(args.model_dir, exist_ok=True)
     if os.path.exists(os.path.join(args.model_dir, RUN_INFO)):  # Resuming: keep the index it started with.
         index_version = read_run_info(args.model_dir)["index_version"]
-    elif os.path.isfile(os.path.join(args.index, MANIFEST_NAME)):
-        index_version = args.index
     else:
-        index_version = latest_version(args.index)
-        if index_version is None:
-            raise IndexVersionError(f"{args.index}: no index version; build one with beam_pipelines.embed_and_index")
+        index_version = resolve_version(args.index)
     task = FinetuneTask(config, args.qa_train, args.blocks_dir, index_version, qa_format=args.qa_format)
     trainer = Trainer(task, config.finetune.training, args.model_dir, strategy=strategy, seed=args.seed,
                       jit_compile=args.jit_compile)

@@ -139,6 +139,16 @@ def test_results_are_padded_when_too_few_blocks_remain(tmp_path, method):
     assert [int((row >= 0).sum()) for row in as_array] == [18, 18, 20]
 
 
+@pytest.mark.parametrize("method", ["scann", "exact"])
+def test_search_rows_are_the_rows_of_the_searched_ids(tree_index, method):
+    index, queries = tree_index
+    searcher = Searcher(index, method)
+    rows, row_scores = searcher.search_rows(queries, 10)
+    ids, scores = searcher.search(queries, 10)
+    np.testing.assert_array_equal(np.asarray(index.block_ids)[rows], ids)
+    np.testing.assert_array_equal(row_scores, scores)
+
+
 def test_no_queries_give_empty_results(small_index):
     index, _ = small_index
     for method in ("scann", "exact"):

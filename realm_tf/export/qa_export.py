@@ -59,7 +59,7 @@ from realm_tf.export.staging import staged_directory, write_json
 from realm_tf.features import Featurizer
 from realm_tf.modeling.open_qa import OpenQaModel
 from realm_tf.modeling.span_reader import MASKED_LOGIT
-from realm_tf.retrieval.index_version import MANIFEST_NAME, IndexVersion, latest_version
+from realm_tf.retrieval.index_version import MANIFEST_NAME, IndexVersion, resolve_version
 from realm_tf.tasks.finetune import build_open_qa_model, restore_finetuned
 
 METADATA_PATH = os.path.join("assets.extra", "realm_qa.json")
@@ -306,16 +306,6 @@ def _write_warmup_requests(path: str, top_k: int, max_answer_length: int) -> int
     return len(options)
 
 
-def _resolve_index(index: str) -> str:
-    """An index version path: `index` itself, or the newest version under an index root."""
-    if os.path.isfile(os.path.join(index, MANIFEST_NAME)):
-        return index
-    version = latest_version(index)
-    if version is None:
-        raise QaExportError(f"{index}: neither an index version (no {MANIFEST_NAME}) nor an index root holding one")
-    return version
-
-
 def _embedder_of(index_version: str) -> Optional[str]:
     """The embedder export an index version was built with, if its manifest is still there."""
     try:
@@ -357,7 +347,7 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
     blocks_dir = blocks_dir or info["blocks_dir"]
     BlocksManifest.read(blocks_dir).check_compatible(blocks_dir, config.features.block_length,
                                                      featurizer.vocabulary.sha256)
-    index_version = _resolve_index(index or info["index_version"])
+    index_version = resolve_version(index or info["index_version"])
     version = IndexVersion.load(index_version, verify=True)
     if version.dim != config.retriever.projection_size:
         raise QaExportError(f"{index_version}: embeddings of dim {version.dim}, but the model's query tower "

@@ -28,7 +28,6 @@ class FixedIndex:
         self.version: IndexVersion = self.searcher.index
         self.path = self.version.path
         self.dim = self.version.dim
-        self._row_of = {int(block_id): row for row, block_id in enumerate(np.asarray(self.version.block_ids))}
 
     @property
     def block_ids(self) -> np.ndarray:
@@ -38,9 +37,8 @@ class FixedIndex:
         """(block ids int64 [B, k], their embeddings float32 [B, k, dim]), best first."""
         if k > self.version.num_blocks:
             raise IndexVersionError(f"{self.path}: {self.version.num_blocks} blocks, fewer than the {k} to retrieve")
-        ids, _ = self.searcher.search(query_embeddings, k)
-        rows = np.vectorize(self._row_of.__getitem__, otypes=[np.int64])(ids)
-        return ids, np.asarray(self.version.embeddings)[rows]
+        rows, _ = self.searcher.search_rows(query_embeddings, k)
+        return self.block_ids[rows], np.asarray(self.version.embeddings)[rows]
 
 
 class NullRetrieval:

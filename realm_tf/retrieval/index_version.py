@@ -339,6 +339,23 @@ def latest_version(root: str) -> Optional[str]:
     return versions[-1] if versions else None
 
 
+def resolve_version(path_or_root: str) -> str:
+    """`path_or_root` if it is a version (holds a manifest), else the newest version under it.
+
+    Raises:
+      IndexVersionError: when it is neither.
+    """
+    if os.path.isfile(os.path.join(path_or_root, MANIFEST_NAME)):
+        return path_or_root
+    path = latest_version(path_or_root)
+    if path is None:
+        raise IndexVersionError(
+            f"{path_or_root}: neither an index version (no {MANIFEST_NAME}) nor an index root holding one; "
+            "build one with python -m beam_pipelines.embed_and_index"
+        )
+    return path
+
+
 class IndexVersion:
     """One loaded index version.
 

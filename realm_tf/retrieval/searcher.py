@@ -7,17 +7,11 @@ against. Both return block ids, not row numbers, and honour per-query exclusions
 (REALM's "no trivial retrievals": the block a masked sentence came from).
 """
 
-import os
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from realm_tf.retrieval.index_version import (
-    MANIFEST_NAME,
-    IndexVersion,
-    IndexVersionError,
-    latest_version,
-)
+from realm_tf.retrieval.index_version import IndexVersion, resolve_version
 
 METHODS = ("scann", "exact")
 # Scores of at most this many query x block pairs are held at once by exact search
@@ -46,14 +40,7 @@ class Searcher:
     def from_directory(cls, path_or_root: str, method: str = "scann", verify: bool = True) -> "Searcher":
         """A searcher over the version at `path_or_root`, or over the latest version
         when `path_or_root` is an index root holding versions."""
-        path = path_or_root
-        if not os.path.isfile(os.path.join(path_or_root, MANIFEST_NAME)):
-            path = latest_version(path_or_root)
-            if path is None:
-                raise IndexVersionError(
-                    f"{path_or_root}: neither an index version (no {MANIFEST_NAME}) nor an index root holding one"
-                )
-        return cls(IndexVersion.load(path, verify=verify), method=method)
+        return cls(IndexVersion.load(resolve_version(path_or_root), verify=verify), method=method)
 
     def search(
         self,
@@ -74,6 +61,21 @@ class Searcher:
           (block_ids int64 [Q, k], scores float32 [Q, k]). Where fewer than k blocks
           remain after exclusions, the row ends with id -1 and score -inf.
         """
+        queries = self._checked(queries, k)
+        if exclude_ids is not None and len(exclude_ids) != len(queries):
+            raise ValueError(f"exclude_ids has {len(exclude_ids)} lists for {len(queries)} queries")
+        most_excluded = max((len(ids) for ids in exclude_ids), default=0) if exclude_ids is not None else 0
+        # Enough candidates that k remain after removing the excluded ones.
+        rows, scores = self._candidates(queries, min(k + most_excluded, self.index.num_blocks))
+        return self._drop_excluded(rows, scores, exclude_ids, k)
+
+    def search_rows(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """`search` without exclusions, answered as rows of the index version's
+        `embeddings` and `block_ids`: (rows int64 [Q, min(k, N)], scores float32 [Q, min(k, N)])."""
+        return self._candidates(self._checked(queries, k), min(k, self.index.num_blocks))
+
+    def _checked(self, queries, k) -> np.ndarray:
+        """The queries as contiguous float32 [Q, D], after checking them and k."""
         queries = np.asarray(queries)
         if queries.ndim != 2 or queries.shape[1] != self.index.dim:
             raise ValueError(
@@ -85,20 +87,15 @@ class Searcher:
             raise ValueError("queries contain NaN or inf")
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if exclude_ids is not None and len(exclude_ids) != len(queries):
-            raise ValueError(f"exclude_ids has {len(exclude_ids)} lists for {len(queries)} queries")
-        most_excluded = max((len(ids) for ids in exclude_ids), default=0) if exclude_ids is not None else 0
-        # Enough candidates that k remain after removing the excluded ones.
-        num_candidates = min(k + most_excluded, self.index.num_blocks)
+        return np.ascontiguousarray(queries, dtype=np.float32)
+
+    def _candidates(self, queries: np.ndarray, n: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Rows int64 [Q, n] and scores float32 [Q, n] of the n best blocks, best first."""
         if len(queries) == 0:
-            rows = np.zeros((0, num_candidates), np.int64)
-            scores = np.zeros((0, num_candidates), np.float32)
-        elif self.method == "exact":
-            rows, scores = self._exact_candidates(queries, num_candidates)
-        else:
-            rows, scores = self._scann_candidates(queries, num_candidates)
-        return self._drop_excluded(rows, scores, exclude_ids, k)
+            return np.zeros((0, n), np.int64), np.zeros((0, n), np.float32)
+        if self.method == "exact":
+            return self._exact_candidates(queries, n)
+        return self._scann_candidates(queries, n)
 
     def _exact_candidates(self, queries: np.ndarray, n: int) -> Tuple[np.ndarray, np.ndarray]:
         """Rows int64 [Q, n] and scores float32 [Q, n] of the n best blocks, best first."""
