@@ -20,7 +20,8 @@ class BertConfig(base_config.Config):
     num_layers: int = 12
     num_attention_heads: int = 12
     intermediate_size: int = 3072
-    # Model Garden's "gelu" is the tanh approximation the released BERT checkpoints use.
+    # "gelu": Model Garden's, the tanh approximation the released BERT and REALM checkpoints
+    # use; "gelu_exact": the erf form of Hugging Face's BERT ("gelu" there).
     hidden_activation: str = "gelu"
     dropout_rate: float = 0.1
     attention_dropout_rate: float = 0.1
@@ -74,6 +75,10 @@ class RetrieverConfig(base_config.Config):
     projection_norm_epsilon: float = 1e-12
     # The released code shares one tower between queries and documents.
     share_towers: bool = True
+    # A pretrained checkpoint both towers start from when training starts fresh: a Hugging
+    # Face BERT directory, a Model Garden BERT checkpoint, or a REALM/ORQA TF1 release
+    # (see `realm_tf.checkpoints`). Empty: random initialization.
+    init_checkpoint: str = ""
 
 
 @dataclasses.dataclass
@@ -85,6 +90,9 @@ class ReaderConfig(base_config.Config):
     # MLP of this width over [h_start; h_end].
     max_span_length: int = 10
     span_hidden_size: int = 256
+    # A pretrained checkpoint the reader starts from when training starts fresh (as
+    # `RetrieverConfig.init_checkpoint`): its BERT, and its masked-LM or span head if it has one.
+    init_checkpoint: str = ""
 
 
 @dataclasses.dataclass

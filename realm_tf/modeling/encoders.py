@@ -1,11 +1,28 @@
 """Builds Model Garden BERT encoders from `BertConfig`."""
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
 import tf_keras
 from official.modeling import tf_utils
 from official.nlp.modeling import networks
 
 from realm_tf.configs import BertConfig
+
+
+@tf_keras.utils.register_keras_serializable(package="realm_tf")
+def gelu_exact(x: tf.Tensor) -> tf.Tensor:
+    """GELU with the erf, as Hugging Face's BERT computes "gelu"."""
+    return tf.nn.gelu(x, approximate=False)
+
+
+def activation(name: str):
+    """`BertConfig.hidden_activation` -> a function.
+
+    "gelu" is Model Garden's, the tanh approximation the released BERT and REALM
+    checkpoints were trained with (tf_keras' own "gelu" is the exact form); "gelu_exact"
+    is the erf form (Hugging Face's "gelu"); anything else goes to Model Garden's lookup.
+    """
+    return gelu_exact if name == "gelu_exact" else tf_utils.get_activation(name)
 
 
 def build_bert_encoder(config: BertConfig, name: str = "bert") -> networks.BertEncoderV2:
@@ -23,8 +40,7 @@ def build_bert_encoder(config: BertConfig, name: str = "bert") -> networks.BertE
         max_sequence_length=config.max_position_embeddings,
         type_vocab_size=config.type_vocab_size,
         inner_dim=config.intermediate_size,
-        # Model Garden's "gelu" is BERT's tanh approximation (tf_keras' own is exact erf).
-        inner_activation=tf_utils.get_activation(config.hidden_activation),
+        inner_activation=activation(config.hidden_activation),
         output_dropout=config.dropout_rate,
         attention_dropout=config.attention_dropout_rate,
         initializer=tf_keras.initializers.TruncatedNormal(stddev=config.initializer_range),

@@ -3,11 +3,10 @@
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 import tf_keras
-from official.modeling import tf_utils
 from official.nlp.modeling import layers
 
 from realm_tf.configs import ReaderConfig
-from realm_tf.modeling.encoders import build_bert_encoder
+from realm_tf.modeling.encoders import activation, build_bert_encoder
 
 
 class KnowledgeAugmentedEncoder(tf_keras.Model):
@@ -25,7 +24,7 @@ class KnowledgeAugmentedEncoder(tf_keras.Model):
         self.encoder({k: tf.zeros([1, 1], tf.int32) for k in ("input_word_ids", "input_mask", "input_type_ids")})
         self.masked_lm = layers.MaskedLM(
             embedding_table=self.encoder.get_embedding_table(),
-            activation=tf_utils.get_activation(config.encoder.hidden_activation),
+            activation=activation(config.encoder.hidden_activation),
             initializer=tf_keras.initializers.TruncatedNormal(stddev=config.encoder.initializer_range),
             name="cls/predictions",
         )
