@@ -30,6 +30,7 @@ import sys
 from typing import Dict, Optional, Sequence
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from realm_tf.checkpoints.tensor_sources import CheckpointError
 from realm_tf.configs import ConfigError, load_config
 from realm_tf.corpus.manifest import ManifestError
 from realm_tf.evaluation.qa_data import QaDataError
@@ -86,14 +87,25 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict:
     return {"task": args.task, **runs[args.task](args, config, strategy)}
 
 
+def _build_trainer(task, training, args, config, strategy):
+    """The task's `Trainer`; a run that starts fresh (no checkpoint in `--model_dir`) first
+    loads the pretrained checkpoints `retriever.init_checkpoint` and `reader.init_checkpoint`
+    name (`--init_from`, where given, is restored over them)."""
+    from realm_tf.checkpoints.initialize import initialize_from_checkpoints
+    from realm_tf.training.trainer import Trainer
+
+    trainer = Trainer(task, training, args.model_dir, strategy=strategy, seed=args.seed, jit_compile=args.jit_compile)
+    if not trainer.restored_from:
+        initialize_from_checkpoints(trainer.model, config)
+    return trainer
+
+
 def _run_ict(args, config, strategy) -> Dict:
     from realm_tf.export.embedder_export import export_embedder
     from realm_tf.tasks.ict import IctTask
-    from realm_tf.training.trainer import Trainer
 
     task = IctTask(config, args.blocks_dir)
-    trainer = Trainer(task, config.ict.training, args.model_dir, strategy=strategy, seed=args.seed,
-                      jit_compile=args.jit_compile)
+    trainer = _build_trainer(task, config.ict.training, args, config, strategy)
     train_metrics = trainer.train(progress=not args.no_progress)
     eval_metrics = task.evaluate(trainer.model)
     _write_eval(args.model_dir, trainer.step, eval_metrics)
@@ -105,7 +117,6 @@ def _run_ict(args, config, strategy) -> Dict:
 
 def _run_pretrain(args, config, strategy) -> Dict:
     from realm_tf.tasks.pretrain import PretrainTask
-    from realm_tf.training.trainer import Trainer
 
     for flag in ("examples_dir", "index_root"):
         if not getattr(args, flag):
@@ -113,8 +124,7 @@ def _run_pretrain(args, config, strategy) -> Dict:
     task = PretrainTask(config, args.examples_dir, args.blocks_dir, args.index_root, args.model_dir)
     refresher = None
     try:
-        trainer = Trainer(task, config.pretrain.training, args.model_dir, strategy=strategy, seed=args.seed,
-                          jit_compile=args.jit_compile)
+        trainer = _build_trainer(task, config.pretrain.training, args, config, strategy)
         if args.init_from and not trainer.restored_from:
             logging.info("retriever initialized from %s", task.restore_retriever(trainer.model, args.init_from))
         if args.refresh_in_background:
@@ -139,7 +149,6 @@ def _run_finetune(args, config, strategy) -> Dict:
     from realm_tf.evaluate import RUN_INFO, read_run_info
     from realm_tf.retrieval.index_version import resolve_version
     from realm_tf.tasks.finetune import FinetuneTask, restore_initial_weights
-    from realm_tf.training.trainer import Trainer
 
     for flag in ("qa_train", "index"):
         if not getattr(args, flag):
@@ -150,8 +159,7 @@ def _run_finetune(args, config, strategy) -> Dict:
     else:
         index_version = resolve_version(args.index)
     task = FinetuneTask(config, args.qa_train, args.blocks_dir, index_version, qa_format=args.qa_format)
-    trainer = Trainer(task, config.finetune.training, args.model_dir, strategy=strategy, seed=args.seed,
-                      jit_compile=args.jit_compile)
+    trainer = _build_trainer(task, config.finetune.training, args, config, strategy)
     if not trainer.restored_from:
         config_path = os.path.join(args.model_dir, "config.yaml")
         save_config(config, config_path)
@@ -200,7 +208,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         result = run(argv)
-    except (ConfigError, ManifestError, VocabularyError, FileNotFoundError, QaDataError, IndexVersionError) as e:
+    except (ConfigError, ManifestError, VocabularyError, FileNotFoundError, QaDataError, IndexVersionError,
+            CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if result["task"] == "finetune":

@@ -1,0 +1,180 @@
+"""Pretrained checkpoints on the command line.
+
+    python -m realm_tf.checkpoints inspect PATH
+        the format, the sizes, what of REALM's models it holds, and what would be left unread
+    python -m realm_tf.checkpoints config --retriever PATH [--reader PATH] [--config base] --output FILE
+        a complete config whose encoders fit the checkpoints and whose *.init_checkpoint
+        options name them; train with `python -m realm_tf.train --config FILE ...`
+    python -m realm_tf.checkpoints convert-blocks --blocks_tfr enwiki-20181220/blocks.tfr --output_dir DIR
+        the release's blocks as a block directory, in file order
+    python -m realm_tf.checkpoints import-index --checkpoint cc_news_pretrained/embedder \\
+        --blocks_dir DIR --index_root ROOT
+        the release's precomputed block embeddings as an index version (no re-embedding)
+
+PATH is a Hugging Face BERT directory, a Model Garden BERT checkpoint (or its directory),
+or a REALM/ORQA TF1 checkpoint (or its TF-Hub module directory).
+"""
+
+import argparse
+import logging
+import os
+import time
+from typing import Dict, List, Optional, Sequence
+
+from realm_tf.checkpoints.bert_layout import MASKED_LM_NAMES, encoder_names
+from realm_tf.checkpoints.formats import PretrainedCheckpoint, is_optimizer_state, open_checkpoint
+from realm_tf.checkpoints.tensor_sources import CheckpointError
+from realm_tf.cli import run_command
+
+_SPAN_HEAD = ("dense/kernel", "dense/bias", "layer_normalization/gamma", "layer_normalization/beta",
+              "dense_1/kernel", "dense_1/bias")
+
+
+def components(checkpoint: PretrainedCheckpoint) -> Dict[str, List[str]]:
+    """The checkpoint's own names of each model part it holds."""
+    parts = {}
+    num_layers = checkpoint.encoder_sizes["num_layers"]
+    for role in checkpoint.roles():
+        view = checkpoint.bert(role)
+        parts[f"{role} BERT"] = [view.to_source(n) for n in encoder_names(num_layers) if view.has(n)]
+        if role == "reader" and all(view.has(n) for n in MASKED_LM_NAMES):
+            parts[f"{role} masked-LM head"] = [view.to_source(n) for n in MASKED_LM_NAMES]
+    if checkpoint.projection:
+        norm = checkpoint.projection.norm_name
+        parts["retriever projection"] = [checkpoint.projection.view.to_source(n) for n in
+                                         ("dense/kernel", "dense/bias", f"{norm}/gamma", f"{norm}/beta")]
+    if checkpoint.span_head:
+        parts["reader span head"] = [checkpoint.span_head.to_source(n) for n in _SPAN_HEAD]
+    if checkpoint.block_embeddings:
+        parts["block embeddings"] = [checkpoint.block_embeddings]
+    return parts
+
+
+def inspect(path: str) -> Dict:
+    checkpoint = open_checkpoint(path)
+    parts = components(checkpoint)
+    used = {name for names in parts.values() for name in names}
+    names = [n for n in checkpoint.source.names() if n != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    optimizer = [n for n in names if is_optimizer_state(n)]
+    unread = [n for n in names if n not in used and not is_optimizer_state(n)]
+    return {"path": path, "format": checkpoint.format, "tensors_file": checkpoint.source.path,
+            "encoder": checkpoint.encoder_sizes, "vocab_file": checkpoint.vocab_file,
+            "projection_norm_epsilon": checkpoint.projection.epsilon if checkpoint.projection else None,
+            "parts": {part: len(names) for part, names in parts.items()},
+            "optimizer_state_skipped": len(optimizer), "unread": unread}
+
+
+def _format_inspection(result: Dict) -> str:
+    lines = [f"{result['path']}: {result['format']} ({result['tensors_file']})",
+             "encoder: " + ", ".join(f"{k}={v}" for k, v in result["encoder"].items()),
+             f"vocabulary: {result['vocab_file'] or 'none shipped'}"]
+    lines += [f"  {part}: {count} tensors" for part, count in result["parts"].items()]
+    if result["projection_norm_epsilon"] is not None:
+        lines.append(f"  projection LayerNorm epsilon: {result['projection_norm_epsilon']}")
+    lines.append(f"optimizer state skipped: {result['optimizer_state_skipped']} tensors")
+    lines.append(f"not read by any part: {len(result['unread'])} tensors"
+                 + "".join(f"\n  {n}" for n in result["unread"][:20])
+                 + (f"\n  ... and {len(result['unread']) - 20} more" if len(result["unread"]) > 20 else ""))
+    return "\n".join(lines)
+
+
+def fitted_config(base: str, overrides: Sequence[str], retriever: Optional[str], reader: Optional[str]):
+    """`base` with its encoders sized, and init_checkpoint set, for the given checkpoints."""
+    from realm_tf.checkpoints.initialize import check_vocabulary_fits
+    from realm_tf.configs import load_config
+
+    config = load_config(base, overrides)
+    for path, section in ((retriever, config.retriever), (reader, config.reader)):
+        if not path:
+            continue
+        checkpoint = open_checkpoint(path)
+        section.init_checkpoint = os.path.abspath(path)
+        for field, value in checkpoint.encoder_sizes.items():
+            setattr(section.encoder, field, value)
+        if section is config.retriever and checkpoint.projection:
+            section.projection_norm_epsilon = checkpoint.projection.epsilon
+        if checkpoint.vocab_file:
+            try:
+                check_vocabulary_fits(checkpoint, config.features.vocab_file)
+            except CheckpointError:
+                config.features.vocab_file = os.path.abspath(checkpoint.vocab_file)
+    return config
+
+
+def run(argv: Optional[Sequence[str]] = None) -> Dict:
+    args = build_arg_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "inspect":
+        return {"command": "inspect", **inspect(args.path)}
+    from realm_tf.configs import load_config, save_config
+
+    if args.command == "config":
+        if not (args.retriever or args.reader):
+            raise CheckpointError("config: give --retriever and/or --reader")
+        config = fitted_config(args.config, args.override, args.retriever, args.reader)
+        save_config(config, args.output)
+        return {"command": "config", "output": args.output}
+    config = load_config(args.config, args.override)
+    if args.command == "convert-blocks":
+        from realm_tf.checkpoints.block_embeddings import convert_release_blocks
+
+        manifest = convert_release_blocks(args.blocks_tfr, args.output_dir, config, progress=not args.no_progress)
+        return {"command": "convert-blocks", "output_dir": args.output_dir, "num_blocks": manifest.num_blocks,
+                "bodies_over_block_length": manifest.stats["bodies_over_block_length"]}
+    from realm_tf.checkpoints.block_embeddings import import_block_embeddings
+
+    start = time.time()
+    version, _ = import_block_embeddings(args.checkpoint, args.blocks_dir, args.index_root, config)
+    return {"command": "import-index", "version": version, "seconds": round(time.time() - start, 1)}
+
+
+def _report(result: Dict) -> str:
+    command = result.pop("command")
+    if command == "inspect":
+        return _format_inspection(result)
+    if command == "config":
+        return f"wrote {result['output']}; train with --config {result['output']}"
+    if command == "convert-blocks":
+        return (f"wrote {result['num_blocks']} blocks to {result['output_dir']} "
+                f"({result['bodies_over_block_length']} longer than a block; packing truncates them)")
+    return f"published {result['version']} in {result['seconds']} s"
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m realm_tf.checkpoints", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    inspect_parser = commands.add_parser("inspect", help="what a checkpoint holds")
+    inspect_parser.add_argument("path")
+
+    def with_config(sub):
+        sub.add_argument("--config", default="base", help="config name or YAML (default: %(default)s)")
+        sub.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
+        return sub
+
+    config_parser = with_config(commands.add_parser("config", help="a config fitted to checkpoints"))
+    config_parser.add_argument("--retriever", help="checkpoint for both retriever towers")
+    config_parser.add_argument("--reader", help="checkpoint for the reader")
+    config_parser.add_argument("--output", required=True, help="the YAML to write")
+    blocks_parser = with_config(commands.add_parser("convert-blocks", help="a release's blocks.tfr as blocks"))
+    blocks_parser.add_argument("--blocks_tfr", required=True)
+    blocks_parser.add_argument("--output_dir", required=True)
+    blocks_parser.add_argument("--no_progress", action="store_true")
+    index_parser = with_config(commands.add_parser("import-index", help="block_emb as an index version"))
+    index_parser.add_argument("--checkpoint", required=True, help="holds block_emb, or has encoded/encoded.ckpt")
+    index_parser.add_argument("--blocks_dir", required=True, help="the blocks, in block_emb's row order")
+    index_parser.add_argument("--index_root", required=True)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from realm_tf.configs import ConfigError
+    from realm_tf.corpus.manifest import ManifestError
+    from realm_tf.retrieval.index_version import IndexVersionError
+
+    return run_command(run, _report, (CheckpointError, ConfigError, ManifestError, IndexVersionError,
+                                      FileNotFoundError), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""`python -m realm_tf.checkpoints` and the `*.init_checkpoint` options, end to end:
+a Hugging Face BERT fitted into a config and trained from; a release's blocks.tfr and
+block_emb turned into blocks and an index version without re-embedding."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from realm_tf.checkpoints import __main__ as checkpoints_cli
+
+
+@pytest.fixture(scope="module")
+def hf_bert(tmp_path_factory):
+    """A random tiny-sized Hugging Face BertModel (positions for the tiny reader length)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, max_position_embeddings=256)
+    model = transformers.BertModel(config)
+    directory = tmp_path_factory.mktemp("hf_bert")
+    model.save_pretrained(directory)
+    return str(directory), {name: value.detach().numpy() for name, value in model.state_dict().items()}
+
+
+def test_config_then_ict_training_starts_from_the_checkpoint(hf_bert, small_blocks_dir, tmp_path, capsys):
+    from realm_tf import train
+    from realm_tf.configs import load_config
+
+    directory, weights = hf_bert
+    config_path = tmp_path / "fitted.yaml"
+    assert checkpoints_cli.main(["config", f"--retriever={directory}", f"--reader={directory}", "--config=tiny",
+                                 f"--output={config_path}"]) == 0
+    config = load_config(str(config_path))
+    assert (config.retriever.encoder.hidden_size, config.retriever.encoder.num_attention_heads) == (64, 4)
+    assert config.retriever.encoder.hidden_activation == "gelu_exact"  # HF's "gelu" is the erf form.
+    assert config.reader.init_checkpoint.endswith("hf_bert0")
+    assert config.features.query_length == 32  # The rest is the base config's (tiny).
+
+    # A learning rate of 1e-12 leaves the loaded weights as they were (Adam moves each by about
+    # the rate), so the saved checkpoint shows them.
+    model_dir = tmp_path / "ict"
+    train.run(["--task=ict", f"--config={config_path}", f"--blocks_dir={small_blocks_dir}",
+               f"--model_dir={model_dir}", "--no_progress", "--override=ict.training.train_steps=1",
+               "--override=ict.training.learning_rate=1e-12", "--override=ict.training.batch_size=4"])
+    path = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    saved = tf.train.load_checkpoint(path)
+    value = lambda name: saved.get_tensor(f"model/query_embedder/encoder/{name}/.ATTRIBUTES/VARIABLE_VALUE")  # noqa: E731
+    np.testing.assert_allclose(value("_embedding_layer/embeddings"), weights["embeddings.word_embeddings.weight"],
+                               atol=1e-6)
+    np.testing.assert_allclose(value("_transformer_layers/1/_intermediate_dense/kernel"),
+                               weights["encoder.layer.1.intermediate.dense.weight"].T, atol=1e-6)
+
+
+def test_a_config_sized_otherwise_is_refused_by_train(hf_bert, small_blocks_dir, tmp_path, capsys):
+    from realm_tf import train
+
+    directory, _ = hf_bert
+    status = train.main(["--task=ict", "--config=tiny", f"--blocks_dir={small_blocks_dir}",
+                         f"--model_dir={tmp_path / 'ict'}", "--no_progress",
+                         f"--override=retriever.init_checkpoint={directory}"])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert directory in error and "retriever.encoder.hidden_size: config 128, checkpoint 64" in error
+
+
+def _write_blocks_tfr(path, texts):
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for text in texts:
+            writer.write(text if isinstance(text, bytes) else text.encode("utf-8"))
+
+
+def _write_tf1(prefix, tensors):
+    """A name-keyed checkpoint, as TF1's Saver writes one."""
+    names = sorted(tensors)
+    tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(tensors[n]) for n in names])
+
+
+def test_release_blocks_and_block_emb_become_an_index_version(tmp_path, tiny_config):
+    from realm_tf.corpus.block_store import BlockStore
+    from realm_tf.retrieval.index_version import IndexVersion
+    from realm_tf.retrieval.searcher import Searcher
+
+    texts = ["Nikola Tesla was born in 1856 in Smiljan.", "The Eiffel Tower is in Paris.", "Warsaw is on the Vistula.",
+             "Ünïcödé text survives the round trip."]
+    blocks_tfr = tmp_path / "blocks.tfr"
+    _write_blocks_tfr(blocks_tfr, texts)
+    blocks_dir = tmp_path / "blocks"
+    assert checkpoints_cli.main(["convert-blocks", f"--blocks_tfr={blocks_tfr}", f"--output_dir={blocks_dir}",
+                                 "--config=tiny", "--no_progress"]) == 0
+    store = BlockStore(str(blocks_dir))
+    assert len(store) == len(texts)
+
+    rng = np.random.default_rng(0)
+    block_emb = rng.normal(size=[len(texts), 128]).astype(np.float32)
+    embedder = tmp_path / "embedder"
+    (embedder / "encoded").mkdir(parents=True)
+    _write_tf1(embedder / "encoded" / "encoded.ckpt", {"block_emb": block_emb})
+    index_root = tmp_path / "index"
+    assert checkpoints_cli.main(["import-index", f"--checkpoint={embedder}", f"--blocks_dir={blocks_dir}",
+                                 f"--index_root={index_root}", "--config=tiny"]) == 0
+    version = IndexVersion.load(str(next(p for p in index_root.iterdir() if not p.name.startswith("."))))
+    np.testing.assert_array_equal(version.embeddings, block_emb)
+
+    # Row i is the i-th record of blocks.tfr: searching with row i's embedding finds that text.
+    from realm_tf.corpus.block_store import BlockStore as Store
+    from realm_tf.features.featurizer import Featurizer
+
+    texts_by_id = Store(str(blocks_dir), Featurizer(tiny_config.features)).texts
+    searcher = Searcher.from_directory(str(index_root), method="exact")
+    ids, _ = searcher.search(block_emb, k=1)
+    assert [texts_by_id[int(i)] for i in np.asarray(ids)[:, 0]] == texts
+
+
+def test_block_emb_rows_must_match_the_blocks(tmp_path):
+    blocks_tfr = tmp_path / "blocks.tfr"
+    _write_blocks_tfr(blocks_tfr, ["one block", "another block"])
+    blocks_dir = tmp_path / "blocks"
+    checkpoints_cli.run(["convert-blocks", f"--blocks_tfr={blocks_tfr}", f"--output_dir={blocks_dir}",
+                         "--config=tiny", "--no_progress"])
+    prefix = tmp_path / "model.ckpt"
+    _write_tf1(prefix, {"block_emb": np.zeros([3, 128], np.float32)})
+    with pytest.raises(Exception, match=r"model.ckpt.*3 rows but .*blocks holds 2 blocks"):
+        checkpoints_cli.run(["import-index", f"--checkpoint={prefix}", f"--blocks_dir={blocks_dir}",
+                             f"--index_root={tmp_path / 'index'}", "--config=tiny"])
+
+
+def test_a_block_that_is_not_utf8_is_named(tmp_path, capsys):
+    blocks_tfr = tmp_path / "blocks.tfr"
+    _write_blocks_tfr(blocks_tfr, ["fine", b"\xff\xfe broken"])
+    status = checkpoints_cli.main(["convert-blocks", f"--blocks_tfr={blocks_tfr}",
+                                   f"--output_dir={tmp_path / 'out'}", "--config=tiny", "--no_progress"])
+    assert status == 2
+    assert f"{blocks_tfr}: record 1 is not UTF-8" in capsys.readouterr().err
+
+
+def test_inspect_lists_the_parts_of_an_orqa_style_checkpoint(tmp_path, capsys):
+    hidden, layers, vocab = 8, 1, 30522
+    rng = np.random.default_rng(1)
+    tensors = {"block_emb": rng.normal(size=[5, 128]).astype(np.float32), "global_step": np.int64(7)}
+
+    def bert(scope):
+        names = {"embeddings/word_embeddings": [vocab, hidden], "embeddings/position_embeddings": [512, hidden],
+                 "embeddings/token_type_embeddings": [2, hidden], "embeddings/LayerNorm/gamma": [hidden],
+                 "embeddings/LayerNorm/beta": [hidden], "pooler/dense/kernel": [hidden, hidden],
+                 "pooler/dense/bias": [hidden]}
+        for i in range(layers):
+            for part, shape in (("attention/self/query", [hidden, hidden]), ("attention/self/key", [hidden, hidden]),
+                                ("attention/self/value", [hidden, hidden]),
+                                ("attention/output/dense", [hidden, hidden]),
+                                ("intermediate/dense", [hidden, 4 * hidden]), ("output/dense", [4 * hidden, hidden])):
+                names[f"encoder/layer_{i}/{part}/kernel"] = shape
+                names[f"encoder/layer_{i}/{part}/bias"] = shape[1:]
+            for norm in ("attention/output/LayerNorm", "output/LayerNorm"):
+                names[f"encoder/layer_{i}/{norm}/gamma"] = [hidden]
+                names[f"encoder/layer_{i}/{norm}/beta"] = [hidden]
+        for name, shape in names.items():
+            tensors[f"{scope}bert/{name}"] = rng.normal(size=shape).astype(np.float32)
+            tensors[f"{scope}bert/{name}/adam_m"] = np.zeros(shape, np.float32)
+
+    bert("module/module/module/module/")
+    bert("reader/module/")
+    tensors.update({"module/module/module/dense/kernel": np.zeros([hidden, 128], np.float32),
+                    "module/module/module/dense/bias": np.zeros([128], np.float32),
+                    "module/module/module/LayerNorm/gamma": np.ones([128], np.float32),
+                    "module/module/module/LayerNorm/beta": np.zeros([128], np.float32),
+                    "reader/dense/kernel": np.zeros([hidden, 16], np.float32),
+                    "reader/dense/bias": np.zeros([16], np.float32),
+                    "reader/layer_normalization/gamma": np.ones([8], np.float32),
+                    "reader/layer_normalization/beta": np.zeros([8], np.float32),
+                    "reader/dense_1/kernel": np.zeros([8, 1], np.float32),
+                    "reader/dense_1/bias": np.zeros([1], np.float32),
+                    "extra/unknown": np.zeros([2], np.float32)})
+    prefix = tmp_path / "orqa_nq_model_from_realm" / "model.ckpt-100"
+    prefix.parent.mkdir()
+    _write_tf1(prefix, tensors)
+    result = checkpoints_cli.inspect(str(prefix.parent / "model.ckpt-100"))
+    body = 5 + 16 * layers + 2
+    assert result["format"] == "tf1"
+    assert result["parts"] == {"reader BERT": body, "retriever BERT": body, "retriever projection": 4,
+                               "reader span head": 6, "block embeddings": 1}
+    assert result["encoder"]["hidden_size"] == hidden and result["encoder"]["num_layers"] == layers
+    assert result["optimizer_state_skipped"] == 2 * body + 1  # adam_m of both BERTs, and global_step.
+    assert result["unread"] == ["extra/unknown"]
+    assert checkpoints_cli.main(["inspect", str(prefix)]) == 0
+    assert "reader span head: 6 tensors" in capsys.readouterr().out
+    json.dumps(result)  # Plain data, for scripts.
