@@ -188,3 +188,18 @@ def test_inspect_lists_the_parts_of_an_orqa_style_checkpoint(tmp_path, capsys):
     assert checkpoints_cli.main(["inspect", str(prefix)]) == 0
     assert "reader span head: 6 tensors" in capsys.readouterr().out
     json.dumps(result)  # Plain data, for scripts.
+
+
+def test_import_benchmark_times_every_format_against_the_own_restore(tmp_path):
+    pytest.importorskip("transformers")
+    from benchmarks import checkpoint_import
+
+    results = checkpoint_import.main(["--config=tiny", "--repeats=1", f"--workdir={tmp_path / 'work'}",
+                                      f"--output={tmp_path / 'results.json'}"])
+    runs = results["runs"]
+    assert set(runs) == {"own", "hugging_face", "model_garden", "realm_tf1"}
+    assert runs["own"]["ratio_to_own_restore"] == 1.0
+    body = 5 + 16 * 2 + 2  # Embeddings, two layers, pooler of the tiny BERT.
+    assert {name: run.get("tensors_read") for name, run in runs.items() if name != "own"} == {
+        "hugging_face": body, "model_garden": body, "realm_tf1": body + 4}
+    assert json.loads((tmp_path / "results.json").read_text())["parameters"] == results["parameters"]

@@ -84,6 +84,7 @@ class HuggingFaceSource(TensorSource):
         self.directory = directory
         self._tensors = None
         self._files: Dict[str, str] = {}  # tensor name -> safetensors file
+        self._open_files: Dict[str, object] = {}  # file -> its safe_open handle, kept for reads
         single = os.path.join(directory, self.SAFETENSORS)
         index = os.path.join(directory, self.SAFETENSORS_INDEX)
         if os.path.exists(single):
@@ -147,5 +148,7 @@ class HuggingFaceSource(TensorSource):
             return self._tensors[name]
         from safetensors import safe_open
 
-        with safe_open(self._files[name], framework="numpy") as f:
-            return np.asarray(f.get_tensor(name))
+        file = self._files[name]
+        if file not in self._open_files:  # Opening maps the file; once per file, not per tensor.
+            self._open_files[file] = safe_open(file, framework="numpy")
+        return np.asarray(self._open_files[file].get_tensor(name))
