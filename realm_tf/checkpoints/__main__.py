@@ -93,6 +93,9 @@ def fitted_config(base: str, overrides: Sequence[str], retriever: Optional[str],
             setattr(section.encoder, field, value)
         if section is config.retriever and checkpoint.projection:
             section.projection_norm_epsilon = checkpoint.projection.epsilon
+        if section is config.reader and checkpoint.span_head:
+            # ORQA's span MLP: one Dense of 2 x span_hidden_size, split into start and end halves.
+            section.span_hidden_size = checkpoint.span_head.shape("dense/kernel")[1] // 2
         if checkpoint.vocab_file:
             try:
                 check_vocabulary_fits(checkpoint, config.features.vocab_file)
