@@ -22,24 +22,25 @@ class CheckpointError(ValueError):
 
 
 class TensorSource:
-    """Names, shapes and values of a checkpoint's tensors; `path` names it in messages."""
+    """Names, shapes and values of a checkpoint's tensors; `path` names it in messages.
+
+    Subclasses fill `_shape_map` (name -> shape) when opened and implement `read`.
+    """
 
     path: str
+    _shape_map: Dict[str, Tuple[int, ...]]
 
     def names(self) -> List[str]:
-        raise NotImplementedError
+        return sorted(self._shape_map)
 
     def shape(self, name: str) -> Tuple[int, ...]:
-        raise NotImplementedError
+        return self._shape_map[name]
 
     def read(self, name: str) -> np.ndarray:
         raise NotImplementedError
 
     def __contains__(self, name: str) -> bool:
-        return name in self._shapes()
-
-    def _shapes(self) -> Dict[str, Tuple[int, ...]]:
-        raise NotImplementedError
+        return name in self._shape_map
 
 
 class TfCheckpointSource(TensorSource):
@@ -55,15 +56,6 @@ class TfCheckpointSource(TensorSource):
         except (tf.errors.OpError, ValueError) as error:
             raise CheckpointError(f"{prefix}: not a readable TensorFlow checkpoint ({error})") from error
         self._shape_map = {name: tuple(shape) for name, shape in self._reader.get_variable_to_shape_map().items()}
-
-    def _shapes(self):
-        return self._shape_map
-
-    def names(self) -> List[str]:
-        return sorted(self._shape_map)
-
-    def shape(self, name: str) -> Tuple[int, ...]:
-        return self._shape_map[name]
 
     def read(self, name: str) -> np.ndarray:
         return np.asarray(self._reader.get_tensor(name))
@@ -133,15 +125,6 @@ class HuggingFaceSource(TensorSource):
             raise CheckpointError(f"{path}: not a readable PyTorch state dict ({error})") from error
         return {name: value.float().numpy() if value.is_floating_point() else value.numpy()
                 for name, value in state.items()}
-
-    def _shapes(self):
-        return self._shape_map
-
-    def names(self) -> List[str]:
-        return sorted(self._shape_map)
-
-    def shape(self, name: str) -> Tuple[int, ...]:
-        return self._shape_map[name]
 
     def read(self, name: str) -> np.ndarray:
         if self._tensors is not None:
