@@ -41,7 +41,9 @@ from realm_tf.checkpoints.tensor_sources import (
 
 logger = logging.getLogger(__name__)
 
-_OPTIMIZER = re.compile(r"(^|/)(adam_[mv]|Adam(_\d+)?|global_step|beta[12]_power)($|/)")
+# Training state, never model weights: TF1 Adam slots and step counters, and TF2
+# checkpoints' optimizer slots and save counter.
+_OPTIMIZER = re.compile(r"(^|/)(adam_[mv]|Adam(_\d+)?|global_step|beta[12]_power|save_counter|\.OPTIMIZER_SLOT)($|/)")
 _OBJECT_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 # Hugging Face `hidden_act` -> `BertConfig.hidden_activation`. HF's "gelu" is the exact
 # erf form; the tanh approximation (BERT's own) goes by "gelu_new" and friends there.

@@ -76,7 +76,7 @@ def check_vocabulary_fits(checkpoint: PretrainedCheckpoint, vocab_file: str) -> 
 
 def load_embedder(embedder, checkpoint: PretrainedCheckpoint, part: str = "retriever") -> LoadReport:
     """Fills a built `ProjectedEmbedder` from `checkpoint`."""
-    read = checkpoint.bert("retriever").assign(encoder_targets(embedder.encoder))
+    read = checkpoint.bert("retriever").assign(encoder_targets(_built(embedder.encoder)))
     left = []
     projection = checkpoint.projection
     if projection is None:
@@ -91,12 +91,30 @@ def load_embedder(embedder, checkpoint: PretrainedCheckpoint, part: str = "retri
     return LoadReport(part, checkpoint.path, checkpoint.format, read, left)
 
 
+def _built(layer):
+    """`layer`, whose variables exist only once it has been called."""
+    if not layer.built:
+        raise ValueError(f"{layer.name}: build the model (call it once) before loading a checkpoint into it")
+    return layer
+
+
+def _reader_encoder_targets(reader, body, left: List[str]):
+    """The reader BERT's targets; the pooler only if the checkpoint has one (masked-LM
+    checkpoints drop it, and no reader uses it)."""
+    targets = encoder_targets(_built(reader.encoder))
+    if not body.has("pooler/dense/kernel"):
+        left.append("pooler (unused by the reader)")
+        targets = [t for t in targets if not t.name.startswith("pooler/")]
+    return targets
+
+
 def load_knowledge_encoder(reader, checkpoint: PretrainedCheckpoint, part: str = "reader") -> LoadReport:
     """Fills a built `KnowledgeAugmentedEncoder` (BERT, and the masked-LM head if present)."""
     body = checkpoint.bert("reader")
-    targets, left = encoder_targets(reader.encoder), []
+    left = []
+    targets = _reader_encoder_targets(reader, body, left)
     if all(body.has(name) for name in MASKED_LM_NAMES):
-        targets += masked_lm_targets(reader.masked_lm)
+        targets += masked_lm_targets(_built(reader.masked_lm))
     else:
         left.append("masked-LM head")
     return LoadReport(part, checkpoint.path, checkpoint.format, body.assign(targets), left)
@@ -104,13 +122,13 @@ def load_knowledge_encoder(reader, checkpoint: PretrainedCheckpoint, part: str =
 
 def load_span_reader(reader, checkpoint: PretrainedCheckpoint, part: str = "reader") -> LoadReport:
     """Fills a built `SpanReader` (BERT, and ORQA's span MLP if present)."""
-    read = checkpoint.bert("reader").assign(encoder_targets(reader.encoder))
-    left = []
+    body, left = checkpoint.bert("reader"), []
+    read = body.assign(_reader_encoder_targets(reader, body, left))
     if checkpoint.span_head is None:
         left.append("span head")
     else:
         scorer = checkpoint.span_head
-        span = reader.span_scorer
+        span = _built(reader.span_scorer)
         read += scorer.assign(dense_targets("dense", span.dense) + norm_targets("layer_normalization", span.layer_norm)
                               + dense_targets("dense_1", span.dense_1))
     return LoadReport(part, checkpoint.path, checkpoint.format, read, left)
