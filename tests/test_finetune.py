@@ -78,7 +78,7 @@ def test_training_on_questions_with_answers_in_their_blocks_lowers_the_loss(task
     with_answer = np.nonzero(batch["answer_spans"].any(axis=(1, 2, 3)))[0][:4]
     assert len(with_answer) == 4
     fixed = task.make_batch(with_answer)
-    step = trainer._build_train_step()
+    step = trainer.build_train_step()
     losses = [float(step(fixed)["loss"]) for _ in range(25)]
     assert losses[-1] < 0.5 * losses[0], losses
 

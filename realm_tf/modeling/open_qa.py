@@ -51,7 +51,9 @@ class OpenQaModel(tf_keras.Model):
     """
 
     def __init__(self, config: ExperimentConfig, is_continuation: np.ndarray, name: str = "open_qa", **kwargs):
-        super().__init__(name=name, **kwargs)
+        # No autocast: under mixed precision the float32 inputs (candidate embeddings,
+        # retrieval scores) stay float32, and each sublayer casts what it computes in.
+        super().__init__(name=name, autocast=False, **kwargs)
         self.query_embedder = ProjectedEmbedder(config.retriever, name="query_embedder")
         self.reader = SpanReader(config.reader, is_continuation)
 

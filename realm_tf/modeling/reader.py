@@ -42,4 +42,5 @@ class KnowledgeAugmentedEncoder(tf_keras.Model):
         sequence = self.encoder(
             {k: features[k] for k in ("input_word_ids", "input_mask", "input_type_ids")}, training=training
         )["sequence_output"]
-        return self.masked_lm(sequence, masked_positions=masked_positions)
+        # Logits in float32 under mixed precision: the marginal's logsumexp needs the range.
+        return tf.cast(self.masked_lm(sequence, masked_positions=masked_positions), tf.float32)

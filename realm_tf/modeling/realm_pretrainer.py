@@ -35,7 +35,9 @@ class RealmPretrainer(tf_keras.Model):
     """
 
     def __init__(self, config: ExperimentConfig, name: str = "realm", **kwargs):
-        super().__init__(name=name, **kwargs)
+        # No autocast: under mixed precision the float32 inputs (candidate embeddings,
+        # retrieval scores) stay float32, and each sublayer casts what it computes in.
+        super().__init__(name=name, autocast=False, **kwargs)
         self.retriever = Retriever(config.retriever)
         self.reader = KnowledgeAugmentedEncoder(config.reader)
 

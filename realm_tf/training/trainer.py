@@ -77,7 +77,7 @@ class Trainer:
         dataset = self.task.build_train_dataset(self.training.batch_size, seed=self.seed, start_step=start)
         after_step = getattr(self.task, "after_step", None)
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
-        train_step = self._build_train_step()
+        train_step = self.build_train_step()
         metrics: Dict[str, float] = {}
         started = time.monotonic()
         bar = tqdm(total=self.training.train_steps, initial=start, desc=type(self.task).__name__,
@@ -110,7 +110,10 @@ class Trainer:
         schedule = self.optimizer.learning_rate
         return float(schedule(self.optimizer.iterations) if callable(schedule) else schedule)
 
-    def _build_train_step(self):
+    def build_train_step(self):
+        """The compiled step: `step(distributed batch)` applies one update under the strategy
+        and returns {"loss", the task's metrics}, each the mean over replicas. `train` runs
+        it; benchmarks time it alone."""
         model, optimizer, task, strategy = self.model, self.optimizer, self.task, self.strategy
 
         def loss_and_gradients(batch):

@@ -1,0 +1,341 @@
+"""Regenerates the benchmarks docs page from the results JSON, without re-running anything.
+
+    python -m benchmarks.report [--results_dir benchmarks/results] [--output docs/benchmarks.md]
+
+Writes `--output` (docs/benchmarks.md): a table of every figure, each ratio to its baseline
+next to the absolute figures, the command that made it and the machine's load; and the
+plots (matplotlib, Agg backend) into a folder named after the page (docs/benchmarks/):
+
+  retrieval_recall_qps.png   ScaNN recall@k against batched queries/s, one curve per number
+                             of leaves searched, exact as a point
+  indexing_throughput.png    blocks/s of the plain loop and the Beam pipeline
+  training_throughput.png    examples/s and MFU per step and model size, with and without
+                             the refresher (and the GPU run's, when there is one)
+  serving_latency.png        p50/p99 of one question and questions/s per system
+  quality.png                recall@k, exact match and F1 per system (with quality.json)
+
+A results file that is missing leaves its section saying how to make it. Needs the
+`bench` extra (matplotlib): pip install -e '.[bench]'.
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "benchmarks" / "results"
+DOCS = REPO / "docs" / "benchmarks.md"
+FILES = {
+    "summary": "summary.json",
+    "retrieval": "retrieval_latency.json",
+    "indexing": "indexing_throughput.json",
+    "training": "training_throughput.json",
+    "training_gpu": "training_throughput_gpu.json",
+    "serving": "serving_latency.json",
+    "quality": "quality.json",
+}
+
+
+def _figure_module():
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("benchmarks.report needs matplotlib: pip install -e '.[bench]'") from None
+    matplotlib.use("Agg")  # Files only: no display here.
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    """A figure for a table: thousands separated, `digits` significant-ish decimals, "-" if missing."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.{digits}g}" if value else "0"
+    return str(value)
+
+
+def _times(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> List[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell if isinstance(cell, str) else _number(cell) for cell in row) + " |"
+              for row in rows]
+    return lines + [""]
+
+
+def _provenance(results: Dict) -> List[str]:
+    machine = results.get("machine", {})
+    load = machine.get("load_average_1_5_15_min_at_start")
+    end = machine.get("load_average_1_5_15_min_at_end")
+    parts = [f"Command: `{results['command']}`" if results.get("command") else "Command: not recorded"]
+    where = ", ".join(str(x) for x in (f"{machine.get('cpus')} CPUs" if machine.get("cpus") else None,
+                                       ", ".join(machine.get("gpus") or []) or None, machine.get("date")) if x)
+    if where:
+        parts.append(where)
+    if load:
+        parts.append(f"load average (1/5/15 min) {load[0]}/{load[1]}/{load[2]} at the start"
+                     + (f", {end[0]}/{end[1]}/{end[2]} at the end" if end else ""))
+    return ["; ".join(parts) + ".", ""]
+
+
+def _save(plt, fig, path: pathlib.Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- sections ----------------------------------------------------------------------------
+
+def retrieval_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    k = results["k"]
+    recall_key = f"recall_at_{k}"
+    lines = [f"Top-{k} retrieval over {results['num_blocks']:,} synthetic clustered {results['dim']}-d blocks: "
+             "exact matmul + top_k (the exact export's retrieval, the baseline) against the ScaNN layer the ScaNN "
+             "export builds. One query per call (p50/p99), batches of "
+             f"{results['batched']['batch_size']} (queries/s); speed-ups are over exact in the same run.", ""]
+    rows = []
+    for name, s in results["searchers"].items():
+        speedup = s.get("speedup_over_exact", {})
+        rows.append([name, s["one_query"]["p50_ms"], _times(speedup.get("one_query_p50")), s["one_query"]["p99_ms"],
+                     _times(speedup.get("one_query_p99")), s["batched"]["queries_per_second"],
+                     _times(speedup.get("batched")), s.get(recall_key, 1.0 if name == "exact" else None),
+                     s.get("build_seconds")])
+    lines += _table(["searcher", "one query p50 ms", "vs exact", "p99 ms", "vs exact", "batched queries/s",
+                     "vs exact", f"recall@{k}", "build s"], rows)
+    sweep = results.get("sweep")
+    if sweep:
+        lines += [f"The recall/throughput curve: the `scann` searcher (built once, {sweep['num_leaves']} leaves) "
+                  "searched with other settings, every point and exact taking turns "
+                  f"({sweep['one_query_calls']} one-query calls, {sweep['batches']} batches each).", ""]
+        exact = sweep["exact"]
+        rows = [["exact", "-", 1.0, exact["queries_per_second"], "1.00x", exact["one_query"]["p50_ms"], "1.00x"]]
+        for p in sweep["points"]:
+            rows.append([str(p["reorder_num_neighbors"]) + (" (index config)" if p.get("index_config") else ""),
+                         p["leaves_to_search"], p[recall_key], p["queries_per_second"],
+                         _times(p["speedup_over_exact"]["batched"]), p["one_query"]["p50_ms"],
+                         _times(p["speedup_over_exact"]["one_query_p50"])])
+        lines += _table(["re-scored", "leaves searched", f"recall@{k}", "batched queries/s", "vs exact",
+                         "one query p50 ms", "vs exact"], rows)
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for leaves in sorted({p["leaves_to_search"] for p in sweep["points"]}):
+            points = [p for p in sweep["points"] if p["leaves_to_search"] == leaves]
+            ax.plot([p["queries_per_second"] for p in points], [p[recall_key] for p in points], "o-",
+                    label=f"ScaNN, {leaves} leaves searched")
+            for p in points:
+                ax.annotate(str(p["reorder_num_neighbors"]), (p["queries_per_second"], p[recall_key]),
+                            textcoords="offset points", xytext=(4, -10), fontsize=7)
+        ax.plot([exact["queries_per_second"]], [1.0], "k*", markersize=12, label="exact (matmul + top_k)")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"queries/s, batches of {sweep['batch_size']} (log)")
+        ax.set_ylabel(f"recall@{k} vs exact")
+        ax.set_title(f"ScaNN over {results['num_blocks']:,} blocks (labels: candidates re-scored)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+        _save(plt, fig, images / "retrieval_recall_qps.png")
+        lines += [f"![recall@{k} against queries/s]({images.name}/retrieval_recall_qps.png)", ""]
+    return lines + _provenance(results)
+
+
+def indexing_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    lines = [f"Embedding and indexing {results['num_blocks']:,} blocks ({results['config']} config, batches of "
+             f"{results['batch_size']}): the Beam pipeline, whole run as a user sees it, against a plain in-process "
+             "loop calling the same export (the baseline).", ""]
+    runs = results["runs"]
+    lines += _table(["run", "seconds", "blocks/s", "vs plain loop"],
+                    [[name, r["seconds"], r["blocks_per_second"], _times(r["ratio_to_plain_loop"])]
+                     for name, r in runs.items()])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(list(runs), [r["blocks_per_second"] for r in runs.values()], color=["0.4", "tab:blue", "tab:orange"])
+    ax.set_ylabel("blocks/s")
+    ax.set_title(f"Embed and index {results['num_blocks']:,} blocks")
+    _save(plt, fig, images / "indexing_throughput.png")
+    return lines + [f"![blocks/s]({images.name}/indexing_throughput.png)", ""] + _provenance(results)
+
+
+def _training_rows(results: Dict) -> List[List[Any]]:
+    rows = []
+    for run in results["runs"]:
+        without, with_ = run["without_refresher"], run.get("with_refresher")
+        ratio = run.get("with_over_without_refresher", {})
+        rows.append([run["task"], run["model_size"], run["batch_size"], without["examples_per_second"],
+                     with_["examples_per_second"] if with_ else "-", _times(ratio.get("examples_per_second")),
+                     without["step_seconds_p50"], without["mfu"], with_["mfu"] if with_ else "-",
+                     run["flops_per_step"]["train"] / 1e9])
+    return rows
+
+
+def training_section(results: Dict, images: pathlib.Path, plt, name: str = "training_throughput") -> List[str]:
+    peak = results["peak_matmul"]
+    lines = [f"Device {results['device']}, precision {results['precision']}, strategy {results['strategy']}"
+             f"{', XLA' if results.get('jit_compile') else ''}; peak dense matmul measured in the same run: "
+             f"{peak['flops_per_second'] / 1e9:,.1f} GFLOP/s in {peak['dtype']} (n={peak['n']}). "
+             "Examples/s of the training loop (input wait, step, after_step; warm-up excluded); MFU = model FLOPs "
+             "per step / step time / peak. The ratio is with the refresher busy re-indexing beside the trainer / "
+             "without it (pre-training only: fine-tuning's index is fixed).", ""]
+    lines += _table(["step", "model", "batch", "examples/s without refresher", "with refresher", "with / without",
+                     "step s (p50)", "MFU without", "MFU with", "GFLOP per step"], _training_rows(results))
+    runs = results["runs"]
+    labels = [f"{r['task']}\n{r['model_size']}" for r in runs]
+    x = range(len(runs))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((axes[0], "examples_per_second", "examples/s"), (axes[1], "mfu", "MFU")):
+        ax.bar([i - 0.2 for i in x], [r["without_refresher"][key] for r in runs], 0.4, label="without refresher")
+        ax.bar([i + 0.2 for i in x], [r["with_refresher"][key] if "with_refresher" in r else 0 for r in runs], 0.4,
+               label="with refresher")
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(labels, fontsize=8)
+        ax.set_title(f"{title} ({results['device']}, {results['precision']})", fontsize=9)
+        ax.legend(fontsize=8)
+    _save(plt, fig, images / f"{name}.png")
+    return lines + [f"![examples/s and MFU]({images.name}/{name}.png)", ""] + _provenance(results)
+
+
+def serving_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    systems = results["systems"]
+    lines = [f"Both QA exports of a tiny fine-tuned model over {results['num_blocks']:,} blocks, and the in-process "
+             "`QaPredictor` as a reference; the exact export is the baseline. " + results["server"] + ".", ""]
+    rows = []
+    for name, s in systems.items():
+        r = s["ratio_to_exact"]
+        rows.append([name, s["one_question"]["p50_ms"], _times(r["one_question_p50_speedup"]),
+                     s["one_question"]["p99_ms"], _times(r["one_question_p99_speedup"]),
+                     s["batched"]["questions_per_second"], _times(r["questions_per_second"]),
+                     s.get("export", {}).get("load_seconds"), s.get("same_answer_as_exact")])
+    lines += _table(["system", "one question p50 ms", "speed-up vs exact", "p99 ms", "speed-up vs exact",
+                     f"questions/s (batch {results['batched']['batch_size']})", "vs exact", "load s",
+                     "same answer as exact"], rows)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    names = list(systems)
+    x = range(len(names))
+    axes[0].bar([i - 0.2 for i in x], [systems[n]["one_question"]["p50_ms"] for n in names], 0.4, label="p50")
+    axes[0].bar([i + 0.2 for i in x], [systems[n]["one_question"]["p99_ms"] for n in names], 0.4, label="p99")
+    axes[0].set_ylabel("ms per call, one question")
+    axes[1].bar(list(x), [systems[n]["batched"]["questions_per_second"] for n in names], color="tab:green")
+    axes[1].set_ylabel(f"questions/s, batches of {results['batched']['batch_size']}")
+    for ax in axes:
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(names)
+    axes[0].legend()
+    _save(plt, fig, images / "serving_latency.png")
+    return lines + [f"![latency and throughput]({images.name}/serving_latency.png)", ""] + _provenance(results)
+
+
+def quality_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    systems = results["systems"]
+    metrics = [m for m in next(iter(systems.values())) if m.startswith("recall@")] + ["exact_match", "f1"]
+    lines = [results.get("description", "Open-QA quality per system.") + ".", ""]
+    lines += _table(["system"] + metrics + ["train steps"],
+                    [[name] + [s.get(m) for m in metrics] + [s.get("budget", {}).get("train_steps")]
+                     for name, s in systems.items()])
+    if results.get("measured", {}).get("statement"):
+        lines += [results["measured"]["statement"], ""]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(systems)
+    for j, (name, s) in enumerate(systems.items()):
+        ax.bar([i + (j - (len(systems) - 1) / 2) * width for i in range(len(metrics))],
+               [s.get(m) or 0 for m in metrics], width, label=name)
+    ax.set_xticks(range(len(metrics)))
+    ax.set_xticklabels(metrics)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{results.get('num_questions', '?')} questions")
+    _save(plt, fig, images / "quality.png")
+    return lines + [f"![recall@k, EM and F1 per system]({images.name}/quality.png)", ""] + _provenance(results)
+
+
+SECTIONS: List[tuple] = [
+    # (key, title, section function, the command that makes the results)
+    ("retrieval", "Retrieval: ScaNN vs exact, and the recall/throughput curve", retrieval_section,
+     "python -m benchmarks.retrieval_latency"),
+    ("indexing", "Indexing throughput", indexing_section, "python -m benchmarks.indexing_throughput"),
+    ("training", "Training throughput and MFU", training_section, "python -m benchmarks.training_throughput"),
+    ("training_gpu", "Training throughput and MFU on a GPU", lambda r, i, p: training_section(
+        r, i, p, "training_throughput_gpu"), "python -m benchmarks (on a machine with a GPU)"),
+    ("serving", "Serving latency: the QA exports", serving_section, "python -m benchmarks.serving_latency"),
+    ("quality", "Quality: open-QA on squad_open qa_dev", quality_section, "python -m benchmarks.quality"),
+]
+
+
+def _summary_lines(summary: Optional[Dict]) -> List[str]:
+    if not summary:
+        return ["No summary.json yet: run `python -m benchmarks`.", ""]
+    machine = summary.get("machine", {})
+    lines = [f"Last suite run: `{summary['suite']}` (size {summary['size']}), {machine.get('cpus')} CPUs, "
+             f"{summary.get('gpu') or 'no GPU'}, TensorFlow {machine.get('tensorflow')}, {machine.get('platform')}, "
+             f"{machine.get('date')}; {summary['wall_seconds']:.0f} s in all.", ""]
+    rows = [[name, e["status"], e.get("wall_seconds"), e.get("size"), e.get("date"), f"`{e['results']}`"]
+            for name, e in summary.get("benchmarks", {}).items()]
+    return lines + _table(["benchmark", "status", "wall s", "size", "run at", "results"], rows)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Writes the page and its plots; returns {"page": path, "images": [paths]}."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results_dir", type=pathlib.Path, default=RESULTS_DIR)
+    parser.add_argument("--output", type=pathlib.Path, default=DOCS, help="the page (default: docs/benchmarks.md)")
+    args = parser.parse_args(argv)
+    if not args.results_dir.is_dir():
+        parser.error(f"--results_dir {args.results_dir}: no such directory")
+    plt = _figure_module()
+    loaded = {}
+    for key, name in FILES.items():
+        path = args.results_dir / name
+        if path.exists():
+            try:
+                loaded[key] = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                parser.error(f"{path}: not valid JSON: {e}")
+    # A results file without its command (written before benchmarks recorded one): take the suite's.
+    for key, entry in loaded.get("summary", {}).get("benchmarks", {}).items():
+        if key in loaded and "command" not in loaded[key] and entry.get("argv") and entry.get("status") == "ok":
+            loaded[key]["command"] = " ".join(["python", "-m", entry["module"], *entry["argv"]])
+    images = args.output.parent / args.output.stem
+    images.mkdir(parents=True, exist_ok=True)
+    lines = ["# Benchmarks", "",
+             "Generated by `python -m benchmarks.report` from the JSON in `benchmarks/results/`; do not edit by hand. "
+             "`python -m benchmarks` re-runs the suite (`--size large` for the larger sizes, `--only NAME[,NAME]` for "
+             "some) and regenerates this page. Every figure is measured against its baseline in the same run; the "
+             "machine is shared (2 CPU cores here, other work running), so compare within a run, not across runs. "
+             "The load average recorded with each result says how busy the machine was.", "",
+             "## Suite", ""] + _summary_lines(loaded.get("summary"))
+    for key, title, section, command in SECTIONS:
+        if key == "training_gpu" and key not in loaded:
+            continue
+        lines += [f"## {title}", ""]
+        entry = loaded.get("summary", {}).get("benchmarks", {}).get(key, {})
+        if entry and entry.get("status") != "ok":
+            lines += [f"**The last suite run's {key} benchmark {entry['status']}** ({entry.get('date')}); "
+                      + ("the figures below come from an earlier run." if key in loaded else "no figures yet."), ""]
+        if key in loaded:
+            try:
+                lines += section(loaded[key], images, plt)
+            except (KeyError, TypeError, ZeroDivisionError) as e:
+                lines += [f"`{FILES[key]}` does not have the expected layout ({type(e).__name__}: {e}); re-run "
+                          f"`{command}`.", ""]
+        else:
+            lines += [f"Not measured yet: `{command}` writes `benchmarks/results/{FILES[key]}`.", ""]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    written = sorted(str(p) for p in images.glob("*.png"))
+    print(f"wrote {args.output} and {len(written)} plots in {images}")
+    return {"page": str(args.output), "images": written}
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

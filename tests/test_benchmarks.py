@@ -1,0 +1,221 @@
+"""The speed benchmarks (benchmarks/), each run through its main(argv) at a tiny size, the docs page, the runner.
+
+Speed is not asserted (the machine is shared); what is: the results have their keys, every
+ratio is its figure over its baseline, recall lies in [0, 1] and grows with re-scoring,
+MFU lies in (0, 1], the refresher is measured on and off, and the report writes its page
+with plots that exist. The training and serving runs reuse conftest's small pipeline.
+"""
+
+import json
+import shutil
+
+import pytest
+
+from benchmarks import __main__ as runner
+from benchmarks import report, retrieval_latency, serving_latency, training_throughput
+from realm_tf.configs import load_config
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def few_questions(tmp_path_factory):
+    """The first 30 training questions: fine-tuning's task reads them all at start."""
+    path = tmp_path_factory.mktemp("qa") / "qa.jsonl"
+    lines = (REPO / "realm_tf" / "assets" / "squad_open" / "qa_train.jsonl").read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(lines[:30]) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def retrieval(tmp_path_factory):
+    output = tmp_path_factory.mktemp("retrieval") / "retrieval_latency.json"
+    # 25,000 blocks: above index.exact_below, so ScaNN is a tree (158 leaves, 16 searched).
+    results = retrieval_latency.main([
+        "--num_blocks=25000", "--num_clusters=32", "--queries=10", "--warmup=2", "--batch_size=16", "--batches=2",
+        "--also_reorder=300", "--sweep_reorder=10,40,400", "--sweep_leaves=2,16", "--sweep_queries=6",
+        f"--output={output}"])
+    return results, output
+
+
+@pytest.fixture(scope="module")
+def training(small_blocks_dir, small_index_root, small_examples_dir, few_questions, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("training")
+    results = training_throughput.main([
+        "--sizes=tiny", "--warmup=1", "--steps=1", "--batch_size=2", f"--qa_train={few_questions}",
+        f"--blocks_dir={small_blocks_dir}",
+        f"--index_root={small_index_root}", f"--examples_dir={small_examples_dir}", f"--workdir={workdir}",
+        f"--output={workdir / 'training_throughput.json'}"])
+    return results, workdir / "training_throughput.json"
+
+
+@pytest.fixture(scope="module")
+def serving(small_blocks_dir, small_index_root, few_questions, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("serving")
+    results = serving_latency.main([
+        "--calls=3", "--warmup=1", "--batch_size=4", "--batches=1", "--finetune_steps=1", f"--qa_train={few_questions}",
+        f"--blocks_dir={small_blocks_dir}", f"--index_root={small_index_root}", f"--workdir={workdir}",
+        f"--output={workdir / 'serving_latency.json'}"])
+    return results, workdir / "serving_latency.json"
+
+
+def test_retrieval_keeps_its_figures_and_adds_a_recall_throughput_curve(retrieval):
+    results, output = retrieval
+    assert json.loads(output.read_text()) == results
+    searchers = results["searchers"]
+    assert set(searchers) == {"exact", "scann", "scann_reorder_300"}
+    exact = searchers["exact"]
+    for name in ("scann", "scann_reorder_300"):
+        entry = searchers[name]
+        assert entry["build"]["method"] == "tree_ah" and 0 <= entry["recall_at_10"] <= 1
+        assert entry["speedup_over_exact"]["one_query_p50"] == pytest.approx(
+            exact["one_query"]["p50_ms"] / entry["one_query"]["p50_ms"], abs=0.06)
+        assert entry["speedup_over_exact"]["batched"] == pytest.approx(
+            entry["batched"]["queries_per_second"] / exact["batched"]["queries_per_second"], abs=0.06)
+    assert results["machine"]["load_average_1_5_15_min_at_start"] and results["command"].startswith("python -m")
+
+    sweep = results["sweep"]
+    assert sweep["exact"]["recall_at_10"] == 1.0
+    assert [(p["reorder_num_neighbors"], p["leaves_to_search"]) for p in sweep["points"]] == [
+        (10, 2), (10, 16), (40, 2), (40, 16), (400, 2), (400, 16)]
+    for p in sweep["points"]:
+        assert 0 <= p["recall_at_10"] <= 1 and p["queries_per_second"] > 0
+        assert p["speedup_over_exact"]["batched"] == pytest.approx(
+            p["queries_per_second"] / sweep["exact"]["queries_per_second"], abs=0.06)
+    for leaves in (2, 16):
+        # More candidates re-scored exactly, out of the same leaves: never fewer of the exact top 10.
+        recalls = [p["recall_at_10"] for p in sweep["points"] if p["leaves_to_search"] == leaves]
+        assert recalls == sorted(recalls)
+
+
+def test_recall_of_exact_against_itself_is_one():
+    import numpy as np
+
+    rows = np.array([[1, 2, 3], [4, 5, 6]])
+    assert retrieval_latency.recall_at_k(rows, rows) == 1.0
+    assert retrieval_latency.recall_at_k(np.array([[1, 9, 8], [6, 5, 4]]), rows) == pytest.approx(2 / 3, abs=1e-4)
+
+
+def test_retrieval_rejects_bad_sweep_settings(capsys):
+    with pytest.raises(SystemExit):
+        retrieval_latency.main(["--sweep_reorder=5", "--k=10"])
+    assert "--sweep_reorder" in capsys.readouterr().err
+
+
+def test_model_flops_count_the_towers_each_step_runs(tiny_config):
+    bert = tiny_config.reader.encoder  # 2 layers, hidden 128, intermediate 512.
+    per_layer = 160 * 2 * (4 * 128 ** 2 + 2 * 128 * 512) + 4 * 160 ** 2 * 128
+    assert training_throughput.encoder_forward_flops(bert, 3, 160) == 2 * 3 * per_layer
+    pretrain = training_throughput.step_flops("pretrain", tiny_config, 8)
+    finetune = training_throughput.step_flops("finetune", tiny_config, 8, beam_size=100)
+    assert set(pretrain["forward_by_part"]) == {"query_tower", "document_tower", "retrieval_scores", "reader",
+                                                "masked_lm_head"}
+    # Fine-tuning reads the index's stored embeddings: the document tower never runs.
+    assert set(finetune["forward_by_part"]) == {"query_tower", "retrieval_scores", "reader", "span_head"}
+    for flops in (pretrain, finetune):
+        assert flops["train"] == 3 * flops["forward"] == 3 * sum(flops["forward_by_part"].values())
+    assert finetune["forward_by_part"]["retrieval_scores"] == 2 * 8 * 100 * 128
+    small = load_config("tiny", training_throughput.size_overrides("small"))
+    assert (small.reader.encoder.num_layers, small.retriever.encoder.hidden_size) == (4, 256)
+
+
+def test_training_measures_the_refresher_on_and_off_and_mfu(training):
+    results, output = training
+    assert json.loads(output.read_text()) == results
+    assert results["device"] == "CPU" and results["precision"] == "float32"
+    assert results["peak_matmul"]["dtype"] == "float32" and results["peak_matmul"]["flops_per_second"] > 0
+    runs = {run["task"]: run for run in results["runs"]}
+    assert set(runs) == {"pretrain", "finetune"}
+    pretrain = runs["pretrain"]
+    without, with_ = pretrain["without_refresher"], pretrain["with_refresher"]
+    assert without["steps"] == 2 and without["phases"] == 2 and with_["steps"] == 1
+    assert with_["alive_throughout"] and with_["exports_handed"] >= 1
+    for key in ("examples_per_second", "mfu"):
+        assert pretrain["with_over_without_refresher"][key] == pytest.approx(with_[key] / without[key], abs=2e-3)
+    assert "refresher" in runs["finetune"] and "with_refresher" not in runs["finetune"]
+    for run in results["runs"]:
+        figures = run["without_refresher"]
+        assert 0 < figures["mfu"] <= 1
+        assert figures["mfu"] == pytest.approx(
+            figures["model_flops_per_second"] / results["peak_matmul"]["flops_per_second"], abs=1e-3)
+        assert results["peak_matmul"]["flops_per_second"] == max(results["peak_matmul"]["measured_flops_per_second"])
+        assert figures["examples_per_second"] <= figures["step_examples_per_second"]
+    assert 0 < with_["mfu"] <= 1
+
+
+def test_training_under_mixed_bfloat16(small_blocks_dir, small_index_root, small_examples_dir, tmp_path):
+    import tf_keras
+
+    argv = ["--sizes=tiny", "--tasks=pretrain", "--refresher=off", "--precision=mixed_bfloat16", "--warmup=1",
+            "--steps=1", "--batch_size=2", f"--blocks_dir={small_blocks_dir}", f"--index_root={small_index_root}",
+            f"--examples_dir={small_examples_dir}", f"--workdir={tmp_path}", f"--output={tmp_path / 'bf16.json'}"]
+    try:
+        results = training_throughput.main(argv)
+    finally:
+        assert tf_keras.mixed_precision.global_policy().name == "float32"  # Restored for what runs next.
+    assert results["precision"] == "mixed_bfloat16" and results["peak_matmul"]["dtype"] == "bfloat16"
+    assert 0 < results["runs"][0]["without_refresher"]["mfu"] <= 1
+
+
+def test_training_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        training_throughput.main(["--sizes=tiny,huge"])
+    assert "unknown model size 'huge'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        training_throughput.main(["--blocks_dir=/nowhere"])
+    assert "--index_root" in capsys.readouterr().err
+
+
+def test_serving_times_both_exports_against_exact(serving):
+    results, output = serving
+    assert json.loads(output.read_text()) == results
+    assert "not installed" in results["server"] and results["baseline"] == "exact"
+    systems = results["systems"]
+    assert set(systems) == {"exact", "scann", "predictor"}
+    assert systems["exact"]["export"]["retrieval"] == "exact" and systems["scann"]["export"]["retrieval"] == "scann"
+    exact = systems["exact"]
+    for name, entry in systems.items():
+        ratios = entry["ratio_to_exact"]
+        assert ratios["one_question_p50_speedup"] == pytest.approx(
+            exact["one_question"]["p50_ms"] / entry["one_question"]["p50_ms"], abs=2e-3)
+        assert ratios["questions_per_second"] == pytest.approx(
+            entry["batched"]["questions_per_second"] / exact["batched"]["questions_per_second"], abs=2e-3)
+        assert entry["one_question"]["p50_ms"] <= entry["one_question"]["p99_ms"]
+    assert exact["ratio_to_exact"] == {"one_question_p50_speedup": 1.0, "one_question_p99_speedup": 1.0,
+                                       "questions_per_second": 1.0}
+    # The predictor answers as the exact export does (same model, exact search).
+    assert systems["predictor"]["same_answer_as_exact"] == 1.0
+
+
+def test_report_writes_the_page_and_its_plots(retrieval, training, serving, tmp_path):
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    for _, path in (retrieval, training, serving):
+        shutil.copy(path, results_dir / path.name)
+    page = tmp_path / "docs" / "benchmarks.md"
+    written = report.main([f"--results_dir={results_dir}", f"--output={page}"])
+    text = page.read_text()
+    images = {p.rsplit("/", 1)[-1] for p in written["images"]}
+    assert images == {"retrieval_recall_qps.png", "training_throughput.png", "serving_latency.png"}
+    for name in images:
+        assert f"](benchmarks/{name})" in text
+        assert (page.parent / "benchmarks" / name).stat().st_size > 1000
+    # Ratios sit next to the absolute figures, with the command that made them.
+    serving_ratio = serving[0]["systems"]["scann"]["ratio_to_exact"]["questions_per_second"]
+    assert f"{serving_ratio:.2f}x" in text
+    training_ratio = training[0]["runs"][0]["with_over_without_refresher"]["examples_per_second"]
+    assert f"{training_ratio:.2f}x" in text
+    assert "python -m benchmarks.serving_latency" in text
+    assert "Not measured yet: `python -m benchmarks.quality`" in text
+    assert "Not measured yet: `python -m benchmarks.indexing_throughput`" in text
+
+
+def test_runner_arguments(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        runner.main(["--only=retrieval,bogus"])
+    assert "unknown benchmark 'bogus'" in capsys.readouterr().err
+    argv = runner.benchmark_argv("training", "small", tmp_path, tmp_path / "t.json", gpu=True)
+    assert "--precision=mixed_float16" in argv and f"--workdir={tmp_path / 'training'}" in argv
+    assert "--precision=mixed_float16" not in runner.benchmark_argv("training", "small", tmp_path, tmp_path, gpu=False)
+    assert not any(a.startswith("--workdir") for a in runner.benchmark_argv("retrieval", "large", tmp_path, tmp_path,
+                                                                             gpu=False))
