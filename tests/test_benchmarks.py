@@ -219,3 +219,17 @@ def test_runner_arguments(capsys, tmp_path):
     assert "--precision=mixed_float16" not in runner.benchmark_argv("training", "small", tmp_path, tmp_path, gpu=False)
     assert not any(a.startswith("--workdir") for a in runner.benchmark_argv("retrieval", "large", tmp_path, tmp_path,
                                                                              gpu=False))
+
+
+def test_indexing_times_the_pipeline_against_a_plain_loop(tmp_path):
+    from benchmarks import indexing_throughput
+
+    output = tmp_path / "indexing.json"
+    results = indexing_throughput.main(["--num_docs=10", f"--workdir={tmp_path / 'work'}", f"--output={output}"])
+    assert json.loads(output.read_text()) == results
+    runs = results["runs"]
+    assert set(runs) == {"plain_loop", "beam_in_memory", "beam_multi_processing"}
+    assert runs["plain_loop"]["ratio_to_plain_loop"] == 1.0
+    for run in runs.values():
+        assert run["blocks_per_second"] == pytest.approx(results["num_blocks"] / run["seconds"], rel=0.02)
+    assert results["command"].startswith("python -m benchmarks.indexing_throughput")
