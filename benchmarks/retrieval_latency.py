@@ -13,10 +13,11 @@ searcher a `tf.function` over the same float32 embeddings:
            (`realm_tf.export.qa_export`), with the parameters an index version of that
            many blocks gets (`realm_tf.retrieval.index_version.scann_parameters`): at 1M
            blocks a spherical tree of 1,000 leaves, 100 searched, AH scoring, and exact
-           re-scoring of the best `index.reorder_num_neighbors` (100);
-  scann_reorder_<n>  the same but re-scoring `--also_reorder` candidates (default 1,000;
-           0 leaves it out): AH scores of nearby blocks are too close to rank them at
-           this size, and re-scoring more of them is what recall needs.
+           re-scoring of the best `index.reorder_num_neighbors` (1,000);
+  scann_reorder_<n>  the same but re-scoring `--also_reorder` candidates (default 100,
+           the index config's value until this benchmark showed it too few; 0 leaves it
+           out): AH scores of nearby blocks are too close to rank them at this size, and
+           re-scoring more of them is what recall needs.
 
 It reports the latency of one query per call (p50 and p99 after a warm-up; the searchers
 take turns query by query, so that load from other work on the machine falls on all
@@ -101,7 +102,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=64, help="queries per batched call (default: %(default)s)")
     parser.add_argument("--batches", type=int, default=8, help="batched calls timed (default: %(default)s)")
     parser.add_argument("--config", default="base", help="the config whose index section sizes ScaNN")
-    parser.add_argument("--also_reorder", type=int, default=1000,
+    parser.add_argument("--also_reorder", type=int, default=100,
                         help="also measure a ScaNN layer built alike but re-scoring this many candidates exactly; "
                              "0: not (default: %(default)s)")
     parser.add_argument("--sweep_reorder", type=_int_list, default=[100, 300, 1000, 3000],

@@ -4,6 +4,7 @@ import math
 import os
 import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -45,7 +46,7 @@ def test_scann_parameters_are_sized_to_the_corpus():
         "training_sample_size": config.training_sample_size,
         "dims_per_block": 2,
         "anisotropic_quantization_threshold": pytest.approx(0.2),
-        "reorder_num_neighbors": 100,
+        "reorder_num_neighbors": 1000,
         "spherical_tree": True,
     }
     small = scann_parameters(4000, IndexConfig(exact_below=0))
@@ -270,6 +271,11 @@ def test_readers_never_see_a_partial_version_while_versions_are_published(tmp_pa
             path = publish_index_version(root, embeddings, block_ids, config, {"step": step})
             published[path] = (len(embeddings), IndexVersion.load(path).manifest["embeddings_sha256"])
     finally:
+        # On a busy machine the publisher can finish before the reader's first load; the
+        # newest version stays, so give the reader time to see at least that one.
+        deadline = time.monotonic() + 30
+        while not loaded and reader.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
         stop.set()
         reader.join(timeout=60)
     assert not reader.is_alive()
