@@ -9,8 +9,12 @@ recall@k. The QA file may be squad_open or NQ-open JSONL, WebQuestions JSON or
 CuratedTrec TSV (regular-expression answers); see realm_tf.evaluation.qa_data.
 
 The config, the blocks and the index default to those the model was fine-tuned with
-(<model_dir>/open_qa.json). --retrieval=null reads the null document only: the
-no-retrieval baseline.
+(<model_dir>/open_qa.json). --retrieval=bm25 reads the best BM25 matches of the
+question's words among the blocks instead (realm_tf.retrieval.bm25_retrieval; every
+block read weighs the same): the lexical baseline with the same reader.
+--retrieval=null reads the null document only: the no-retrieval baseline.
+--evidence_depth=20 retrieves 20 blocks per question and keeps them as evidence, so
+recall@20 is reported while the reader still reads --top_k.
 
 The predictions file holds one JSON object per question: id, question, answers,
 prediction, score, exact_match, f1 and the top blocks (block_id, doc_id, title, text,
@@ -27,6 +31,15 @@ from typing import Dict, Optional, Sequence
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 RUN_INFO = "open_qa.json"
+RETRIEVALS = ("index", "bm25", "null")
+RECALL_KS = (1, 5, 20)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -40,13 +53,18 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="format of --qa (default: by suffix and content)")
     parser.add_argument("--blocks_dir", help="chunked corpus (default: the one fine-tuning used)")
     parser.add_argument("--index", help="index version or root (default: the version fine-tuning used)")
-    parser.add_argument("--retrieval", choices=("index", "null"), default="index",
-                        help="index: top-k blocks of the index; null: the null document only (baseline)")
-    parser.add_argument("--method", choices=("scann", "exact"), default="scann", help="index search method")
-    parser.add_argument("--top_k", type=int, help="blocks read per question (default: finetune.top_k)")
-    parser.add_argument("--max_answer_length", type=int, help="longest answer in wordpieces (default: reader.max_span_length)")
-    parser.add_argument("--limit", type=int, help="evaluate the first N questions only")
-    parser.add_argument("--batch_size", type=int, default=32, help="questions per batch (default: %(default)s)")
+    parser.add_argument("--retrieval", choices=RETRIEVALS, default="index",
+                        help="index: top-k blocks of the index; bm25: top-k blocks by BM25 over the blocks' words; "
+                        "null: the null document only (baseline)")
+    parser.add_argument("--method", choices=("scann", "exact"), help="index search method (default: scann)")
+    parser.add_argument("--top_k", type=_positive, help="blocks read per question (default: finetune.top_k)")
+    parser.add_argument("--evidence_depth", type=_positive,
+                        help="blocks retrieved and kept as evidence per question, for recall@k up to it; the "
+                        "reader reads the first --top_k (default: --top_k)")
+    parser.add_argument("--max_answer_length", type=_positive,
+                        help="longest answer in wordpieces (default: reader.max_span_length)")
+    parser.add_argument("--limit", type=_positive, help="evaluate the first N questions only")
+    parser.add_argument("--batch_size", type=_positive, default=32, help="questions per batch (default: %(default)s)")
     parser.add_argument("--output", help="write the predictions here (JSONL)")
     parser.add_argument("--metrics_output", help="write the metrics here (JSON)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -68,27 +86,43 @@ def read_run_info(model_dir: str) -> Dict[str, str]:
 
 
 def load_predictor(model_dir: str, blocks_dir: Optional[str] = None, index: Optional[str] = None,
-                   retrieval: str = "index", method: str = "scann", top_k: Optional[int] = None,
-                   max_answer_length: Optional[int] = None):
-    """The `QaPredictor` of a fine-tuned model_dir, and the checkpoint it restored."""
-    from realm_tf.configs import load_config
+                   retrieval: str = "index", method: Optional[str] = None, top_k: Optional[int] = None,
+                   max_answer_length: Optional[int] = None, evidence_depth: Optional[int] = None):
+    """The `QaPredictor` of a fine-tuned model_dir, and the checkpoint it restored.
+
+    `retrieval` is "index" (the fixed index, searched by `method`, "scann" by default),
+    "bm25" or "null"; `index` and `method` apply to "index" only.
+    """
+    from realm_tf.configs import ConfigError, load_config
     from realm_tf.corpus.block_store import BlockStore
     from realm_tf.features import Featurizer
     from realm_tf.inference.predictor import QaPredictor
+    from realm_tf.retrieval.bm25_retrieval import Bm25Retrieval
     from realm_tf.retrieval.fixed_index import FixedIndex, NullRetrieval
     from realm_tf.tasks.finetune import build_open_qa_model, restore_finetuned
 
+    if retrieval not in RETRIEVALS:
+        raise ValueError(f"retrieval must be one of {RETRIEVALS}, got {retrieval!r}")
+    if retrieval != "index" and (index or method):
+        raise ConfigError(f"an index and its search method apply to --retrieval=index, not {retrieval}")
     info = read_run_info(model_dir)
     config = load_config(info["config"])
+    top_k = top_k or config.finetune.top_k
+    if evidence_depth is not None and evidence_depth < top_k:
+        raise ConfigError(f"evidence_depth ({evidence_depth}) must be at least top_k ({top_k}): the blocks read are "
+                          "part of the evidence")
     featurizer = Featurizer(config.features)
     model = build_open_qa_model(config, featurizer)
     checkpoint = restore_finetuned(model, model_dir)
-    blocks = BlockStore(blocks_dir or info["blocks_dir"], featurizer)
+    blocks_dir = blocks_dir or info["blocks_dir"]
+    blocks = BlockStore(blocks_dir, featurizer)
     if retrieval == "null":
         searcher = NullRetrieval(config.retriever.projection_size)
+    elif retrieval == "bm25":
+        searcher = Bm25Retrieval(blocks, config.retriever.projection_size, name=blocks_dir)
     else:
-        searcher = FixedIndex(index or info["index_version"], method=method)
-    predictor = QaPredictor(model, featurizer, searcher, blocks, top_k or config.finetune.top_k, max_answer_length)
+        searcher = FixedIndex(index or info["index_version"], method=method or "scann")
+    predictor = QaPredictor(model, featurizer, searcher, blocks, top_k, max_answer_length, evidence_depth)
     return predictor, checkpoint
 
 
@@ -100,12 +134,13 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict:
     args = build_arg_parser().parse_args(argv)
     examples = read_qa(args.qa, args.format)[:args.limit]
     predictor, checkpoint = load_predictor(args.model_dir, args.blocks_dir, args.index, args.retrieval, args.method,
-                                           args.top_k, args.max_answer_length)
+                                           args.top_k, args.max_answer_length, args.evidence_depth)
     predictions = predictor.predict([e.question for e in examples], batch_size=args.batch_size,
                                     progress=not args.no_progress)
-    ks = [k for k in (1, 5, 20) if k <= predictor.top_k] or [predictor.top_k]
+    depth = max(predictor.top_k, args.evidence_depth or 0)
+    ks = [k for k in RECALL_KS if k <= depth] or [depth]
     metrics = {**score_predictions(examples, predictions, ks), "retrieval": predictor.retrieval.path,
-               "checkpoint": checkpoint, "top_k": predictor.top_k}
+               "checkpoint": checkpoint, "top_k": predictor.top_k, "evidence_depth": depth}
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             for example, prediction in zip(examples, predictions):

@@ -128,12 +128,20 @@ def _retrieval_stage(args) -> List[str]:
 
 
 def _finetune_stage(args) -> List[str]:
+    return finetune(args, init_from=args.workdir / "pretrain", index=args.workdir / "index",
+                    model_dir=args.workdir / "finetune")
+
+
+def finetune(args, init_from: pathlib.Path, index: pathlib.Path, model_dir: pathlib.Path) -> List[str]:
+    """Open-QA fine-tuning on qa_train over `index` (a version, or a root's newest), kept
+    fixed, starting from the pretrain (or ICT) model_dir `init_from`; the finetune stage
+    starts from pre-training, benchmarks.quality also from ICT alone."""
     from realm_tf import train
 
     result = train.run([
         "--task=finetune", f"--config={args.config}", f"--blocks_dir={args.workdir / 'blocks'}",
-        f"--index={args.workdir / 'index'}", f"--qa_train={QA_DIR / 'qa_train.jsonl'}",
-        f"--model_dir={args.workdir / 'finetune'}", f"--init_from={args.workdir / 'pretrain'}", *_overrides(args),
+        f"--index={index}", f"--qa_train={QA_DIR / 'qa_train.jsonl'}",
+        f"--model_dir={model_dir}", f"--init_from={init_from}", *_overrides(args),
     ])
     metrics = result["train"]
     return [

@@ -5,11 +5,12 @@ passage (the block's `doc_id` equals `gold_passage_id`).
 """
 
 import logging
-from typing import Dict, List, Sequence
+from typing import Dict, List, NamedTuple, Sequence
 
 import numpy as np
 
 from realm_tf.corpus.block_records import BlockRecord
+from realm_tf.corpus.block_store import NULL_BLOCK_ID
 
 
 def recall_at_k(retrieved_doc_ids: Sequence[Sequence[str]], gold_doc_ids: Sequence[str],
@@ -23,10 +24,24 @@ def recall_at_k(retrieved_doc_ids: Sequence[Sequence[str]], gold_doc_ids: Sequen
     }
 
 
+class BlockText(NamedTuple):
+    """What BM25 indexes of a block: its id, title and text."""
+
+    block_id: int
+    title: str
+    text: str
+
+
 class Bm25Retriever:
-    """BM25 (the bm25s library, English stop words) over each block's title and text."""
+    """BM25 (the bm25s library, English stop words) over each block's title and text.
+
+    Args:
+      blocks: `BlockRecord`s, or anything with `block_id`, `title` and `text` (`BlockText`).
+    """
 
     def __init__(self, blocks: Sequence[BlockRecord]):
+        if not blocks:
+            raise ValueError("BM25 needs at least one block")
         import bm25s
 
         # bm25s logs each indexing step at DEBUG, which drowns the report when another
@@ -36,6 +51,15 @@ class Bm25Retriever:
         self._block_ids = np.asarray([b.block_id for b in blocks], np.int64)
         self._index = bm25s.BM25()
         self._index.index(self._tokenize([f"{b.title} {b.text}" for b in blocks]), show_progress=False)
+
+    @classmethod
+    def from_block_store(cls, store) -> "Bm25Retriever":
+        """Over every block of a `BlockStore` read with a featurizer (which keeps titles and texts)."""
+        return cls([BlockText(i, store.title_texts[i], store.texts[i]) for i in store.texts if i != NULL_BLOCK_ID])
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self._block_ids)
 
     def _tokenize(self, texts: List[str]):
         return self._bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)

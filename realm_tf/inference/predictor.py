@@ -1,10 +1,11 @@
 """`QaPredictor`: questions in, answers with their evidence out, from a fine-tuned `OpenQaModel`.
 
 For each question: embed it with the query tower, take the top-k blocks of the fixed
-index, read each with the span reader, and answer with the best (block, span) by span
-logit (the retrieval score is part of it, as in training). The answer is the exact
-slice of the block's text under the span's tokens, so it keeps the corpus's casing and
-punctuation. This is the reference the exported SavedModel is checked against.
+index (or of another retrieval: BM25, the null document), read each with the span
+reader, and answer with the best (block, span) by span logit (the retrieval score is
+part of it, as in training). The answer is the exact slice of the block's text under
+the span's tokens, so it keeps the corpus's casing and punctuation. This is the
+reference the exported SavedModel is checked against.
 """
 
 import dataclasses
@@ -26,7 +27,7 @@ _KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 
 @dataclasses.dataclass
 class Evidence:
-    """One retrieved block: ids, title, text, and p(z | x) among the question's top-k."""
+    """One retrieved block: ids, title, text, and p(z | x) among the question's retrieved blocks."""
 
     block_id: int
     doc_id: str
@@ -38,7 +39,8 @@ class Evidence:
 @dataclasses.dataclass
 class Prediction:
     """The answer to one question ("" when no block holds a valid span), its span logit,
-    the block it came from (-1 if none), and the retrieved blocks, best first."""
+    the block it came from (-1 if none), and the retrieved blocks, best first (the reader
+    read the first `top_k` of them)."""
 
     question: str
     answer: str
@@ -53,15 +55,21 @@ class QaPredictor:
     Args:
       model: a fine-tuned `OpenQaModel`.
       featurizer: the `Featurizer` of the model's config.
-      retrieval: a `FixedIndex` (or `NullRetrieval`, the no-retrieval baseline).
+      retrieval: a `FixedIndex`, `Bm25Retrieval` or `NullRetrieval` (the no-retrieval
+        baseline): `search(query_embeddings float32 [B, dim], k)` returns block ids int64
+        [B, k] and their embeddings float32 [B, k, dim]; one whose `needs_questions` is
+        true also gets `questions=` the B texts.
       blocks: the corpus the index was built from, with texts (`BlockStore(dir, featurizer)`).
       top_k: blocks read per question.
       max_answer_length: the longest answer in wordpieces (at most the reader's
         `max_span_length`); None for the reader's.
+      evidence_depth: blocks retrieved per question and kept as its evidence, at least
+        `top_k` (None: `top_k`). The first `top_k` are read; the rest let recall@k be
+        measured deeper than the reader reads, at the cost of a larger search only.
     """
 
     def __init__(self, model: OpenQaModel, featurizer: Featurizer, retrieval, blocks: BlockStore, top_k: int,
-                 max_answer_length: Optional[int] = None):
+                 max_answer_length: Optional[int] = None, evidence_depth: Optional[int] = None):
         if blocks.token_begins is None:
             raise ValueError("QaPredictor needs a BlockStore made with a featurizer (texts and token offsets)")
         self.model = model
@@ -69,6 +77,7 @@ class QaPredictor:
         self.retrieval = retrieval
         self.blocks = blocks
         self.top_k = top_k
+        self.evidence_depth = evidence_depth
         self.max_answer_length = max_answer_length or model.reader.config.max_span_length
         self._read = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
         self._embed = tf.function(lambda query: model.query_embedder(query, training=False), reduce_retracing=True)
@@ -83,9 +92,14 @@ class QaPredictor:
     def _predict_batch(self, questions: List[str]) -> List[Prediction]:
         query_tokens = self.featurizer.tokenize(questions)
         query = self.featurizer.pack_query(query_tokens)
-        candidate_ids, candidate_embeddings = self.retrieval.search(self._embed(query).numpy(), self.top_k)
+        # Taken here, not in __init__: top_k may be changed after construction (a test reads every block).
+        depth = max(self.top_k, self.evidence_depth or 0)
+        by_text = {"questions": questions} if getattr(self.retrieval, "needs_questions", False) else {}
+        candidate_ids, candidate_embeddings = self.retrieval.search(self._embed(query).numpy(), depth, **by_text)
+        # The model reads the first top_k candidates and scores all of them (C >= K).
         reader = pack_reader_candidates(
-            self.featurizer, query_tokens, [[self.blocks.bodies[i] for i in row] for row in candidate_ids.tolist()])
+            self.featurizer, query_tokens,
+            [[self.blocks.bodies[i] for i in row[:self.top_k]] for row in candidate_ids.tolist()])
         outputs = self._read({"query": query, "candidate_embeddings": tf.constant(candidate_embeddings, tf.float32),
                               "reader": {k: tf.constant(v) for k, v in reader.features.items()}})
         span_logits = outputs["span_logits"].numpy()[..., :self.max_answer_length]

@@ -1,0 +1,159 @@
+"""benchmarks.quality end to end at a minimal size, and `python -m realm_tf.evaluate --retrieval bm25`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import quality
+
+from conftest import CORPUS, ICT_OVERRIDES, REPO, SMALL_CORPUS_DOCS
+
+QA_DEV = REPO / "realm_tf" / "assets" / "squad_open" / "qa_dev.jsonl"
+NUM_QUESTIONS = 20
+STEPS = {"ict": 10, "pretrain": 4, "finetune": 3}
+# Small batches keep it short; the refresher indexes the one export pre-training makes, at its
+# end (each refresh is a Beam run); ICT holds out 10% of the ~140 blocks.
+OVERRIDES = [o for o in ICT_OVERRIDES if not o.startswith(("ict.training.train_steps", "ict.training.checkpoint"))] + [
+    "pretrain.training.batch_size=4", f"pretrain.refresh_every_steps={STEPS['pretrain']}",
+    "pretrain.training.warmup_steps=1", "finetune.training.batch_size=4", "finetune.training.warmup_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """The first documents of the embedded corpus plus the gold paragraphs of the first
+    qa_dev questions (not among those documents), and those questions."""
+    root = tmp_path_factory.mktemp("quality_data")
+    questions = QA_DEV.read_text(encoding="utf-8").splitlines(keepends=True)[:NUM_QUESTIONS]
+    gold = {json.loads(line)["gold_passage_id"] for line in questions}
+    docs = CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)
+    chosen = docs[:SMALL_CORPUS_DOCS] + [line for line in docs[SMALL_CORPUS_DOCS:] if json.loads(line)["id"] in gold]
+    assert {json.loads(line)["id"] for line in chosen} >= gold
+    (root / "corpus.jsonl").write_text("".join(chosen), encoding="utf-8")
+    (root / "qa.jsonl").write_text("".join(questions), encoding="utf-8")
+    return {"corpus": root / "corpus.jsonl", "qa": root / "qa.jsonl"}
+
+
+@pytest.fixture(scope="module")
+def benchmark(small_data, tmp_path_factory):
+    """The benchmark's report and workdir, run through its main() as the suite's runner calls it."""
+    root = tmp_path_factory.mktemp("quality")
+    argv = [f"--workdir={root / 'work'}", f"--output={root / 'quality.json'}", f"--corpus={small_data['corpus']}",
+            f"--qa={small_data['qa']}", f"--limit={NUM_QUESTIONS}"] + \
+        [f"--{stage}_steps={steps}" for stage, steps in STEPS.items()] + [f"--override={o}" for o in OVERRIDES]
+    report = quality.main(argv)
+    return {"report": report, "workdir": root / "work", "output": root / "quality.json", "argv": argv}
+
+
+@pytest.mark.slow  # The whole pipeline, trained twice, then four evaluations: minutes on 2 cores.
+def test_every_system_has_recall_exact_match_and_its_budget(benchmark):
+    report = benchmark["report"]
+    assert json.loads(benchmark["output"].read_text()) == report
+    assert list(report["systems"]) == ["realm_pretrained", "ict_only", "bm25_reader", "no_retrieval"]
+    for name, system in report["systems"].items():
+        recalls = [system[f"recall@{k}"] for k in (1, 5, 20)]
+        assert all(0.0 <= r <= 1.0 for r in recalls) and recalls == sorted(recalls), (name, recalls)
+        assert 0.0 <= system["exact_match"] <= system["f1"] <= 1.0
+        assert system["num_questions"] == NUM_QUESTIONS and system["top_k_read"] == 5
+        assert system["evaluation_wall_seconds"] > 0
+        budget = system["budget"]
+        for stage, figures in budget["stages"].items():
+            steps = STEPS[stage.split("_")[0]]
+            assert figures["steps"] == steps and figures["examples_seen"] == steps * figures["batch_size"]
+            assert figures["wall_seconds"] > 0
+        assert budget["train_steps"] == sum(s["steps"] for s in budget["stages"].values())
+    systems = report["systems"]
+    assert set(systems["ict_only"]["budget"]["stages"]) == {"ict", "finetune_ict"}
+    assert set(systems["realm_pretrained"]["budget"]["stages"]) == {"ict", "pretrain", "finetune_realm"}
+    # The BM25 system reads with the REALM pipeline's reader; the ICT one with its own.
+    assert systems["bm25_reader"]["checkpoint"] == systems["realm_pretrained"]["checkpoint"]
+    assert systems["ict_only"]["checkpoint"] != systems["realm_pretrained"]["checkpoint"]
+    # No retrieval: the null document holds no span and belongs to no passage.
+    null = systems["no_retrieval"]
+    assert null["exact_match"] == null["f1"] == 0.0
+    assert null["recall@1"] == null["recall@5"] == null["recall@20"] == 0.0
+    # BM25 finds the gold paragraph of SQuAD questions, whose words it shares, among ~200 blocks.
+    assert systems["bm25_reader"]["recall@20"] >= 0.8
+    assert systems["bm25_reader"]["retrieval"].startswith("BM25 over")
+    # Each dense system searched its own index version: ICT's, and pre-training's newest.
+    training = report["stages"]["training"]
+    assert training["finetune_ict"]["index_version"] != training["finetune_realm"]["index_version"]
+    assert report["corpus"]["documents"] > SMALL_CORPUS_DOCS and report["num_questions"] == NUM_QUESTIONS
+
+
+@pytest.mark.slow  # The whole pipeline, trained twice, then four evaluations: minutes on 2 cores.
+def test_the_report_states_the_papers_ordering_and_whether_it_held(benchmark):
+    report = benchmark["report"]
+    assert report["paper"]["ordering"] == ["realm_pretrained", "ict_only", "bm25_reader", "no_retrieval"]
+    assert report["paper"]["exact_match"]["REALM"] == {"NaturalQuestions-Open": 40.4, "WebQuestions": 40.7,
+                                                       "CuratedTrec": 46.8}
+    measured = report["measured"]
+    assert sorted(measured["by_exact_match"]) == sorted(report["systems"])
+    ems = [report["systems"][name]["exact_match"] for name in measured["by_exact_match"]]
+    assert ems == sorted(ems, reverse=True)
+    assert isinstance(measured["agrees_with_paper"], bool)
+    assert measured["statement"].startswith("Yes" if measured["agrees_with_paper"] else "No")
+
+
+def test_a_rerun_clears_only_a_workdir_of_its_own_no_run_holds(tmp_path):
+    foreign = tmp_path / "not_a_benchmark"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    with pytest.raises(quality.BenchmarkError, match="not made by this benchmark"):
+        quality.main([f"--workdir={foreign}", f"--output={tmp_path / 'q.json'}"])
+    assert (foreign / "keep.txt").read_text() == "mine"
+    # A workdir a live run of the benchmark holds (here: this test's parent process) is not cleared under it.
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / quality.MARKER).write_text(f"{os.getppid()}\n")
+    (busy / "checkpoint").write_text("in use")
+    in_use = f"in use by another run of this benchmark .process {os.getppid()}."
+    with pytest.raises(quality.BenchmarkError, match=in_use):
+        quality.main([f"--workdir={busy}", f"--output={tmp_path / 'q.json'}"])
+    assert (busy / "checkpoint").read_text() == "in use"
+    bad_qa = tmp_path / "qa.jsonl"
+    bad_qa.write_text('{"question": "q", "answers": ["a"]}\n')
+    failed = subprocess.run([sys.executable, "-m", "benchmarks.quality", f"--workdir={tmp_path / 'w'}",
+                             f"--qa={bad_qa}", f"--output={tmp_path / 'q.json'}"], cwd=REPO, capture_output=True,
+                            text=True)
+    assert failed.returncode == 2 and f"error: {bad_qa}:1: no gold_passage_id" in failed.stderr
+    assert not (tmp_path / "q.json").exists()
+
+
+@pytest.mark.slow  # Reads the fine-tuned model of the benchmark fixture above.
+def test_evaluate_command_with_bm25_retrieval(benchmark, small_data, tmp_path, capsys):
+    from realm_tf import evaluate
+    from realm_tf.configs import load_config
+    from realm_tf.corpus.block_store import BlockStore
+    from realm_tf.evaluation.retrieval_recall import Bm25Retriever
+    from realm_tf.features import Featurizer
+
+    model_dir = benchmark["workdir"] / "finetune_realm"
+    predictions = tmp_path / "predictions.jsonl"
+    command = [sys.executable, "-m", "realm_tf.evaluate", f"--model_dir={model_dir}", f"--qa={small_data['qa']}",
+               "--limit=8", "--no_progress"]
+    done = subprocess.run(command + ["--retrieval=bm25", "--evidence_depth=20", f"--output={predictions}"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "recall@20" in done.stdout and "(8 questions; retrieval: BM25 over" in done.stdout
+    records = [json.loads(line) for line in predictions.read_text().splitlines()]
+    info = json.loads((model_dir / "open_qa.json").read_text())
+    blocks = BlockStore(info["blocks_dir"], Featurizer(load_config("tiny").features))
+    expected = Bm25Retriever.from_block_store(blocks).search([r["question"] for r in records], 20)
+    for record, block_ids in zip(records, expected.tolist()):
+        # BM25's ranking, 20 deep; every block weighs the same (BM25 scores are not retrieval logits).
+        assert [e["block_id"] for e in record["evidence"]] == block_ids
+        assert all(e["retrieval_probability"] == pytest.approx(1 / 20) for e in record["evidence"])
+        # The answer comes from one of the 5 blocks read.
+        assert record["prediction"] and any(record["prediction"] in e["text"] for e in record["evidence"][:5])
+    # Bad combinations are errors that say why, without a traceback (in this process: the same main()).
+    common = [f"--model_dir={model_dir}", f"--qa={small_data['qa']}", "--retrieval=bm25", "--no_progress"]
+    assert evaluate.main(common + [f"--index={info['index_version']}"]) == 2
+    assert "error: an index and its search method apply to --retrieval=index, not bm25" in capsys.readouterr().err
+    assert evaluate.main(common + ["--top_k=5", "--evidence_depth=3"]) == 2
+    assert "error: evidence_depth (3) must be at least top_k (5)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        evaluate.main(common + ["--top_k=0"])
+    assert usage.value.code == 2 and "--top_k: must be a positive integer, got 0" in capsys.readouterr().err
