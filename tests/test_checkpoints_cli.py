@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from checkpoint_writers import Sizes, bert_tf1_tensors, projection_tf1_tensors, write_tf1_checkpoint
 from realm_tf.checkpoints import __main__ as checkpoints_cli
 
 
@@ -72,13 +73,6 @@ def _write_blocks_tfr(path, texts):
             writer.write(text if isinstance(text, bytes) else text.encode("utf-8"))
 
 
-def _write_tf1(prefix, tensors):
-    """A name-keyed checkpoint, as TF1's Saver writes one."""
-    names = sorted(tensors)
-    tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(tensors[n]) for n in names])
-
-
 def test_release_blocks_and_block_emb_become_an_index_version(tmp_path, tiny_config):
     from realm_tf.corpus.block_store import BlockStore
     from realm_tf.retrieval.index_version import IndexVersion
@@ -98,7 +92,7 @@ def test_release_blocks_and_block_emb_become_an_index_version(tmp_path, tiny_con
     block_emb = rng.normal(size=[len(texts), 128]).astype(np.float32)
     embedder = tmp_path / "embedder"
     (embedder / "encoded").mkdir(parents=True)
-    _write_tf1(embedder / "encoded" / "encoded.ckpt", {"block_emb": block_emb})
+    write_tf1_checkpoint(str(embedder / "encoded" / "encoded.ckpt"), {"block_emb": block_emb}, optimizer_state=False)
     index_root = tmp_path / "index"
     assert checkpoints_cli.main(["import-index", f"--checkpoint={embedder}", f"--blocks_dir={blocks_dir}",
                                  f"--index_root={index_root}", "--config=tiny"]) == 0
@@ -122,7 +116,7 @@ def test_block_emb_rows_must_match_the_blocks(tmp_path):
     checkpoints_cli.run(["convert-blocks", f"--blocks_tfr={blocks_tfr}", f"--output_dir={blocks_dir}",
                          "--config=tiny", "--no_progress"])
     prefix = tmp_path / "model.ckpt"
-    _write_tf1(prefix, {"block_emb": np.zeros([3, 128], np.float32)})
+    write_tf1_checkpoint(str(prefix), {"block_emb": np.zeros([3, 128], np.float32)}, optimizer_state=False)
     with pytest.raises(Exception, match=r"model.ckpt.*3 rows but .*blocks holds 2 blocks"):
         checkpoints_cli.run(["import-index", f"--checkpoint={prefix}", f"--blocks_dir={blocks_dir}",
                              f"--index_root={tmp_path / 'index'}", "--config=tiny"])
@@ -138,36 +132,15 @@ def test_a_block_that_is_not_utf8_is_named(tmp_path, capsys):
 
 
 def test_inspect_lists_the_parts_of_an_orqa_style_checkpoint(tmp_path, capsys):
-    hidden, layers, vocab = 8, 1, 30522
+    hidden, layers = 8, 1
     rng = np.random.default_rng(1)
-    tensors = {"block_emb": rng.normal(size=[5, 128]).astype(np.float32), "global_step": np.int64(7)}
-
-    def bert(scope):
-        names = {"embeddings/word_embeddings": [vocab, hidden], "embeddings/position_embeddings": [512, hidden],
-                 "embeddings/token_type_embeddings": [2, hidden], "embeddings/LayerNorm/gamma": [hidden],
-                 "embeddings/LayerNorm/beta": [hidden], "pooler/dense/kernel": [hidden, hidden],
-                 "pooler/dense/bias": [hidden]}
-        for i in range(layers):
-            for part, shape in (("attention/self/query", [hidden, hidden]), ("attention/self/key", [hidden, hidden]),
-                                ("attention/self/value", [hidden, hidden]),
-                                ("attention/output/dense", [hidden, hidden]),
-                                ("intermediate/dense", [hidden, 4 * hidden]), ("output/dense", [4 * hidden, hidden])):
-                names[f"encoder/layer_{i}/{part}/kernel"] = shape
-                names[f"encoder/layer_{i}/{part}/bias"] = shape[1:]
-            for norm in ("attention/output/LayerNorm", "output/LayerNorm"):
-                names[f"encoder/layer_{i}/{norm}/gamma"] = [hidden]
-                names[f"encoder/layer_{i}/{norm}/beta"] = [hidden]
-        for name, shape in names.items():
-            tensors[f"{scope}bert/{name}"] = rng.normal(size=shape).astype(np.float32)
-            tensors[f"{scope}bert/{name}/adam_m"] = np.zeros(shape, np.float32)
-
-    bert("module/module/module/module/")
-    bert("reader/module/")
-    tensors.update({"module/module/module/dense/kernel": np.zeros([hidden, 128], np.float32),
-                    "module/module/module/dense/bias": np.zeros([128], np.float32),
-                    "module/module/module/LayerNorm/gamma": np.ones([128], np.float32),
-                    "module/module/module/LayerNorm/beta": np.zeros([128], np.float32),
-                    "reader/dense/kernel": np.zeros([hidden, 16], np.float32),
+    sizes = Sizes(vocab_size=30522, hidden_size=hidden, num_layers=layers, num_attention_heads=1,
+                  intermediate_size=4 * hidden, max_position_embeddings=512)
+    tensors = {"block_emb": rng.normal(size=[5, 128]).astype(np.float32),
+               **bert_tf1_tensors(rng, sizes, "module/module/module/module/"),
+               **bert_tf1_tensors(rng, sizes, "reader/module/"),
+               **projection_tf1_tensors(rng, hidden, "module/module/module/")}
+    tensors.update({"reader/dense/kernel": np.zeros([hidden, 16], np.float32),
                     "reader/dense/bias": np.zeros([16], np.float32),
                     "reader/layer_normalization/gamma": np.ones([8], np.float32),
                     "reader/layer_normalization/beta": np.zeros([8], np.float32),
@@ -175,15 +148,14 @@ def test_inspect_lists_the_parts_of_an_orqa_style_checkpoint(tmp_path, capsys):
                     "reader/dense_1/bias": np.zeros([1], np.float32),
                     "extra/unknown": np.zeros([2], np.float32)})
     prefix = tmp_path / "orqa_nq_model_from_realm" / "model.ckpt-100"
-    prefix.parent.mkdir()
-    _write_tf1(prefix, tensors)
+    write_tf1_checkpoint(str(prefix), tensors)  # With adam_m/adam_v of every trained tensor, and global_step.
     result = checkpoints_cli.inspect(str(prefix.parent / "model.ckpt-100"))
     body = 5 + 16 * layers + 2
     assert result["format"] == "tf1"
     assert result["parts"] == {"reader BERT": body, "retriever BERT": body, "retriever projection": 4,
                                "reader span head": 6, "block embeddings": 1}
     assert result["encoder"]["hidden_size"] == hidden and result["encoder"]["num_layers"] == layers
-    assert result["optimizer_state_skipped"] == 2 * body + 1  # adam_m of both BERTs, and global_step.
+    assert result["optimizer_state_skipped"] == 2 * (len(tensors) - 1) + 1  # All but block_emb, and global_step.
     assert result["unread"] == ["extra/unknown"]
     assert checkpoints_cli.main(["inspect", str(prefix)]) == 0
     assert "reader span head: 6 tensors" in capsys.readouterr().out

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 import realm_tf
-from realm_tf.checkpoints.formats import _tf_prefix
+from realm_tf.checkpoints.formats import checkpoint_prefix
 from realm_tf.checkpoints.tensor_sources import CheckpointError, TfCheckpointSource
 from realm_tf.configs import ExperimentConfig
 
@@ -30,9 +30,8 @@ CONVERTED_SHARD = "blocks-00000-of-00001.tfrecord"
 def find_block_embeddings(path: str) -> TfCheckpointSource:
     """The checkpoint holding `block_emb`: `path` itself (a prefix or a directory with one)
     or, for the REALM embedder release, `<path>/encoded/encoded.ckpt`."""
-    candidates = [path, os.path.join(path, RELEASE_ENCODED)]
-    for candidate in candidates:
-        prefix = _tf_prefix(candidate) if os.path.exists(candidate) or os.path.exists(candidate + ".index") else None
+    for candidate in (path, os.path.join(path, RELEASE_ENCODED)):
+        prefix = checkpoint_prefix(candidate)
         if prefix is not None:
             source = TfCheckpointSource(prefix)
             if BLOCK_EMBEDDINGS in source:

@@ -139,7 +139,7 @@ class PretrainedCheckpoint:
 # --- locating files ---------------------------------------------------------------------
 
 
-def _tf_prefix(path: str) -> Optional[str]:
+def checkpoint_prefix(path: str) -> Optional[str]:
     """The checkpoint prefix that `path` (a prefix or a directory) names, if any."""
     if os.path.exists(path + ".index"):
         return path
@@ -187,7 +187,7 @@ def open_checkpoint(path: str) -> PretrainedCheckpoint:
         raise CheckpointError(f"{path}: no such file or directory")
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
         return _open_hugging_face(path)
-    prefix = _tf_prefix(path)
+    prefix = checkpoint_prefix(path)
     if prefix is None:
         raise CheckpointError(
             f"{path}: not a checkpoint this project reads (a Hugging Face directory with config.json, "
@@ -358,11 +358,13 @@ def _open_tf1(path: str, source: TensorSource) -> PretrainedCheckpoint:
             # The embedder's projection sits one `module/` above its BERT.
             outer = scope[: -len("module/")]
             plain = TensorView(source, lambda name, outer=outer: outer + name)
-            for norm, epsilon in (("LayerNorm", 1e-12), ("layer_normalization", 1e-3)):
-                if plain.has("dense/kernel") and plain.has(f"{norm}/gamma"):
-                    projection = Projection(plain, norm, epsilon)
-                    bodies["retriever"] = _tf1_view(source, scope)
-            bodies.setdefault("retriever", _tf1_view(source, scope))
+            found = next((Projection(plain, norm, epsilon)
+                          for norm, epsilon in (("LayerNorm", 1e-12), ("layer_normalization", 1e-3))
+                          if plain.has("dense/kernel") and plain.has(f"{norm}/gamma")), None)
+            if found is not None:  # The embedder with its projection wins over a bare BERT.
+                projection, bodies["retriever"] = found, _tf1_view(source, scope)
+            else:
+                bodies.setdefault("retriever", _tf1_view(source, scope))
         elif scope == "":
             bodies["plain"] = _tf1_view(source, scope)
     plain = bodies.pop("plain", None)
