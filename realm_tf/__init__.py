@@ -5,6 +5,7 @@ imported: Model Garden and tensorflow-recommenders build tf_keras objects, and
 mixing them with Keras 3 silently drops weights (DESIGN.md §2).
 """
 
+import logging
 import os
 import sys
 import warnings
@@ -18,7 +19,31 @@ if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         stacklevel=2,
     )
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-# Hide TensorFlow C++ INFO lines (oneDNN, CPU features) unless the user asked for them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
+def _has_gpu_device_node() -> bool:
+    """Whether the machine exposes an NVIDIA (or WSL) GPU device to this process."""
+    return any(os.path.exists(path) for path in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"))
+
+
+# TensorFlow's C++ log lines (oneDNN and CPU-feature INFO; on a machine with no GPU, the
+# ERROR that cuInit failed) say nothing a user can act on: hide them unless asked for.
+# On a CPU-only machine the level hides C++ errors too; those that matter reach Python
+# as exceptions. TF_CPP_MIN_LOG_LEVEL=0 shows everything again.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if _has_gpu_device_node() else "3")
+
+
+class _DropStartupNoise(logging.Filter):
+    """Drops Beam's import-time warnings about optional Google Cloud clients this project does
+    not use locally (GCS, BigQuery); `pip install -e '.[gcp]'` installs them for Dataflow."""
+
+    _MESSAGES = ("Failed to import GCSFileSystem", "apitools not found")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(record.getMessage().startswith(message) for message in self._MESSAGES)
+
+
+for _logger_name in ("", "apache_beam.io.filesystems"):  # "": the root logger Beam's BigQuery stub logs to.
+    logging.getLogger(_logger_name).addFilter(_DropStartupNoise())
 
 __version__ = "0.1.0"

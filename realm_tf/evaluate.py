@@ -18,13 +18,14 @@ recall@20 is reported while the reader still reads --top_k.
 
 The predictions file holds one JSON object per question: id, question, answers,
 prediction, score, exact_match, f1 and the top blocks (block_id, doc_id, title, text,
-probability), best first.
+retrieval_probability), best first.
 """
 
 import argparse
 import dataclasses
 import json
 import os
+import random
 import sys
 from typing import Dict, Optional, Sequence
 
@@ -64,6 +65,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_answer_length", type=_positive,
                         help="longest answer in wordpieces (default: reader.max_span_length)")
     parser.add_argument("--limit", type=_positive, help="evaluate the first N questions only")
+    parser.add_argument("--sample", type=_positive,
+                        help="evaluate N questions drawn at random (seed 0, kept in file order) instead of all")
     parser.add_argument("--batch_size", type=_positive, default=32, help="questions per batch (default: %(default)s)")
     parser.add_argument("--output", help="write the predictions here (JSONL)")
     parser.add_argument("--metrics_output", help="write the metrics here (JSON)")
@@ -133,6 +136,10 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict:
 
     args = build_arg_parser().parse_args(argv)
     examples = read_qa(args.qa, args.format)[:args.limit]
+    if args.sample and args.sample < len(examples):
+        # QA files come grouped by article: the first N would be one topic, a sample is all.
+        keep = sorted(random.Random(0).sample(range(len(examples)), args.sample))
+        examples = [examples[i] for i in keep]
     predictor, checkpoint = load_predictor(args.model_dir, args.blocks_dir, args.index, args.retrieval, args.method,
                                            args.top_k, args.max_answer_length, args.evidence_depth)
     predictions = predictor.predict([e.question for e in examples], batch_size=args.batch_size,

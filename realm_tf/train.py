@@ -65,6 +65,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval_qa", help="finetune: questions to evaluate on at the end")
     parser.add_argument("--refresh_in_background", action="store_true",
                         help="pretrain: run beam_pipelines.refresh beside training (log: <model_dir>/refresh.log)")
+    parser.add_argument("--skip_heldout_eval", action="store_true",
+                        help="ict: skip the held-out recall at the end (it embeds every block once)")
     parser.add_argument("--jit_compile", action="store_true", help="compile the step's forward and backward with XLA")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weight initialization and the input pipeline (default: %(default)s)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar (for logs)")
@@ -87,16 +89,16 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict:
     return {"task": args.task, **runs[args.task](args, config, strategy)}
 
 
-def _build_trainer(task, training, args, config, strategy):
+def _build_trainer(task, training, args, config, strategy, init_from_parts=()):
     """The task's `Trainer`; a run that starts fresh (no checkpoint in `--model_dir`) first
     loads the pretrained checkpoints `retriever.init_checkpoint` and `reader.init_checkpoint`
-    name (`--init_from`, where given, is restored over them)."""
+    name, but for the `init_from_parts` that `--init_from` restores afterwards."""
     from realm_tf.checkpoints.initialize import initialize_from_checkpoints
     from realm_tf.training.trainer import Trainer
 
     trainer = Trainer(task, training, args.model_dir, strategy=strategy, seed=args.seed, jit_compile=args.jit_compile)
     if not trainer.restored_from:
-        initialize_from_checkpoints(trainer.model, config)
+        initialize_from_checkpoints(trainer.model, config, skip=init_from_parts)
     return trainer
 
 
@@ -107,8 +109,10 @@ def _run_ict(args, config, strategy) -> Dict:
     task = IctTask(config, args.blocks_dir)
     trainer = _build_trainer(task, config.ict.training, args, config, strategy)
     train_metrics = trainer.train(progress=not args.no_progress)
-    eval_metrics = task.evaluate(trainer.model)
-    _write_eval(args.model_dir, trainer.step, eval_metrics)
+    eval_metrics = {}
+    if not args.skip_heldout_eval:
+        eval_metrics = task.evaluate(trainer.model)
+        _write_eval(args.model_dir, trainer.step, eval_metrics)
     export_dir = os.path.join(args.model_dir, "embedder", str(trainer.step))
     if not os.path.exists(export_dir):
         export_embedder(trainer.model, task.featurizer, export_dir, step=trainer.step)
@@ -124,9 +128,10 @@ def _run_pretrain(args, config, strategy) -> Dict:
     task = PretrainTask(config, args.examples_dir, args.blocks_dir, args.index_root, args.model_dir)
     refresher = None
     try:
-        trainer = _build_trainer(task, config.pretrain.training, args, config, strategy)
+        trainer = _build_trainer(task, config.pretrain.training, args, config, strategy,
+                                 init_from_parts=("retriever",) if args.init_from else ())
         if args.init_from and not trainer.restored_from:
-            logging.info("retriever initialized from %s", task.restore_retriever(trainer.model, args.init_from))
+            logging.info("retriever restored from %s", task.restore_retriever(trainer.model, args.init_from))
         if args.refresh_in_background:
             from beam_pipelines.refresh import start_background_refresher
 
@@ -148,7 +153,7 @@ def _run_finetune(args, config, strategy) -> Dict:
     from realm_tf.configs import save_config
     from realm_tf.evaluate import RUN_INFO, read_run_info
     from realm_tf.retrieval.index_version import resolve_version
-    from realm_tf.tasks.finetune import FinetuneTask, restore_initial_weights
+    from realm_tf.tasks.finetune import FinetuneTask, initial_weight_parts, restore_initial_weights
 
     for flag in ("qa_train", "index"):
         if not getattr(args, flag):
@@ -159,7 +164,8 @@ def _run_finetune(args, config, strategy) -> Dict:
     else:
         index_version = resolve_version(args.index)
     task = FinetuneTask(config, args.qa_train, args.blocks_dir, index_version, qa_format=args.qa_format)
-    trainer = _build_trainer(task, config.finetune.training, args, config, strategy)
+    init_from_parts = initial_weight_parts(args.init_from)[1] if args.init_from else ()
+    trainer = _build_trainer(task, config.finetune.training, args, config, strategy, init_from_parts)
     if not trainer.restored_from:
         config_path = os.path.join(args.model_dir, "config.yaml")
         save_config(config, config_path)
@@ -167,7 +173,8 @@ def _run_finetune(args, config, strategy) -> Dict:
             json.dump({"config": os.path.abspath(config_path), "blocks_dir": os.path.abspath(args.blocks_dir),
                        "index_version": os.path.abspath(index_version)}, f, indent=2)
         if args.init_from:
-            logging.info("initialized from %s", restore_initial_weights(trainer.model, args.init_from))
+            logging.info("%s restored from %s", " and ".join(init_from_parts),
+                         restore_initial_weights(trainer.model, args.init_from))
     train_metrics = trainer.train(progress=not args.no_progress)
     result = {"step": trainer.step, "train": train_metrics, "index_version": index_version,
               "steps_per_second": getattr(trainer, "steps_per_second", 0.0)}
@@ -220,6 +227,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from realm_tf.evaluate import format_metrics
 
             print(f"eval: {format_metrics(result['eval'])}")
+    elif result["task"] == "ict" and not result["eval"]:
+        print(f"step {result['step']}: held-out evaluation skipped")
     elif "eval" in result:
         recalls = ", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items() if k.startswith("recall"))
         print(f"step {result['step']}: held-out {recalls} ({result['eval']['num_queries']} queries)")

@@ -164,7 +164,7 @@ def test_inspect_lists_the_parts_of_an_orqa_style_checkpoint(tmp_path, capsys):
     # `config` sizes the reader's span MLP (dense is 2 x span_hidden_size wide) and both encoders.
     from realm_tf.checkpoints.__main__ import fitted_config
 
-    config = fitted_config("tiny", [], str(prefix), str(prefix))
+    config = fitted_config("tiny", [], str(prefix), str(prefix)).config
     assert config.reader.span_hidden_size == 8
     assert (config.reader.encoder.hidden_size, config.retriever.encoder.num_attention_heads) == (hidden, 1)
     assert config.retriever.projection_norm_epsilon == 1e-12  # REALM's `LayerNorm`, not Keras' 1e-3.

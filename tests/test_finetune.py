@@ -1,6 +1,7 @@
 """Open-QA fine-tuning on the small corpus: targets, learning, the CLI, and evaluation."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -95,7 +96,7 @@ def test_finetune_command_trains_mirrored_resumes_and_evaluates(small_qa, small_
     assert first.returncode == 0, first.stderr[-3000:]
     assert "step 3: loss" in first.stdout and "answer_in_candidates" in first.stdout
     assert "Using MirroredStrategy with devices" in first.stderr
-    assert f"initialized from {ict_run['model_dir']}" in first.stderr
+    assert f"retriever restored from {ict_run['model_dir']}" in first.stderr
     info = json.loads((model_dir / "open_qa.json").read_text())
     assert info["index_version"].startswith(small_index_root)
     resumed = train.run(argv + ["--override=finetune.training.train_steps=5", f"--eval_qa={small_qa}"])
@@ -123,7 +124,16 @@ def test_evaluate_writes_predictions_with_evidence_and_the_null_baseline(small_q
     assert first["prediction"] and any(first["prediction"] in e["text"] for e in first["evidence"])
     null = evaluate.run([f"--model_dir={model_dir}", f"--qa={small_qa}", "--retrieval=null", "--limit=20",
                          "--no_progress"])
-    assert null["exact_match"] == 0.0 and null["recall@1"] == 0.0  # Nothing to read, nothing to extract.
+    # --sample: a draw across the file, not its first questions, the same each run, in file order.
+    all_ids = [json.loads(line)["id"] for line in pathlib.Path(small_qa).read_text().splitlines()]
+    draws = []
+    for run in range(2):
+        sampled = tmp_path / f"sampled-{run}.jsonl"
+        evaluate.run([f"--model_dir={model_dir}", f"--qa={small_qa}", "--retrieval=null", "--sample=7",
+                      f"--output={sampled}", "--no_progress"])
+        draws.append([json.loads(line)["id"] for line in sampled.read_text().splitlines()])
+    assert draws[0] == draws[1] and len(draws[0]) == 7
+    assert draws[0] == [i for i in all_ids if i in draws[0]] and draws[0] != all_ids[:7]
     # The command line, in a fresh process: a bad QA file is an error naming its line.
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "answers": ["a"]}\n{"question": "q2", "answers": []}\n')

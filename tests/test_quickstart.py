@@ -19,16 +19,19 @@ REDUCED = ["ict.training.train_steps=40", "pretrain.training.train_steps=12", "p
 
 def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
     # The real stages on the whole embedded corpus, with fewer training steps.
-    assert quickstart.main(["--workdir", str(tmp_path)] + [f"--override={o}" for o in REDUCED]) == 0
+    # The random-weight path (tiny) keeps it within the default run; every qa_dev question.
+    assert quickstart.main(["--workdir", str(tmp_path), "--config=tiny", "--eval_questions=0"]
+                           + [f"--override={o}" for o in REDUCED]) == 0
     out = capsys.readouterr().out
     stages = [name for name, _, _ in quickstart.STAGES]
-    assert stages == ["chunk", "ict", "index", "examples", "pretrain", "retrieval", "finetune", "evaluate", "export",
+    assert stages == ["fetch", "chunk", "ict", "index", "examples", "pretrain", "retrieval", "finetune", "evaluate", "export",
                       "answer"]
     for number, name in enumerate(stages, start=1):
         assert f"[{number}/{len(stages)}] {name}: done" in out
     manifest = BlocksManifest.read(str(tmp_path / "blocks"))
     assert manifest.num_documents == 2067 and manifest.num_blocks > 2067
     assert f"wrote {manifest.num_blocks} blocks from 2067 documents" in out
+    assert "config tiny names no registered pretrained weights: nothing to fetch" in out
     # ICT ran its configured steps and exported the embedder the index was built with.
     assert EmbedderExport.load(str(tmp_path / "ict" / "embedder" / "40")).step == 40
     # Pre-training ran its steps and the refresher indexed its last export: the newest

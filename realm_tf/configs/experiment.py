@@ -67,9 +67,13 @@ class CorpusConfig(base_config.Config):
 
 @dataclasses.dataclass
 class RetrieverConfig(base_config.Config):
-    """Embed(x) = LayerNorm(Dense_projection(BERT pooled [CLS](x)))."""
+    """Embed(x) = LayerNorm(Dense_projection(pool(BERT(x))))."""
 
     encoder: BertConfig = dataclasses.field(default_factory=BertConfig)
+    # "cls": BERT's pooled output (tanh pooler over [CLS]), the paper's. "mean": the mean of
+    # the sequence output over unpadded positions, for checkpoints trained that way
+    # (sentence-transformers' all-MiniLM-L6-v2). Ours.
+    pooling: str = "cls"
     projection_size: int = 128
     # The released REALM embedder's LayerNorm uses eps 1e-12 (DESIGN.md §4).
     projection_norm_epsilon: float = 1e-12
@@ -90,6 +94,11 @@ class ReaderConfig(base_config.Config):
     # MLP of this width over [h_start; h_end].
     max_span_length: int = 10
     span_hidden_size: int = 256
+    # 0: every layer and the embeddings train, as in the paper. N > 0: only the top N
+    # transformer layers (and the heads) train, the embeddings and the layers below stay as
+    # loaded, and backpropagation stops there: a small compute budget's choice. Ours. (In
+    # pre-training the masked-LM head's output matrix, tied to the word embeddings, trains.)
+    trainable_layers: int = 0
     # A pretrained checkpoint the reader starts from when training starts fresh (as
     # `RetrieverConfig.init_checkpoint`): its BERT, and its masked-LM or span head if it has one.
     init_checkpoint: str = ""

@@ -6,7 +6,7 @@ so a typo in a YAML never trains with a silently ignored setting.
 
 import dataclasses
 import pathlib
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, List, Mapping, Sequence, Set
 
 import yaml
 
@@ -58,16 +58,38 @@ def load_config(name_or_path: str = "tiny", overrides: Iterable[str] = ()) -> Ex
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(values).__name__}")
     config = ExperimentConfig()
     _override(config, values, source=str(path))
-    for override in overrides:
-        key, sep, raw = override.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {override!r} is not of the form dotted.key=value")
-        nested: Any = yaml.safe_load(raw) if raw.strip() else ""
-        for part in reversed(key.strip().split(".")):
-            nested = {part: nested}
-        _override(config, nested, source=f"override {override!r}")
+    apply_overrides(config, overrides)
     validate_config(config)
     return config
+
+
+def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> Set[str]:
+    """Applies `dotted.key=value` overrides (the value parsed as YAML) onto `config`, strictly,
+    without validating the whole: `load_config` validates after, and a config fitted to a
+    checkpoint takes the checkpoint's sizes first (a head count that fits the checkpoint's
+    width need not fit the base's). Returns every dotted field they set."""
+    fields: Set[str] = set()
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {override!r} is not of the form dotted.key=value")
+        try:
+            nested = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {override!r}: the value is not valid YAML ({error})") from error
+        fields.update(_leaves(key, nested))
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        _override(config, nested, source=f"override {override!r}")
+    return fields
+
+
+def _leaves(key: str, value) -> List[str]:
+    """The dotted fields a value sets: `a.b={c: 1}` sets `a.b.c`."""
+    if not isinstance(value, Mapping):
+        return [key]
+    return [leaf for name, inner in value.items() for leaf in _leaves(f"{key}.{name}", inner)]
 
 
 def save_config(config: ExperimentConfig, path) -> None:
@@ -144,9 +166,13 @@ def validate_config(config: ExperimentConfig) -> None:
         )
     for name in ("ict", "pretrain", "finetune"):
         training = getattr(config, name).training
-        for field in ("batch_size", "train_steps", "checkpoint_every_steps", "summary_every_steps"):
+        for field in ("batch_size", "checkpoint_every_steps", "summary_every_steps"):
             value = getattr(training, field)
             _require(value >= 1, f"{name}.training.{field}", value, "must be positive")
+        # Zero steps is a run that only evaluates and exports its starting weights (a
+        # pretrained checkpoint's zero-shot retriever, say).
+        _require(training.train_steps >= 0, f"{name}.training.train_steps", training.train_steps,
+                 "must not be negative")
         _require(
             training.learning_rate > 0, f"{name}.training.learning_rate", training.learning_rate, "must be positive"
         )
@@ -167,6 +193,11 @@ def validate_config(config: ExperimentConfig) -> None:
              config.finetune.retriever_beam_size, f"must be at least finetune.top_k ({config.finetune.top_k})")
     _require(config.pretrain.top_k >= 2, "pretrain.top_k", config.pretrain.top_k,
              "must be at least 2 (the null document and one retrieved block)")
+    reader = config.reader
+    _require(0 <= reader.trainable_layers <= reader.encoder.num_layers, "reader.trainable_layers",
+             reader.trainable_layers, f"must be in [0, reader.encoder.num_layers = {reader.encoder.num_layers}]")
+    _require(config.retriever.pooling in ("cls", "mean"), "retriever.pooling", config.retriever.pooling,
+             "must be 'cls' or 'mean'")
     _require(config.pretrain.masking in ("salient", "random"), "pretrain.masking", config.pretrain.masking,
              "must be 'salient' or 'random'")
     _require(0 < config.pretrain.random_mask_probability <= 1, "pretrain.random_mask_probability",

@@ -1,4 +1,4 @@
-"""`ProjectedEmbedder`: Embed(x) = LayerNorm(Dense(BERT pooled [CLS](x))), REALM's retrieval embedding."""
+"""`ProjectedEmbedder`: Embed(x) = LayerNorm(Dense(pool(BERT(x)))), REALM's retrieval embedding."""
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
@@ -7,18 +7,25 @@ import tf_keras
 from realm_tf.modeling.encoders import build_bert_encoder
 from realm_tf.configs import RetrieverConfig
 
+POOLINGS = ("cls", "mean")
+
 
 class ProjectedEmbedder(tf_keras.layers.Layer):
     """One retriever tower.
 
     Call with {"input_word_ids", "input_mask", "input_type_ids"}: int32 [batch, length]
     (a query or block packing from `Featurizer`); returns float32 [batch, projection_size].
-    The projection reads BERT's pooled output (tanh over [CLS]), as the released REALM
-    embedder does.
+    With `config.pooling` "cls" the projection reads BERT's pooled output (tanh over
+    [CLS]), as the released REALM embedder does; with "mean" it reads the mean of the
+    sequence output over the unpadded positions ([CLS] and [SEP] included), as
+    sentence-transformers checkpoints such as all-MiniLM-L6-v2 were trained.
     """
 
     def __init__(self, config: RetrieverConfig, name: str = "embedder", **kwargs):
         super().__init__(name=name, **kwargs)
+        if config.pooling not in POOLINGS:
+            raise ValueError(f"retriever.pooling {config.pooling!r} is not one of {POOLINGS}")
+        self.pooling = config.pooling
         self.encoder = build_bert_encoder(config.encoder, name="bert")
         self.projection = tf_keras.layers.Dense(
             config.projection_size,
@@ -30,7 +37,13 @@ class ProjectedEmbedder(tf_keras.layers.Layer):
         )
 
     def call(self, features, training=None):
-        pooled = self.encoder(
+        outputs = self.encoder(
             {key: features[key] for key in ("input_word_ids", "input_mask", "input_type_ids")}, training=training
-        )["pooled_output"]
+        )
+        if self.pooling == "cls":
+            pooled = outputs["pooled_output"]
+        else:
+            sequence = outputs["sequence_output"]  # [batch, length, hidden]
+            mask = tf.cast(features["input_mask"], sequence.dtype)[:, :, tf.newaxis]
+            pooled = tf.reduce_sum(sequence * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
         return tf.cast(self.layer_norm(self.projection(pooled)), tf.float32)

@@ -46,3 +46,21 @@ def build_bert_encoder(config: BertConfig, name: str = "bert") -> networks.BertE
         initializer=tf_keras.initializers.TruncatedNormal(stddev=config.initializer_range),
         name=name,
     )
+
+
+def freeze_lower_layers(encoder: networks.BertEncoderV2, num_trainable_layers: int) -> None:
+    """Leaves only the top `num_trainable_layers` transformer layers of a built or unbuilt
+    `encoder` trainable (and the pooler); the embeddings and the layers below are frozen.
+
+    Gradients then stop at the lowest trainable layer, so a step costs the forward pass
+    plus the backward pass of the top layers only. 0 keeps every layer trainable.
+    """
+    layers = encoder.transformer_layers
+    if not 0 <= num_trainable_layers <= len(layers):
+        raise ValueError(f"num_trainable_layers must be in [0, {len(layers)}], got {num_trainable_layers}")
+    if num_trainable_layers == 0:
+        return
+    frozen = [encoder._embedding_layer, encoder._position_embedding_layer,  # No public accessors.
+              encoder._type_embedding_layer, encoder._embedding_norm_layer]
+    for layer in frozen + list(layers[: len(layers) - num_trainable_layers]):
+        layer.trainable = False

@@ -6,7 +6,7 @@ import tf_keras
 from official.nlp.modeling import layers
 
 from realm_tf.configs import ReaderConfig
-from realm_tf.modeling.encoders import activation, build_bert_encoder
+from realm_tf.modeling.encoders import activation, build_bert_encoder, freeze_lower_layers
 
 
 class KnowledgeAugmentedEncoder(tf_keras.Model):
@@ -20,6 +20,7 @@ class KnowledgeAugmentedEncoder(tf_keras.Model):
         super().__init__(name=name, **kwargs)
         self.config = config
         self.encoder = build_bert_encoder(config.encoder, name="bert")
+        freeze_lower_layers(self.encoder, config.trainable_layers)
         # The head shares the word embeddings, which exist once the encoder is built.
         self.encoder({k: tf.zeros([1, 1], tf.int32) for k in ("input_word_ids", "input_mask", "input_type_ids")})
         self.masked_lm = layers.MaskedLM(

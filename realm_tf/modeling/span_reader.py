@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras
 
 from realm_tf.configs import ReaderConfig
-from realm_tf.modeling.encoders import build_bert_encoder
+from realm_tf.modeling.encoders import build_bert_encoder, freeze_lower_layers
 
 # Large enough that an invalid span never wins nor counts in a softmax, small enough
 # to stay finite in float16/bfloat16 sums.
@@ -98,6 +98,7 @@ class SpanReader(tf_keras.Model):
         super().__init__(name=name, **kwargs)
         self.config = config
         self.encoder = build_bert_encoder(config.encoder, name="bert")
+        freeze_lower_layers(self.encoder, config.trainable_layers)
         self.span_scorer = SpanScorer(config.span_hidden_size, config.max_span_length,
                                       config.encoder.initializer_range)
         self._is_continuation = tf.constant(np.asarray(is_continuation, bool))

@@ -15,7 +15,7 @@ Many questions per batch: the released code, and ports of it, take one per step.
 
 import logging
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
@@ -48,14 +48,24 @@ def build_open_qa_model(config: ExperimentConfig, featurizer: Featurizer) -> Ope
     return model
 
 
-def restore_initial_weights(model: OpenQaModel, init_dir: str) -> str:
-    """Starts from the newest checkpoint of a pre-training (query tower and reader BERT)
-    or ICT (query tower only) `--model_dir`; returns the checkpoint path."""
+def initial_weight_parts(init_dir: str) -> Tuple[str, Tuple[str, ...]]:
+    """The newest checkpoint of a pre-training or ICT `--model_dir`, and the parts of the
+    open-QA model it fills: ("retriever", "reader") after pre-training (the query tower
+    and the reader's BERT), ("retriever",) after ICT."""
     path = tf.train.latest_checkpoint(os.path.join(init_dir, "checkpoints"))
     if path is None:
         raise FileNotFoundError(f"{init_dir}: no checkpoint under checkpoints/")
     names = {name for name, _ in tf.train.list_variables(path)}
     if any(name.startswith("model/reader/encoder/") for name in names):  # REALM pre-training.
+        return path, ("retriever", "reader")
+    return path, ("retriever",)
+
+
+def restore_initial_weights(model: OpenQaModel, init_dir: str) -> str:
+    """Starts from the newest checkpoint of a pre-training (query tower and reader BERT)
+    or ICT (query tower only) `--model_dir`; returns the checkpoint path."""
+    path, parts = initial_weight_parts(init_dir)
+    if "reader" in parts:
         source = tf.train.Checkpoint(
             retriever=tf.train.Checkpoint(query_embedder=model.query_embedder),
             reader=tf.train.Checkpoint(encoder=model.reader.encoder))

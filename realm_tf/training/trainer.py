@@ -52,7 +52,8 @@ class Trainer:
             self.model = task.build_model()
             self.optimizer = optimization.create_optimizer(
                 init_lr=training.learning_rate,
-                num_train_steps=training.train_steps,
+                # A zero-step run (evaluate and export the start) still needs a schedule.
+                num_train_steps=max(training.train_steps, 1),
                 num_warmup_steps=min(training.warmup_steps, training.train_steps),
             )
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
@@ -73,6 +74,9 @@ class Trainer:
         """Runs until `train_steps`; returns the last step's metrics (empty if already done)."""
         start = self.step
         if start >= self.training.train_steps:
+            if self.checkpoints.latest_checkpoint is None:
+                # A zero-step run still leaves its starting weights for the next stage's --init_from.
+                self.checkpoints.save(checkpoint_number=start, check_interval=False)
             return {}
         dataset = self.task.build_train_dataset(self.training.batch_size, seed=self.seed, start_step=start)
         after_step = getattr(self.task, "after_step", None)
