@@ -313,8 +313,6 @@ def _with_refresher(loop: _Loop, task, args, config_overrides: List[str], paths:
 
 def measure(task_name: str, size: str, args, paths: Dict, strategy) -> Dict:
     """Builds the task and the Trainer for `size`, times the phases; returns the run's figures."""
-    import tensorflow as tf
-
     from realm_tf.configs import load_config
     from realm_tf.training.trainer import Trainer
 
