@@ -65,7 +65,7 @@ SIZE_ARGS = {
         "indexing": [],
         "training": ["--sizes=tiny,small,medium", "--warmup=3", "--steps=10", "--num_docs=0"],
         "serving": ["--calls=200", "--warmup=20", "--batch_size=16", "--batches=32"],
-        "quality": ["--size=large"],
+        "quality": ["--size=full", "--sample=0"],
     },
 }
 # Benchmarks without a --workdir (nothing on disk besides the results).

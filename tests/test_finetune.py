@@ -124,6 +124,7 @@ def test_evaluate_writes_predictions_with_evidence_and_the_null_baseline(small_q
     assert first["prediction"] and any(first["prediction"] in e["text"] for e in first["evidence"])
     null = evaluate.run([f"--model_dir={model_dir}", f"--qa={small_qa}", "--retrieval=null", "--limit=20",
                          "--no_progress"])
+    assert null["exact_match"] == 0.0 and null["recall@1"] == 0.0  # Nothing to read, nothing to extract.
     # --sample: a draw across the file, not its first questions, the same each run, in file order.
     all_ids = [json.loads(line)["id"] for line in pathlib.Path(small_qa).read_text().splitlines()]
     draws = []

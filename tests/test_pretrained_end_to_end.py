@@ -165,7 +165,7 @@ def test_a_hugging_face_bert_becomes_a_saved_model_that_answers(small_blocks_dir
                               "finetune.retriever_beam_size=20")])
     assert finetuned["step"] == 4 and np.isfinite(finetuned["train"]["loss"])
     assert finetuned["index_version"] == version
-    # The reader started from the Hugging Face BERT: 4 Adam steps at lr 1e-4 move a weight by < 1e-3.
+    # The reader started from the Hugging Face BERT: 4 Adam steps at the fitted 1e-5 move a weight by < 1e-3.
     trained = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(finetune_dir / "checkpoints")))
     _assert_tower_is_the_checkpoint(trained, "model/reader/encoder/", hf, atol=1e-3)
 

@@ -41,7 +41,7 @@ def benchmark(small_data, tmp_path_factory):
     """The benchmark's report and workdir, run through its main() as the suite's runner calls it."""
     root = tmp_path_factory.mktemp("quality")
     argv = [f"--workdir={root / 'work'}", f"--output={root / 'quality.json'}", f"--corpus={small_data['corpus']}",
-            f"--qa={small_data['qa']}", f"--limit={NUM_QUESTIONS}"] + \
+            f"--qa={small_data['qa']}", f"--limit={NUM_QUESTIONS}", "--sample=0", "--config=tiny"] + \
         [f"--{stage}_steps={steps}" for stage, steps in STEPS.items()] + [f"--override={o}" for o in OVERRIDES]
     report = quality.main(argv)
     return {"report": report, "workdir": root / "work", "output": root / "quality.json", "argv": argv}
