@@ -25,7 +25,6 @@ from typing import Iterable, List, Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
 
 import realm_tf
 from realm_tf.configs import ConfigError, ExperimentConfig, load_config
@@ -33,6 +32,7 @@ from realm_tf.corpus.documents import BadRecordError, Document
 from realm_tf.corpus.manifest import BlocksManifest, ManifestError
 from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary, VocabularyError
 
+from beam_pipelines.pipeline_options import pipeline_options
 from beam_pipelines.document_sources import InputError, InputFile, list_input_files, read_documents
 from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest, write_manifest_last
 
@@ -258,7 +258,7 @@ def run(argv: Optional[Sequence[str]] = None) -> BlocksManifest:
     config = load_config(args.config, args.override)
     input_files = list_input_files(args.input, args.input_format)
     prepare_output_dir(args.output_dir, args.overwrite, (_BLOCKS_PREFIX, _DEAD_PREFIX), "chunked blocks")
-    options = PipelineOptions(beam_args)
+    options = pipeline_options(beam_args)
     logging.info("chunking %d file(s) into %s", len(input_files), args.output_dir)
     with beam.Pipeline(options=options) as pipeline:
         build_pipeline(

@@ -26,12 +26,13 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils import shared
 
 import realm_tf  # noqa: F401
 from realm_tf.configs import ConfigError, load_config
 from realm_tf.corpus.manifest import BlocksManifest, ManifestError
+
+from beam_pipelines.pipeline_options import pipeline_options
 
 _blocks_embedded = Metrics.counter("embed_and_index", "blocks_embedded")
 
@@ -140,7 +141,7 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
     staging = os.path.join(args.index_root, f".staging-{uuid.uuid4().hex[:12]}")
     started = time.monotonic()
     try:
-        with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
+        with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
             _ = (
                 pipeline
                 | "ReadBlocks" >> beam.io.ReadFromTFRecord(FileSystems.join(args.blocks_dir, "blocks-*"))

@@ -28,7 +28,6 @@ from typing import Callable, List, Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
 
 import realm_tf
 from realm_tf.configs import ConfigError, ExperimentConfig, load_config
@@ -46,6 +45,7 @@ from realm_tf.features.salient_spans import (
 from realm_tf.features.sentences import get_sentence_splitter
 from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary, VocabularyError
 
+from beam_pipelines.pipeline_options import pipeline_options
 from beam_pipelines.document_sources import InputError
 from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest, write_manifest_last
 
@@ -259,7 +259,7 @@ def run(argv: Optional[Sequence[str]] = None) -> PretrainingManifest:
     prepare_output_dir(args.output_dir, args.overwrite, (_EXAMPLES_PREFIX,), "pre-training examples")
     logging.info("masking the sentences of %d blocks from %s into %s",
                  blocks_manifest.num_blocks, args.blocks_dir, args.output_dir)
-    with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
+    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         build_pipeline(pipeline, args.blocks_dir, blocks_manifest, args.output_dir, config, args.seed,
                        args.num_shards, args.batch_size)
     manifest = PretrainingManifest.read(args.output_dir)

@@ -33,17 +33,22 @@ def _has_gpu_device_node() -> bool:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if _has_gpu_device_node() else "3")
 
 
-class _DropStartupNoise(logging.Filter):
-    """Drops Beam's import-time warnings about optional Google Cloud clients this project does
-    not use locally (GCS, BigQuery); `pip install -e '.[gcp]'` installs them for Dataflow."""
+class _DropNoise(logging.Filter):
+    """Drops warnings a user cannot act on: Beam's import-time ones about optional Google Cloud
+    clients this project does not use locally (GCS, BigQuery; `pip install -e '.[gcp]'`
+    installs them for Dataflow), and tf_keras' note, at every SavedModel export, that the
+    project's subclassed models keep no Keras config (the exports are tf.Modules with
+    signatures, never rebuilt from a Keras config)."""
 
-    _MESSAGES = ("Failed to import GCSFileSystem", "apitools not found")
+    _MESSAGES = ("Failed to import GCSFileSystem", "apitools not found",
+                 "Model's `__init__()` arguments contain non-serializable objects")
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not any(record.getMessage().startswith(message) for message in self._MESSAGES)
 
 
-for _logger_name in ("", "apache_beam.io.filesystems"):  # "": the root logger Beam's BigQuery stub logs to.
-    logging.getLogger(_logger_name).addFilter(_DropStartupNoise())
+# "": the root logger Beam's BigQuery stub logs to; "tensorflow": tf.get_logger().
+for _logger_name in ("", "apache_beam.io.filesystems", "tensorflow"):
+    logging.getLogger(_logger_name).addFilter(_DropNoise())
 
 __version__ = "0.1.0"
