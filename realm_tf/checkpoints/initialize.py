@@ -21,7 +21,7 @@ from typing import Collection, Dict, List
 
 from realm_tf.checkpoints.bert_layout import (
     MASKED_LM_NAMES, dense_targets, encoder_targets, masked_lm_targets, norm_targets)
-from realm_tf.checkpoints.fetch import warn_if_unverified
+from realm_tf.checkpoints.fetch import is_pinned_name, warn_if_unverified
 from realm_tf.checkpoints.formats import PretrainedCheckpoint, is_optimizer_state, open_checkpoint
 from realm_tf.checkpoints.tensor_sources import CheckpointError
 from realm_tf.configs import BertConfig, ExperimentConfig
@@ -162,7 +162,8 @@ def initialize_from_checkpoints(model, config: ExperimentConfig, skip: Collectio
     def checkpoint_for(path: str, encoder: BertConfig, field: str) -> PretrainedCheckpoint:
         if path not in opened:
             opened[path] = open_checkpoint(path)
-            warn_if_unverified(opened[path].path)
+            if not is_pinned_name(path):  # A registered name's copy was just checked in resolving it.
+                warn_if_unverified(opened[path].path)
             check_vocabulary_fits(opened[path], config.features.vocab_file)
         check_encoder_fits(opened[path], encoder, field)
         return opened[path]
