@@ -101,7 +101,7 @@ PAPER = {
     "ordering": ["realm_pretrained", "ict_only", "bm25_reader", "no_retrieval"],
     "ordering_text": "REALM > ORQA (ICT-pretrained retriever, fine-tuned) > BM25 + BERT reader > no retrieval",
     "exact_match": {"REALM": {"NaturalQuestions-Open": 40.4, "WebQuestions": 40.7, "CuratedTrec": 46.8}},
-    "figures_note": "only the figures ../shared/DESIGN.md states (REALM's); the other rows of Table 1 are not "
+    "figures_note": "only REALM's own figures of Table 1; the other rows of Table 1 are not "
                     "quoted here",
     "no_retrieval_note": "Table 1's systems without retrieval are generative models (T5) answering from their "
                          "parameters; this benchmark's no_retrieval is the extractive reader given the null "
