@@ -178,12 +178,26 @@ def test_projection_size_comes_from_the_embedder_checkpoint(tmp_path):
     write_tf1_checkpoint(prefix, tensors, optimizer_state=False)
     fitted = fitted_config("tiny", [], prefix, None)
     assert fitted.config.retriever.projection_size == width
+    # The checkpoint's LayerNorm gain is restored: no initial one is suggested.
+    assert "retriever.projection_norm_gain" not in choices_of(fitted)
     # The fitted tower takes every tensor, the projection's [96, 48] included.
     embedder = ProjectedEmbedder(fitted.config.retriever)
     embedder({key: np.zeros([1, 8], np.int32) for key in ("input_word_ids", "input_mask", "input_type_ids")})
     assert len(load_embedder(embedder, open_checkpoint(prefix)).read) == len(tensors)
     with pytest.raises(CheckpointError, match=r"--override retriever.projection_size=128 contradicts .* 48"):
         fitted_config("tiny", ["retriever.projection_size=128"], prefix, None)
+
+
+def test_a_fresh_projection_starts_at_the_contrastive_score_scale(minilm, tmp_path):
+    from realm_tf.checkpoints.fitting import FRESH_SCORE_SCALE
+
+    fitted = fitted_config("tiny", [], minilm, None)
+    gain = fitted.config.retriever.projection_norm_gain
+    # LayerNorm'd P-wide embeddings score gain^2 x P x their correlation.
+    assert gain ** 2 * fitted.config.retriever.projection_size == pytest.approx(FRESH_SCORE_SCALE, rel=1e-3)
+    assert "starts fresh" in choices_of(fitted)["retriever.projection_norm_gain"].reason
+    kept = fitted_config("tiny", ["retriever.projection_norm_gain=1.0"], minilm, None)
+    assert kept.config.retriever.projection_norm_gain == 1.0
 
 
 # --- lengths --------------------------------------------------------------------------------

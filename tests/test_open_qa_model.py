@@ -152,3 +152,21 @@ def test_every_occurrence_of_an_answer_is_a_target(featurizer):
     assert spans(["Tesla"], num_tokens=3) == ["Tesla"]  # The rest was truncated away.
     assert spans(["tesl"]) == []  # Never a piece of a word.
     assert spans([r"18[0-9]{2}"], regex=True) == ["1856"]
+
+
+def test_a_frozen_query_tower_leaves_only_the_reader_to_train(featurizer):
+    from realm_tf.configs import load_config
+
+    built = {}
+    for train_query_tower in (True, False):
+        config = load_config("tiny", [f"finetune.train_query_tower={str(train_query_tower).lower()}"])
+        model = OpenQaModel(config, featurizer.vocabulary.continuation_mask())
+        query_tokens = featurizer.tokenize(["who was tesla"])
+        reader = pack_reader_candidates(featurizer, query_tokens, [[[]]])
+        model({"query": featurizer.pack_query(query_tokens), "reader": {k: tf.constant(v) for k, v in reader.features.items()},
+               "candidate_embeddings": tf.zeros([1, 1, config.retriever.projection_size])})
+        built[train_query_tower] = model
+    trained, frozen = built[True], built[False]
+    query_variables = {v.ref() for v in frozen.query_embedder.variables}
+    assert query_variables and not query_variables & {v.ref() for v in frozen.trainable_variables}
+    assert len(frozen.trainable_variables) == len(trained.trainable_variables) - len(query_variables)

@@ -25,6 +25,20 @@ def test_towers_embed_to_128_float32_and_relevance_is_the_inner_product(tiny_con
     np.testing.assert_allclose(blocks.numpy().std(axis=1), 1, atol=1e-3)
 
 
+def test_the_projection_gain_scales_every_score_by_its_square(featurizer):
+    queries, blocks = featurizer.query_features(["who was tesla?"]), featurizer.block_features(["T"], ["tesla was born"])
+    scores = {}
+    for gain in (1.0, 0.5):
+        tf.keras.utils.set_random_seed(0)
+        retriever = Retriever(load_config("tiny", [f"retriever.projection_norm_gain={gain}"]).retriever)
+        query, block = retriever.embed_queries(queries).numpy(), retriever.embed_blocks(blocks).numpy()
+        np.testing.assert_allclose(np.linalg.norm(block, axis=1), gain * np.sqrt(block.shape[1]), rtol=1e-3)
+        scores[gain] = relevance(query, block).numpy()
+    np.testing.assert_allclose(scores[0.5], 0.25 * scores[1.0], rtol=1e-4)
+    with pytest.raises(ValueError, match="retriever.projection_norm_gain"):
+        load_config("tiny", ["retriever.projection_norm_gain=0"])
+
+
 def test_towers_are_shared_by_default_and_separate_by_switch(featurizer):
     shared = Retriever(load_config("tiny").retriever)
     separate = Retriever(load_config("tiny", ["retriever.share_towers=false"]).retriever)

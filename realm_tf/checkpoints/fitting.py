@@ -10,7 +10,8 @@ The base config, with the user's `--override`s, changes in three kinds of field:
                              bert_config.json): the BERT releases' rule, unless an --override
                              says otherwise.
   suggested for it           how to train from a pretrained start: the pooling and dropout it
-                             was trained with, learning rates and warm-up for a pretrained
+                             was trained with, a fresh projection's LayerNorm gain
+                             (`FRESH_SCORE_SCALE`), learning rates and warm-up for a pretrained
                              start (`PRETRAINED_LEARNING_RATES`); an --override always wins.
 
 Each value set is a `Choice` (field, value, reason): the command prints them, and the YAML
@@ -19,6 +20,7 @@ is written, so the file always loads; lengths a checkpoint cannot read are an er
 the field, the checkpoint's limit and the --override that fixes it, never a silent change.
 """
 
+import math
 import os
 import tempfile
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
@@ -45,6 +47,10 @@ WARMUP_FRACTION = 0.1
 _TRAINED = {"ict": ("retriever",), "pretrain": ("retriever", "reader"), "finetune": ("retriever", "reader")}
 # The packings each role's encoder reads.
 _LENGTHS = {"retriever": ("query_length", "block_length"), "reader": ("reader_length",)}
+# The retrieval-score scale a fresh projection over a pretrained encoder starts at: the
+# similarity scale sentence-transformers' contrastive loss (MultipleNegativesRankingLoss)
+# multiplies cosines by, by default. See RetrieverConfig.projection_norm_gain.
+FRESH_SCORE_SCALE = 20.0
 # How `formats` fills the sizes no file states: the BERT releases' choices.
 _GUESSES = {"num_attention_heads": "one head per 64 dimensions", "hidden_activation": "tanh GELU"}
 
@@ -202,6 +208,11 @@ def _fit_around_encoder(fitter: _Fitter, role: str, checkpoint: PretrainedCheckp
                      "the width of the checkpoint's projection dense/kernel", path)
         fitter.fixed("retriever.projection_norm_epsilon", projection.epsilon,
                      f"the checkpoint's projection {projection.norm_name}", path)
+    if role == "retriever" and not checkpoint.projection:
+        size = fitter.get("retriever.projection_size")
+        fitter.suggested("retriever.projection_norm_gain", round(math.sqrt(FRESH_SCORE_SCALE / size), 4),
+                         f"the projection starts fresh: retrieval scores start near {FRESH_SCORE_SCALE:g} x the "
+                         f"embeddings' correlation, not up to {size}")
     if role == "retriever" and checkpoint.pooling:
         where = os.path.relpath(checkpoint.pooling_file, path)
         fitter.suggested("retriever.pooling", checkpoint.pooling, f"how the checkpoint was trained to pool: {where}")

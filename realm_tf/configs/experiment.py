@@ -77,6 +77,13 @@ class RetrieverConfig(base_config.Config):
     projection_size: int = 128
     # The released REALM embedder's LayerNorm uses eps 1e-12 (DESIGN.md §4).
     projection_norm_epsilon: float = 1e-12
+    # The projection LayerNorm's initial gain, where the projection starts fresh (a checkpoint
+    # that has one restores its own). LayerNorm'd embeddings of width P score about
+    # gain^2 x P x their correlation: at 1.0 (the paper's, Keras' default) 128-d embeddings
+    # score up to about +-128, so p(z|x) over a few similar blocks is all but one-hot until
+    # training learns the scale. A pretrained encoder with a fresh projection is better
+    # started near the scale it was trained at (configs/minilm.yaml). Ours.
+    projection_norm_gain: float = 1.0
     # The released code shares one tower between queries and documents.
     share_towers: bool = True
     # A pretrained checkpoint both towers start from when training starts fresh: a Hugging
@@ -193,6 +200,10 @@ class FinetuneConfig(base_config.Config):
     # The host searches the index with a copy of the query tower, synced from the one
     # being trained every this many steps. Ours: the released code searches in-graph.
     query_sync_every_steps: int = 10
+    # False: the query tower stays as it starts (the retriever's loss is still reported) and
+    # only the reader trains; for a pretrained retriever that a reader's learning rate would
+    # spoil (configs/minilm.yaml). The paper trains it.
+    train_query_tower: bool = True
 
 
 @dataclasses.dataclass

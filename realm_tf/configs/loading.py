@@ -198,6 +198,8 @@ def validate_config(config: ExperimentConfig) -> None:
              reader.trainable_layers, f"must be in [0, reader.encoder.num_layers = {reader.encoder.num_layers}]")
     _require(config.retriever.pooling in ("cls", "mean"), "retriever.pooling", config.retriever.pooling,
              "must be 'cls' or 'mean'")
+    _require(config.retriever.projection_norm_gain > 0, "retriever.projection_norm_gain",
+             config.retriever.projection_norm_gain, "must be positive")
     _require(config.pretrain.masking in ("salient", "random"), "pretrain.masking", config.pretrain.masking,
              "must be 'salient' or 'random'")
     _require(0 < config.pretrain.random_mask_probability <= 1, "pretrain.random_mask_probability",

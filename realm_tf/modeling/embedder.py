@@ -33,7 +33,9 @@ class ProjectedEmbedder(tf_keras.layers.Layer):
             name="projection",
         )
         self.layer_norm = tf_keras.layers.LayerNormalization(
-            epsilon=config.projection_norm_epsilon, name="projection_layer_norm"
+            epsilon=config.projection_norm_epsilon,
+            gamma_initializer=tf_keras.initializers.Constant(config.projection_norm_gain),
+            name="projection_layer_norm",
         )
 
     def call(self, features, training=None):

@@ -55,6 +55,7 @@ class OpenQaModel(tf_keras.Model):
         # retrieval scores) stay float32, and each sublayer casts what it computes in.
         super().__init__(name=name, autocast=False, **kwargs)
         self.query_embedder = ProjectedEmbedder(config.retriever, name="query_embedder")
+        self.query_embedder.trainable = config.finetune.train_query_tower
         self.reader = SpanReader(config.reader, is_continuation)
 
     def call(self, batch, training=None) -> Dict[str, tf.Tensor]:
