@@ -12,7 +12,7 @@
 
 Only the newest export is indexed: when the refresher lags behind the trainer, the
 exports in between are skipped (logged and counted), since a fresher index is what
-the trainer wants (DESIGN.md §1). A refresh that fails (a corrupt export, a Beam
+the trainer wants (the paper re-embeds asynchronously, every several hundred steps). A refresh that fails (a corrupt export, a Beam
 error) is logged and that export is not tried again; the trainer keeps its last good
 index and the next, newer export gets its turn. The job ends once TRAINING_DONE is
 there and the last export is indexed, after --max_seconds, or when the process given
@@ -225,7 +225,7 @@ def start_background_refresher(model_dir: str, blocks_dir: str, index_root: str,
                f"--blocks_dir={blocks_dir}", f"--index_root={index_root}", f"--config={config}",
                *[f"--override={o}" for o in overrides], f"--poll_seconds={poll_seconds}",
                f"--watch_pid={os.getpid()}", *beam_args]
-    # The child imports this same checkout, installed or not, with tf_keras (DESIGN.md §2).
+    # The child imports this same checkout, installed or not, with tf_keras (see realm_tf/__init__.py).
     source_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     python_path = os.pathsep.join(p for p in (source_root, os.environ.get("PYTHONPATH")) if p)
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", PYTHONPATH=python_path)

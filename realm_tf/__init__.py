@@ -2,7 +2,7 @@
 
 Importing this package selects the legacy Keras (tf_keras) before TensorFlow is
 imported: Model Garden and tensorflow-recommenders build tf_keras objects, and
-mixing them with Keras 3 silently drops weights (DESIGN.md §2).
+mixing them with Keras 3 silently drops weights.
 """
 
 import logging

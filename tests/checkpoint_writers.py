@@ -1,7 +1,7 @@
 """Writers of pretrained checkpoints in the formats of the real releases, at tiny sizes.
 
 The weights cannot be downloaded here, so the checkpoint tests write their own, with the
-exact variable names, layouts and files of each release (DESIGN.md §4):
+exact variable names, layouts and files of each release:
 
   Hugging Face   `BertForPreTraining` / `BertModel` `save_pretrained` (config.json +
                  model.safetensors), the older `pytorch_model.bin`, and the oldest

@@ -62,7 +62,7 @@ def test_the_null_document_is_the_empty_block(tiny_config, featurizer):
 
 
 def test_inner_activation_is_the_tanh_gelu(tiny_config):
-    # DESIGN.md §4: released BERT checkpoints use the tanh approximation of GELU.
+    # Released BERT checkpoints use the tanh approximation of GELU.
     retriever = Retriever(tiny_config.retriever)
     activation = retriever.query_embedder.encoder.get_config()["inner_activation"]
     x = tf.constant([-2.0, -0.5, 0.7, 3.0])

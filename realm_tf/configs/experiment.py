@@ -1,6 +1,6 @@
 """The experiment config: every knob of realm-tf in one typed tree.
 
-The defaults are the paper's sizes (Guu et al. 2020, §4 and appendix; DESIGN.md §1),
+The defaults are the paper's sizes (Guu et al. 2020, §4 and its appendix),
 so `configs/base.yaml` only names them and smaller configs override what they shrink.
 Values not taken from the paper or the released code say so in a comment.
 """
@@ -75,7 +75,7 @@ class RetrieverConfig(base_config.Config):
     # (sentence-transformers' all-MiniLM-L6-v2). Ours.
     pooling: str = "cls"
     projection_size: int = 128
-    # The released REALM embedder's LayerNorm uses eps 1e-12 (DESIGN.md §4).
+    # The released REALM embedder's LayerNorm uses eps 1e-12.
     projection_norm_epsilon: float = 1e-12
     # The projection LayerNorm's initial gain, where the projection starts fresh (a checkpoint
     # that has one restores its own). LayerNorm'd embeddings of width P score about

@@ -12,8 +12,8 @@ A version is published under an index root and never changed afterwards:
       .trash-<uuid>/                    a pruned version being deleted (hidden from readers)
 
 The publisher builds a version in a hidden temporary directory and renames it into
-place, so a reader listing the root sees a version whole or not at all (DESIGN.md §2:
-the trainer swaps indexes while the refresher publishes them). Pruning renames a
+place, so a reader listing the root sees a version whole or not at all (the trainer
+swaps indexes while the refresher publishes them). Pruning renames a
 version out of sight before deleting it, for the same reason.
 """
 
