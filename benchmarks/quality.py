@@ -75,9 +75,8 @@ SYSTEMS: Dict[str, System] = {
     "ict_only": System(
         "finetune_ict", "index", ("ict", "finetune_ict"),
         retriever="dense: the ICT query tower, fine-tuned, over the index of the ICT document tower (ORQA's recipe)",
-        reader="the config's reader.init_checkpoint (MiniLM by default; random weights if none), fine-tuned: ICT "
-               "trains no reader "
-               "(finetune_ict)"),
+        reader="the config's reader.init_checkpoint (MiniLM by default; random weights if none), fine-tuned: "
+               "ICT trains no reader (finetune_ict)"),
     "bm25_reader": System(
         "finetune_realm", "bm25", ("ict", "pretrain", "finetune_realm"),
         retriever="BM25 (bm25s, English stop words) over title + text of every block; every block read weighs the "

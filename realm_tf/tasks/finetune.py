@@ -2,8 +2,8 @@
 
 Per batch of questions, on the host:
   - embed the questions with a copy of the query tower (synced from the one being
-    trained every `finetune.query_sync_every_steps` steps) and take their top
-    `finetune.retriever_beam_size` blocks from the fixed index, with the blocks' stored
+    trained every `finetune.query_sync_every_steps` steps; once, if it is frozen) and take
+    their top `finetune.retriever_beam_size` blocks from the fixed index, with the blocks' stored
     embeddings, marking those whose text contains an answer;
   - pack `[CLS] question [SEP] body [SEP]` for the first `finetune.top_k` of them and
     mark every span that matches an answer (`realm_tf.features.answer_spans`).
@@ -196,6 +196,7 @@ class FinetuneTask:
         return finetuning_loss(model(batch, training=training), batch)
 
     def after_step(self, trainer, step: int, metrics: Dict[str, float]) -> Dict[str, float]:
-        if step % self.config.finetune.query_sync_every_steps == 0:
+        # A frozen query tower never changes: the copy made when training starts stays equal to it.
+        if self.config.finetune.train_query_tower and step % self.config.finetune.query_sync_every_steps == 0:
             self.sync_search_embedder(trainer.model)
         return {}
