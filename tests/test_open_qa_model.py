@@ -170,3 +170,25 @@ def test_a_frozen_query_tower_leaves_only_the_reader_to_train(featurizer):
     query_variables = {v.ref() for v in frozen.query_embedder.variables}
     assert query_variables and not query_variables & {v.ref() for v in frozen.trainable_variables}
     assert len(frozen.trainable_variables) == len(trained.trainable_variables) - len(query_variables)
+
+
+def test_a_frozen_query_tower_scores_without_dropout_in_training(featurizer):
+    from realm_tf.configs import load_config
+
+    query_tokens = featurizer.tokenize(["who was tesla"])
+    reader = pack_reader_candidates(featurizer, query_tokens, [[[]]])
+    logits = {}
+    for train_query_tower in (True, False):
+        config = load_config("tiny", [f"finetune.train_query_tower={str(train_query_tower).lower()}",
+                                      "retriever.encoder.dropout_rate=0.5"])
+        model = OpenQaModel(config, featurizer.vocabulary.continuation_mask())
+        batch = {"query": featurizer.pack_query(query_tokens),
+                 "reader": {k: tf.constant(v) for k, v in reader.features.items()},
+                 "candidate_embeddings": tf.ones([1, 1, config.retriever.projection_size])}
+        logits[train_query_tower] = [model(batch, training=training)["retrieval_logits"].numpy()
+                                     for training in (False, True, True)]
+    inference, *training = logits[False]
+    for scores in training:
+        np.testing.assert_allclose(scores, inference, rtol=1e-6)
+    inference, first, second = logits[True]  # A training tower drops out: its scores move.
+    assert not np.allclose(first, inference) and not np.allclose(first, second)

@@ -200,9 +200,9 @@ class FinetuneConfig(base_config.Config):
     # The host searches the index with a copy of the query tower, synced from the one
     # being trained every this many steps. Ours: the released code searches in-graph.
     query_sync_every_steps: int = 10
-    # False: the query tower stays as it starts (the retriever's loss is still reported) and
-    # only the reader trains; for a pretrained retriever that a reader's learning rate would
-    # spoil (configs/minilm.yaml). The paper trains it.
+    # False: the query tower stays as it starts, running as at inference (no dropout; the
+    # retriever's loss is still reported), and only the reader trains; for a pretrained
+    # retriever that a reader's learning rate would spoil (configs/minilm.yaml). The paper trains it.
     train_query_tower: bool = True
 
 

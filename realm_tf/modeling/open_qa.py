@@ -61,7 +61,9 @@ class OpenQaModel(tf_keras.Model):
     def call(self, batch, training=None) -> Dict[str, tf.Tensor]:
         reader = batch["reader"]["input_word_ids"]
         batch_size, num_candidates, length = tf.shape(reader)[0], tf.shape(reader)[1], tf.shape(reader)[2]
-        queries = self.query_embedder(batch["query"], training=training)
+        # A frozen tower runs as at inference (no dropout): its retrieval logits, which the span
+        # logits include, are then the ones evaluation and serving compute.
+        queries = self.query_embedder(batch["query"], training=training if self.query_embedder.trainable else False)
         retrieval_logits = tf.einsum("bp,bkp->bk", queries, batch["candidate_embeddings"])
         flat = {k: tf.reshape(batch["reader"][k], [batch_size * num_candidates, length]) for k in _KEYS}
         logits, valid = self.reader(flat, training=training)
