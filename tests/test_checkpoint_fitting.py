@@ -200,6 +200,13 @@ def test_a_fresh_projection_starts_at_the_contrastive_score_scale(minilm, tmp_pa
     assert kept.config.retriever.projection_norm_gain == 1.0
 
 
+def test_a_shallower_reader_trains_every_layer_it_has(minilm):
+    fitted = fitted_config("minilm", [], None, minilm)  # minilm.yaml trains the top 4 of 6 layers.
+    assert fitted.config.reader.encoder.num_layers == HF_SIZES.num_layers == 1
+    assert fitted.config.reader.trainable_layers == 1
+    assert "the checkpoint has 1" in choices_of(fitted)["reader.trainable_layers"].reason
+
+
 # --- lengths --------------------------------------------------------------------------------
 
 
