@@ -14,10 +14,10 @@ Only the newest export is indexed: when the refresher lags behind the trainer, t
 exports in between are skipped (logged and counted), since a fresher index is what
 the trainer wants (the paper re-embeds asynchronously, every several hundred steps).
 A refresh that fails (a corrupt export, a Beam error) is logged and that export is not
-tried again; the trainer keeps its last good index and the next, newer export gets its turn. The job ends once TRAINING_DONE is
-there and the last export is indexed, after --max_seconds, or when the process given
-by --watch_pid is gone. Options this script does not know go to the embed_and_index
-pipeline (Beam options, --batch_size).
+tried again; the trainer keeps its last good index and the next, newer export gets its
+turn. The job ends once TRAINING_DONE is there and the last export is indexed, after
+--max_seconds, or when the process given by --watch_pid is gone. Options this script
+does not know go to the embed_and_index pipeline (Beam options, --batch_size).
 """
 
 import argparse
