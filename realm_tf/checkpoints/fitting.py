@@ -200,7 +200,8 @@ def _fit_encoder(fitter: _Fitter, role: str, checkpoint: PretrainedCheckpoint) -
 
 
 def _fit_around_encoder(fitter: _Fitter, role: str, checkpoint: PretrainedCheckpoint) -> None:
-    """The parts around the encoder: the retriever's projection and pooling, the reader's span MLP."""
+    """The parts around the encoder: the retriever's projection and pooling, the reader's
+    trainable layers and span MLP."""
     path = checkpoint.path
     if role == "retriever" and checkpoint.projection:
         projection = checkpoint.projection
@@ -216,11 +217,11 @@ def _fit_around_encoder(fitter: _Fitter, role: str, checkpoint: PretrainedCheckp
     if role == "retriever" and checkpoint.pooling:
         where = os.path.relpath(checkpoint.pooling_file, path)
         fitter.suggested("retriever.pooling", checkpoint.pooling, f"how the checkpoint was trained to pool: {where}")
-    layers = fitter.get("reader.encoder.num_layers")
-    if role == "reader" and fitter.get("reader.trainable_layers") > layers:
-        # A base sized for a deeper checkpoint (minilm.yaml trains the top 4 of 6).
-        fitter.suggested("reader.trainable_layers", layers,
-                         f"the base trains {fitter.get('reader.trainable_layers')} layers; the checkpoint has {layers}")
+    if role == "reader":
+        layers, trainable = fitter.get("reader.encoder.num_layers"), fitter.get("reader.trainable_layers")
+        if trainable > layers:  # A base sized for a deeper checkpoint (minilm.yaml trains the top 4 of 6).
+            fitter.suggested("reader.trainable_layers", layers,
+                             f"the base trains {trainable} layers; the checkpoint has {layers}")
     if role == "reader" and checkpoint.span_head:
         # ORQA's span MLP: one Dense of 2 x span_hidden_size, split into start and end halves.
         fitter.fixed("reader.span_hidden_size", checkpoint.span_head.shape("dense/kernel")[1] // 2,
