@@ -95,6 +95,8 @@ MARKER = ".quality_benchmark"
 # index.keep_versions (3); ict_only is fine-tuned and evaluated over the first version,
 # the ICT one, so the benchmark keeps them all (a few MB each at this size).
 KEEP_INDEX_VERSIONS = 1000
+# Pre-training's scalars that say whether it taught anything: the curves on the docs page.
+CURVE_TAGS = ("loss", "mlm_accuracy", "retrieval_utility")
 
 PAPER = {
     "source": "Guu et al. 2020 (REALM), Table 1: open-QA exact match on NaturalQuestions-Open, WebQuestions "
@@ -193,6 +195,24 @@ def _training_budget(training, model_dir: pathlib.Path, seconds: float, **extra)
     steps = _checkpoint_step(model_dir)
     return {"steps": steps, "batch_size": training.batch_size, "examples_seen": steps * training.batch_size,
             "learning_rate": training.learning_rate, "wall_seconds": round(seconds, 1), **extra}
+
+
+def training_curves(model_dir: pathlib.Path, tags: Sequence[str] = CURVE_TAGS) -> Dict[str, Dict[str, list]]:
+    """The TensorBoard scalars a training run wrote under model_dir/train, by tag.
+
+    Returns {tag: {"steps": [int], "values": [float]}}, in step order; a step written twice
+    (a resumed run) keeps its last value. Tags the run did not write are left out.
+    """
+    import tensorflow as tf
+
+    points: Dict[str, Dict[int, float]] = {}
+    for path in sorted(tf.io.gfile.glob(str(model_dir / "train" / "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag in tags:
+                    points.setdefault(value.tag, {})[int(event.step)] = float(tf.make_ndarray(value.tensor))
+    return {tag: {"steps": sorted(by_step), "values": [by_step[s] for s in sorted(by_step)]}
+            for tag, by_step in points.items()}
 
 
 def _timed(label: str, number: int, total: int, work):
@@ -325,7 +345,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         "ict": _training_budget(config.ict.training, workdir / "ict", seconds["ict"]),
         "pretrain": _training_budget(
             config.pretrain.training, workdir / "pretrain", seconds["pretrain"], candidates=config.pretrain.top_k,
-            refresh_every_steps=config.pretrain.refresh_every_steps),
+            refresh_every_steps=config.pretrain.refresh_every_steps,
+            curves=training_curves(workdir / "pretrain")),
         "finetune_ict": _training_budget(config.finetune.training, workdir / "finetune_ict", seconds["finetune_ict"],
                                          index_version=ict_index),
         "finetune_realm": _training_budget(config.finetune.training, workdir / "finetune_realm",
