@@ -133,6 +133,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (the TF Text ops of both exports)
 
+    from realm_tf.export.qa_export import read_qa_metadata
+
     built = prepare_model(args)
     signatures, exports = {}, {}
     for kind, path in built["exports"].items():
@@ -140,8 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         signatures[kind] = tf.saved_model.load(str(path)).signatures["serving_default"]
         exports[kind] = {"path": str(path), "load_seconds": round(time.perf_counter() - started, 2),
                          "megabytes": round(_directory_bytes(path) / 1e6, 1)}
-        with open(path / "assets.extra" / "realm_qa.json", encoding="utf-8") as f:
-            metadata = json.load(f)
+        metadata = read_qa_metadata(str(path))
         exports[kind]["retrieval"] = metadata.get("retrieval")
         exports[kind]["scann_build"] = metadata.get("scann_build")
 

@@ -2,6 +2,8 @@
 
     python -m realm_tf.evaluate --model_dir runs/quickstart/finetune \\
         --qa realm_tf/assets/squad_open/qa_dev.jsonl --output runs/quickstart/predictions.jsonl
+    python -m realm_tf.evaluate --saved_model runs/quickstart/saved_models/realm_qa/1 \\
+        --qa realm_tf/assets/squad_open/qa_dev.jsonl
 
 Answers every question (retrieve the top-k blocks of the fixed index, read them, take
 the best span) and reports exact match (the paper's normalization), F1 and retrieval
@@ -15,6 +17,12 @@ block read weighs the same): the lexical baseline with the same reader.
 --retrieval=null reads the null document only: the no-retrieval baseline.
 --evidence_depth=20 retrieves 20 blocks per question and keeps them as evidence, so
 recall@20 is reported while the reader still reads --top_k.
+
+--saved_model evaluates a QA export (`python -m realm_tf.export`) instead of a model_dir:
+the questions go through its signature as TF Serving would send them (serving_default,
+or answer_with_options with --top_k / --max_answer_length), so the figures are those of
+what is served. Its retrieval is the export's own (exact or ScaNN); the blocks directory
+(default: the export's) only names each evidence block's passage, for recall@k.
 
 The predictions file holds one JSON object per question: id, question, answers,
 prediction, score, exact_match, f1 and the top blocks (block_id, doc_id, title, text,
@@ -48,7 +56,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m realm_tf.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_dir", required=True, help="a --task=finetune model_dir")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model_dir", help="a --task=finetune model_dir")
+    model.add_argument("--saved_model", help="a QA export (python -m realm_tf.export), evaluated through its signature")
     parser.add_argument("--qa", required=True, help="questions with answers")
     parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS,
                         help="format of --qa (default: by suffix and content)")
@@ -129,6 +139,19 @@ def load_predictor(model_dir: str, blocks_dir: Optional[str] = None, index: Opti
     return predictor, checkpoint
 
 
+def _saved_model_predictor(args):
+    """The `SavedModelPredictor` of --saved_model; options that only a model_dir has are refused."""
+    from realm_tf.configs import ConfigError
+    from realm_tf.inference.saved_model_predictor import SavedModelPredictor
+
+    given = [f"--{name}" for name in ("index", "method", "evidence_depth") if getattr(args, name) is not None]
+    given += ["--retrieval"] if args.retrieval != "index" else []
+    if given:
+        raise ConfigError(f"{', '.join(given)}: not with --saved_model, which retrieves as the export was made "
+                          "(export again to change it)")
+    return SavedModelPredictor(args.saved_model, args.blocks_dir, args.top_k, args.max_answer_length)
+
+
 def run(argv: Optional[Sequence[str]] = None) -> Dict:
     """Evaluates; returns the metrics ({"exact_match", "f1", "recall@k", ..., "num_questions"})."""
     from realm_tf.evaluation.open_qa_metrics import score_prediction, score_predictions
@@ -140,13 +163,19 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict:
         # QA files come grouped by article: the first N would be one topic, a sample is all.
         keep = sorted(random.Random(0).sample(range(len(examples)), args.sample))
         examples = [examples[i] for i in keep]
-    predictor, checkpoint = load_predictor(args.model_dir, args.blocks_dir, args.index, args.retrieval, args.method,
-                                           args.top_k, args.max_answer_length, args.evidence_depth)
+    if args.saved_model:
+        predictor = _saved_model_predictor(args)
+        checkpoint = predictor.metadata["checkpoint"]
+        retrieval = f"{args.saved_model} ({predictor.metadata['retrieval']} retrieval in the SavedModel)"
+    else:
+        predictor, checkpoint = load_predictor(args.model_dir, args.blocks_dir, args.index, args.retrieval,
+                                               args.method, args.top_k, args.max_answer_length, args.evidence_depth)
+        retrieval = predictor.retrieval.path
     predictions = predictor.predict([e.question for e in examples], batch_size=args.batch_size,
                                     progress=not args.no_progress)
     depth = max(predictor.top_k, args.evidence_depth or 0)
     ks = [k for k in RECALL_KS if k <= depth] or [depth]
-    metrics = {**score_predictions(examples, predictions, ks), "retrieval": predictor.retrieval.path,
+    metrics = {**score_predictions(examples, predictions, ks), "retrieval": retrieval,
                "checkpoint": checkpoint, "top_k": predictor.top_k, "evidence_depth": depth}
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
@@ -172,12 +201,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from realm_tf.configs import ConfigError
     from realm_tf.corpus.manifest import ManifestError
     from realm_tf.evaluation.qa_data import QaDataError
+    from realm_tf.export.qa_export import QaExportError
     from realm_tf.retrieval.index_version import IndexVersionError
 
     from realm_tf.cli import run_command
 
-    return run_command(run, format_metrics,
-                       (QaDataError, ManifestError, IndexVersionError, ConfigError, FileNotFoundError), argv)
+    return run_command(run, format_metrics, (QaDataError, ManifestError, IndexVersionError, ConfigError,
+                                             QaExportError, FileNotFoundError), argv)
 
 
 if __name__ == "__main__":

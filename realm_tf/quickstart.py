@@ -18,12 +18,13 @@ path). Stages:
             (realm_tf.evaluate_retrieval)
   finetune  open-QA fine-tuning on qa_train over that index, kept fixed, from the
             pre-trained query tower and reader (realm_tf.train --task=finetune)
-  evaluate  exact match, F1 and recall@k on qa_dev (--eval_questions of them, a fixed
-            sample; 0 for all 1,352), and the no-retrieval baseline (null document only)
-            beside them (realm_tf.evaluate); predictions with evidence go to predictions.jsonl
   export    the fine-tuned model, its blocks and index as one SavedModel that answers
             questions, with exact retrieval (stock TF Serving ops) in TF Serving's layout
             under <workdir>/saved_models (python -m realm_tf.export)
+  evaluate  exact match, F1 and recall@k on qa_dev (--eval_questions of them, a fixed
+            sample; 0 for all 1,352) of that SavedModel, through its signature, and the
+            no-retrieval baseline (null document only) beside them (realm_tf.evaluate);
+            predictions with evidence go to predictions.jsonl
   answer    loads that SavedModel, answers --question with it and shows the evidence
 
 Beam stages run on the DirectRunner.
@@ -173,13 +174,16 @@ def finetune(args, init_from: pathlib.Path, index: pathlib.Path, model_dir: path
 def _evaluate_stage(args) -> List[str]:
     from realm_tf import evaluate
 
-    common = [f"--model_dir={args.workdir / 'finetune'}", f"--qa={QA_DIR / 'qa_dev.jsonl'}",
-              *([f"--sample={args.eval_questions}"] if args.eval_questions else [])]
-    metrics = evaluate.run(common + [f"--output={args.workdir / 'predictions.jsonl'}",
-                                     f"--metrics_output={args.workdir / 'qa_dev_metrics.json'}"])
-    baseline = evaluate.run(common + ["--retrieval=null", "--no_progress"])
+    questions = [f"--qa={QA_DIR / 'qa_dev.jsonl'}",
+                 *([f"--sample={args.eval_questions}"] if args.eval_questions else [])]
+    # What is served is what is scored: the export, through its signature.
+    metrics = evaluate.run([f"--saved_model={args.export_dir}", *questions,
+                            f"--output={args.workdir / 'predictions.jsonl'}",
+                            f"--metrics_output={args.workdir / 'qa_dev_metrics.json'}"])
+    baseline = evaluate.run([f"--model_dir={args.workdir / 'finetune'}", *questions, "--retrieval=null",
+                             "--no_progress"])
     return [
-        f"retrieval + reader: {evaluate.format_metrics(metrics)}",
+        f"the exported SavedModel: {evaluate.format_metrics(metrics)}",
         f"no retrieval:       exact_match {baseline['exact_match']:.3f}, f1 {baseline['f1']:.3f} "
         "(the null document holds no span to extract)",
         f"predictions with evidence: {args.workdir / 'predictions.jsonl'}",
@@ -220,8 +224,9 @@ STAGES: List[Tuple[str, str, Callable]] = [
     ("pretrain", "REALM pre-training, the index refreshed in the background", _pretrain_stage),
     ("retrieval", "retrieval recall on qa_dev of the newest index, dense and BM25", _retrieval_stage),
     ("finetune", "open-QA fine-tuning on qa_train, the index fixed", _finetune_stage),
-    ("evaluate", "exact match and recall on qa_dev, with the no-retrieval baseline", _evaluate_stage),
     ("export", "export a SavedModel that answers questions, in TF Serving's layout", _export_stage),
+    ("evaluate", "exact match and recall on qa_dev of the SavedModel, with the no-retrieval baseline",
+     _evaluate_stage),
     ("answer", "answer a sample question with the SavedModel and show its evidence", _answer_stage),
 ]
 

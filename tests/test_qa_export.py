@@ -307,3 +307,35 @@ def test_export_command_versions_and_refuses_bad_arguments(finetuned, tmp_path, 
     assert export_cli.main([f"--model_dir={tmp_path / 'missing'}", f"--output={base / '12'}"]) == 2
     assert "open_qa.json: missing" in capsys.readouterr().err
     assert not (base / "12").exists()
+
+
+def test_evaluate_scores_an_export_through_its_signature_as_the_model_dir(finetuned, scann_export, tmp_path,
+                                                                           capsys):
+    from realm_tf import evaluate
+
+    qa = pathlib.Path(finetuned).parent / "qa.jsonl"  # The fixture's 8 qa_train questions, with gold passages.
+    served = evaluate.run([f"--saved_model={scann_export}", f"--qa={qa}", f"--output={tmp_path / 'served.jsonl'}",
+                           "--batch_size=3", "--no_progress"])
+    direct = evaluate.run([f"--model_dir={finetuned}", f"--qa={qa}", f"--output={tmp_path / 'direct.jsonl'}",
+                           "--no_progress"])
+    # The ScaNN export answers as the model_dir's predictor does, so every figure agrees.
+    for name in ("exact_match", "f1", "recall@1", "recall@5", "num_questions", "top_k", "checkpoint"):
+        assert served[name] == direct[name], name
+    assert served["num_questions"] == 8
+    assert served["retrieval"] == f"{scann_export} (scann retrieval in the SavedModel)"
+    rows = lambda name: [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]  # noqa: E731
+    for a, b in zip(rows("served.jsonl"), rows("direct.jsonl")):
+        assert a["prediction"] == b["prediction"] and a["exact_match"] == b["exact_match"]
+        # Recall@k reads each block's passage, which the export does not return: the blocks name it.
+        assert [e["doc_id"] for e in a["evidence"]] == [e["doc_id"] for e in b["evidence"]]
+        assert all(e["doc_id"] for e in a["evidence"])
+    # k and the answer length go to answer_with_options.
+    fewer = evaluate.run([f"--saved_model={scann_export}", f"--qa={qa}", "--top_k=2", "--max_answer_length=3",
+                          f"--output={tmp_path / 'fewer.jsonl'}", "--no_progress"])
+    assert fewer["top_k"] == 2 and "recall@5" not in fewer
+    assert all(len(r["evidence"]) == 2 and len(r["prediction"].split()) <= 3 for r in rows("fewer.jsonl"))
+    # What only a model_dir has is refused; so is a directory that is no QA export.
+    assert evaluate.main([f"--saved_model={scann_export}", f"--qa={qa}", "--retrieval=bm25"]) == 2
+    assert "--retrieval: not with --saved_model" in capsys.readouterr().err
+    assert evaluate.main([f"--saved_model={tmp_path}", f"--qa={qa}"]) == 2
+    assert f"{tmp_path / METADATA_PATH}: missing; is" in capsys.readouterr().err

@@ -24,7 +24,7 @@ def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
                            + [f"--override={o}" for o in REDUCED]) == 0
     out = capsys.readouterr().out
     stages = [name for name, _, _ in quickstart.STAGES]
-    assert stages == ["fetch", "chunk", "ict", "index", "examples", "pretrain", "retrieval", "finetune", "evaluate", "export",
+    assert stages == ["fetch", "chunk", "ict", "index", "examples", "pretrain", "retrieval", "finetune", "export", "evaluate",
                       "answer"]
     for number, name in enumerate(stages, start=1):
         assert f"[{number}/{len(stages)}] {name}: done" in out
@@ -55,6 +55,10 @@ def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
     assert len(predictions) == metrics["num_questions"] == 1352
     assert metrics["exact_match"] == sum(p["exact_match"] for p in predictions) / 1352
     assert all(len(p["evidence"]) == 5 for p in predictions)
+    # They are the SavedModel's: what is served is what is scored.
+    export = tmp_path / "saved_models" / "realm_qa" / "1"
+    assert metrics["retrieval"] == f"{export} (exact retrieval in the SavedModel)"
+    assert f"the exported SavedModel: exact_match {metrics['exact_match']:.3f}" in out
     assert "no retrieval:       exact_match 0.000" in out
     # The SavedModel answered the sample question, in TF Serving's layout.
     assert (tmp_path / "saved_models" / "realm_qa" / "1" / "saved_model.pb").is_file()

@@ -16,6 +16,15 @@ from realm_tf.corpus.manifest import BlocksManifest, ManifestError
 NULL_BLOCK_ID = -1
 
 
+def read_doc_ids(blocks_dir: str) -> Dict[int, str]:
+    """Block id -> doc id (the passage it was cut from) of every block of a chunked corpus."""
+    manifest = BlocksManifest.read(blocks_dir)
+    records = read_block_dataset(manifest.block_paths(blocks_dir)).map(
+        lambda record: (record["block_id"], record["doc_id"]))
+    return {NULL_BLOCK_ID: "",
+            **{int(block_id): doc_id.decode("utf-8") for block_id, doc_id in records.as_numpy_iterator()}}
+
+
 class BlockStore:
     """Token ids (and optionally texts and token offsets) of every block.
 

@@ -74,13 +74,12 @@ def next_version_dir(base_path: str) -> str:
 
 def _newest_retrieval(base_path: str) -> Optional[str]:
     """The retrieval kind of the newest QA export under a model's base path, or None."""
-    from realm_tf.export.qa_export import METADATA_PATH
+    from realm_tf.export.qa_export import QaExportError, read_qa_metadata
 
     versions = sorted((int(name) for name in os.listdir(base_path) if name.isdigit()), reverse=True)
     try:
-        with open(os.path.join(base_path, str(versions[0]), METADATA_PATH), encoding="utf-8") as f:
-            return json.load(f).get("retrieval")
-    except (IndexError, OSError, json.JSONDecodeError):
+        return read_qa_metadata(os.path.join(base_path, str(versions[0]))).get("retrieval")
+    except (IndexError, QaExportError):
         return None
 
 

@@ -85,6 +85,24 @@ class QaExportError(ValueError):
     """A QA export that cannot be made from the given model, blocks and index."""
 
 
+def read_qa_metadata(export_dir: str) -> Dict[str, Any]:
+    """The `assets.extra/realm_qa.json` of a QA export (what `export_qa_model` wrote).
+
+    Raises QaExportError, naming the path, when export_dir is not a QA export.
+    """
+    path = os.path.join(export_dir, METADATA_PATH)
+    try:
+        with open(path, encoding="utf-8") as f:
+            metadata = json.load(f)
+    except FileNotFoundError:
+        raise QaExportError(f"{path}: missing; is {export_dir!r} a QA export of python -m realm_tf.export?") from None
+    except json.JSONDecodeError as e:
+        raise QaExportError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != QA_FORMAT:
+        raise QaExportError(f"{path}: format is not {QA_FORMAT!r}; not a QA export of this version of realm_tf")
+    return metadata
+
+
 def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.ndarray]:
     """The indexed blocks as flat arrays, in index row order (row r is block `block_ids[r]`).
 
