@@ -13,6 +13,9 @@ plots (matplotlib, Agg backend) into a folder named after the page (docs/benchma
                              the refresher (and the GPU run's, when there is one)
   serving_latency.png        p50/p99 of one question and questions/s per system
   quality.png                recall@k, exact match and F1 per system (with quality.json)
+  quality_full.png           the same at --size full (with quality_full.json)
+  quality*_pretraining.png   REALM pre-training's masked-LM accuracy and retrieval utility
+                             per step, from its TensorBoard events (when the run has them)
 
 A results file that is missing leaves its section saying how to make it. Needs the
 `bench` extra (matplotlib): pip install -e '.[bench]'.
@@ -35,6 +38,7 @@ FILES = {
     "training_gpu": "training_throughput_gpu.json",
     "serving": "serving_latency.json",
     "quality": "quality.json",
+    "quality_full": "quality_full.json",
 }
 
 
@@ -234,27 +238,65 @@ def serving_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     return lines + [f"![latency and throughput]({images.name}/serving_latency.png)", ""] + _provenance(results)
 
 
-def quality_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+def _stage_budgets(results: Dict) -> List[str]:
+    training = results.get("stages", {}).get("training", {})
+    rows = [[stage, b.get("steps"), b.get("batch_size"), b.get("examples_seen"), b.get("learning_rate"),
+             b.get("wall_seconds")] for stage, b in training.items()]
+    if not rows:
+        return []
+    return ["Training budget of each stage (a system's budget is the sum of the stages behind it):", ""] + _table(
+        ["stage", "steps", "batch", "examples seen", "learning rate", "wall s"], rows)
+
+
+def _pretraining_curves(results: Dict, images: pathlib.Path, plt, name: str) -> List[str]:
+    """REALM pre-training's masked-LM accuracy and retrieval utility per step, when the run recorded them."""
+    curves = results.get("stages", {}).get("training", {}).get("pretrain", {}).get("curves") or {}
+    shown = [tag for tag in ("mlm_accuracy", "retrieval_utility") if curves.get(tag, {}).get("steps")]
+    if not shown:
+        return []
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.5 * len(shown), 3.2), squeeze=False)
+    summary = []
+    for ax, tag in zip(axes[0], shown):
+        steps, values = curves[tag]["steps"], curves[tag]["values"]
+        ax.plot(steps, values, marker="." if len(steps) < 30 else None)
+        ax.set_xlabel("pre-training step")
+        ax.set_title(tag)
+        head = values[:max(1, len(values) // 10)]
+        tail = values[-max(1, len(values) // 10):]
+        summary.append(f"{tag} {sum(head) / len(head):.3f} over the first {len(head)} logged steps and "
+                       f"{sum(tail) / len(tail):.3f} over the last {len(tail)}")
+    path = f"{name}_pretraining.png"
+    _save(plt, fig, images / path)
+    return [f"REALM pre-training, from its TensorBoard events ({len(curves[shown[0]]['steps'])} logged steps): "
+            + "; ".join(summary) + ". Retrieval utility is the masked-LM log-likelihood with the retrieved blocks "
+            "minus that with the null document: above 0 when retrieval helps the masked-LM head.", "",
+            f"![pre-training curves]({images.name}/{path})", ""]
+
+
+def quality_section(results: Dict, images: pathlib.Path, plt, name: str = "quality") -> List[str]:
     systems = results["systems"]
     metrics = [m for m in next(iter(systems.values())) if m.startswith("recall@")] + ["exact_match", "f1"]
     lines = [results.get("description", "Open-QA quality per system.") + ".", ""]
-    lines += _table(["system"] + metrics + ["train steps"],
-                    [[name] + [s.get(m) for m in metrics] + [s.get("budget", {}).get("train_steps")]
-                     for name, s in systems.items()])
+    lines += _table(["system"] + metrics + ["train steps", "train wall s"],
+                    [[system] + [s.get(m) for m in metrics] + [s.get("budget", {}).get("train_steps"),
+                                                               s.get("budget", {}).get("training_wall_seconds")]
+                     for system, s in systems.items()])
+    lines += _stage_budgets(results)
     if results.get("measured", {}).get("statement"):
         lines += [results["measured"]["statement"], ""]
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(systems)
-    for j, (name, s) in enumerate(systems.items()):
+    for j, (system, s) in enumerate(systems.items()):
         ax.bar([i + (j - (len(systems) - 1) / 2) * width for i in range(len(metrics))],
-               [s.get(m) or 0 for m in metrics], width, label=name)
+               [s.get(m) or 0 for m in metrics], width, label=system)
     ax.set_xticks(range(len(metrics)))
     ax.set_xticklabels(metrics)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title(f"{results.get('num_questions', '?')} questions")
-    _save(plt, fig, images / "quality.png")
-    return lines + [f"![recall@k, EM and F1 per system]({images.name}/quality.png)", ""] + _provenance(results)
+    _save(plt, fig, images / f"{name}.png")
+    lines += [f"![recall@k, EM and F1 per system]({images.name}/{name}.png)", ""]
+    return lines + _pretraining_curves(results, images, plt, name) + _provenance(results)
 
 
 SECTIONS: List[tuple] = [
@@ -267,6 +309,8 @@ SECTIONS: List[tuple] = [
         r, i, p, "training_throughput_gpu"), "python -m benchmarks (on a machine with a GPU)"),
     ("serving", "Serving latency: the QA exports", serving_section, "python -m benchmarks.serving_latency"),
     ("quality", "Quality: open-QA on squad_open qa_dev", quality_section, "python -m benchmarks.quality"),
+    ("quality_full", "Quality at the full budget: every qa_dev question", lambda r, i, p: quality_section(
+        r, i, p, "quality_full"), "python -m benchmarks.quality --size full --sample 0"),
 ]
 
 

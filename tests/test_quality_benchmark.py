@@ -157,3 +157,43 @@ def test_evaluate_command_with_bm25_retrieval(benchmark, small_data, tmp_path, c
     with pytest.raises(SystemExit) as usage:
         evaluate.main(common + ["--top_k=0"])
     assert usage.value.code == 2 and "--top_k: must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_pretraining_curves_come_from_tensorboard_and_reach_the_docs_page(tmp_path):
+    import tensorflow as tf
+
+    from benchmarks import report
+
+    # A run that wrote steps 1-3, then resumed and wrote step 3 again: the last value wins.
+    writer = tf.summary.create_file_writer(str(tmp_path / "pretrain" / "train"))
+    with writer.as_default():
+        for step, (accuracy, utility) in enumerate([(0.1, -0.2), (0.2, -0.1), (0.25, 0.0)], start=1):
+            tf.summary.scalar("mlm_accuracy", accuracy, step=step)
+            tf.summary.scalar("retrieval_utility", utility, step=step)
+            tf.summary.scalar("learning_rate", 1e-4, step=step)
+        tf.summary.scalar("mlm_accuracy", 0.3, step=3)
+    writer.flush()
+    curves = quality.training_curves(tmp_path / "pretrain")
+    assert set(curves) == {"mlm_accuracy", "retrieval_utility"}  # Not learning_rate: only CURVE_TAGS.
+    assert curves["mlm_accuracy"]["steps"] == [1, 2, 3]
+    assert curves["mlm_accuracy"]["values"] == pytest.approx([0.1, 0.2, 0.3])
+    assert curves["retrieval_utility"]["values"] == pytest.approx([-0.2, -0.1, 0.0])
+    assert quality.training_curves(tmp_path / "nothing") == {}
+
+    system = {"exact_match": 0.25, "f1": 0.3, "recall@1": 0.5, "recall@5": 0.7, "recall@20": 0.9,
+              "budget": {"train_steps": 7, "training_wall_seconds": 12.0}}
+    results = {"description": "Four systems", "num_questions": 4, "systems": {"realm_pretrained": system},
+               "stages": {"training": {"pretrain": {"steps": 3, "batch_size": 4, "examples_seen": 12,
+                                                    "learning_rate": 3e-5, "wall_seconds": 9.0, "curves": curves}}}}
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    (results_dir / "quality_full.json").write_text(json.dumps(results))
+    page = tmp_path / "docs" / "benchmarks.md"
+    written = {p.rsplit("/", 1)[-1] for p in report.main([f"--results_dir={results_dir}", f"--output={page}"])["images"]}
+    assert written == {"quality_full.png", "quality_full_pretraining.png"}
+    text = page.read_text()
+    assert "## Quality at the full budget: every qa_dev question" in text
+    assert "](benchmarks/quality_full_pretraining.png)" in text
+    assert "mlm_accuracy 0.100 over the first 1 logged steps and 0.300 over the last 1" in text
+    assert "| pretrain | 3 | 4 | 12 |" in text
+    assert "Not measured yet: `python -m benchmarks.quality`" in text  # The small size's file is absent.
