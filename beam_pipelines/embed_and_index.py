@@ -19,7 +19,6 @@ import os
 import shutil
 import sys
 import time
-import uuid
 from typing import Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -29,6 +28,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
 import realm_tf  # noqa: F401
+from realm_tf.artifacts.staging import stage_beside
 from realm_tf.configs import ConfigError, load_config
 from realm_tf.corpus.manifest import BlocksManifest, ManifestError
 
@@ -137,8 +137,8 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
     export = EmbedderExport.load(args.embedder_export)
     manifest.check_compatible(args.blocks_dir, export.featurizer.config.block_length,
                               export.metadata["vocabulary"]["sha256"])
-    os.makedirs(args.index_root, exist_ok=True)
-    staging = os.path.join(args.index_root, f".staging-{uuid.uuid4().hex[:12]}")
+    # The embeddings are staged beside the versions, where a dead run's are cleaned up.
+    staging = stage_beside(os.path.join(args.index_root, "embeddings"), "embeddings")
     started = time.monotonic()
     try:
         with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:

@@ -4,7 +4,7 @@
         [--config=tiny] [--override KEY=VALUE ...] [--poll_seconds=5] [--max_seconds=0] [--once]
 
     trainer: <model_dir>/embedder/<step>/       an export every pretrain.refresh_every_steps
-                                                  (renamed into place from a hidden .tmp-* sibling)
+                                                  (renamed into place from a hidden .staging-* sibling)
              <model_dir>/embedder/TRAINING_DONE  written when training ends
     refresher (this job, beside the trainer):
       newest complete export newer than the latest index version
@@ -102,7 +102,7 @@ class Refresher:
         """(step, path) of the complete exports under `<model_dir>/embedder/`, by step ascending.
 
         A complete export is a directory named by its integer step holding METADATA_PATH,
-        which export_embedder writes last; hidden `.tmp-*` exports in progress are ignored.
+        which export_embedder writes last; hidden `.staging-*` exports in progress are ignored.
         """
         try:
             entries = os.listdir(self.exports_dir)

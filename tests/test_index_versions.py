@@ -248,7 +248,10 @@ def test_readers_never_see_a_partial_version_while_versions_are_published(tmp_pa
     query = np.ones((1, 16), np.float32)
 
     def read():
-        for _ in range(100_000):  # Bounded; ends long before this when the publisher is done.
+        # Bounded in time, not in tries: before the first publish each try is a failed
+        # listdir, and 100,000 of those could end before a slow first publish.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
             if stop.is_set():
                 return
             path = latest_version(root)

@@ -56,7 +56,7 @@ def place_export(model_dir, step, source):
     """Copies export `source` to `<model_dir>/embedder/<step>` as the trainer writes one: a hidden
     copy renamed into place, its metadata saying `step`. Returns the export's path."""
     exports_dir = os.path.join(str(model_dir), refresh.EMBEDDER_DIR)
-    staging = os.path.join(exports_dir, f".tmp-{step}-copy")
+    staging = os.path.join(exports_dir, f".staging-{step}-copy")
     shutil.copytree(source, staging)
     metadata_path = os.path.join(staging, METADATA_PATH)
     with open(metadata_path, encoding="utf-8") as f:
@@ -86,7 +86,7 @@ def test_refresh_once_indexes_the_newest_export_and_then_waits_for_a_newer_one(c
     model_dir = tmp_path / "model"
     first = place_export(model_dir, 10, corpus["exports"][0])
     # Not exports: one in progress, one not named by a step, one without its metadata yet.
-    shutil.copytree(corpus["exports"][1], model_dir / "embedder" / ".tmp-40-abc")
+    shutil.copytree(corpus["exports"][1], model_dir / "embedder" / ".staging-40-abc")
     shutil.copytree(corpus["exports"][1], model_dir / "embedder" / "latest")
     (model_dir / "embedder" / "50").mkdir()
     refresher = make_refresher(corpus, tmp_path)

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from realm_tf.configs import FeaturesConfig
 from realm_tf.features import Featurizer
-from realm_tf.export.staging import staged_directory, write_json
+from realm_tf.artifacts.staging import staged_directory, write_json
 from realm_tf.modeling import Retriever
 
 METADATA_PATH = os.path.join("assets.extra", "realm_embedder.json")

@@ -55,7 +55,7 @@ from realm_tf.configs import load_config
 from realm_tf.corpus.block_store import BlockStore
 from realm_tf.corpus.manifest import BlocksManifest
 from realm_tf.evaluate import read_run_info
-from realm_tf.export.staging import staged_directory, write_json
+from realm_tf.artifacts.staging import staged_directory, write_json
 from realm_tf.features import Featurizer
 from realm_tf.modeling.open_qa import OpenQaModel
 from realm_tf.modeling.span_reader import MASKED_LOGIT

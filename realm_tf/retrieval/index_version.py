@@ -8,7 +8,8 @@ A version is published under an index root and never changed afterwards:
         embeddings.npy                  float32 [N, D]; row i embeds block block_ids[i]
         block_ids.npy                   int64 [N], non-negative, unique
         scann/                          `ScannSearcher.serialize` output (relative paths)
-      .tmp-<uuid>/                      a version being built (hidden from readers)
+      .staging-<name>-<random>/         a version being built (hidden from readers; removed
+                                        by the next publisher once its owner is dead)
       .trash-<uuid>/                    a pruned version being deleted (hidden from readers)
 
 The publisher builds a version in a hidden temporary directory and renames it into
@@ -32,6 +33,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 import realm_tf  # First: TF_USE_LEGACY_KERAS before scann imports TensorFlow.
+from realm_tf.artifacts import staging
 from realm_tf.configs import IndexConfig
 
 MANIFEST_NAME = "manifest.json"
@@ -215,8 +217,8 @@ def publish_index_version(
 ) -> str:
     """Builds an index version and publishes it atomically as `root/<name>`.
 
-    Everything is written into a hidden `root/.tmp-<uuid>` directory, the manifest
-    last, and then renamed to `root/<name>`: rename is atomic on POSIX filesystems
+    Everything is written into a hidden `root/.staging-*` directory (realm_tf.artifacts.staging),
+    the manifest last, and then renamed to `root/<name>`: rename is atomic on POSIX filesystems
     (local disks, NFS within a server), so readers see the version whole or not at
     all. Object stores (GCS) have no atomic directory rename; publish to local disk
     or a POSIX mount. Afterwards older versions are pruned to keep the
@@ -275,8 +277,7 @@ def publish_index_version(
     except (TypeError, ValueError) as e:
         raise IndexVersionError(f"metadata is not JSON-serialisable: {e}") from e
 
-    os.makedirs(root, exist_ok=True)
-    tmp = os.path.join(root, f".tmp-{uuid.uuid4().hex}")
+    tmp = staging.stage_beside(path)
     scann_dir = os.path.join(tmp, SCANN_DIR)
     os.makedirs(scann_dir)
     try:
@@ -288,7 +289,7 @@ def publish_index_version(
         with open(os.path.join(tmp, MANIFEST_NAME), "w", encoding="utf-8") as f:
             f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _fsync_tree(tmp)
-        os.rename(tmp, path)
+        staging.publish(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
