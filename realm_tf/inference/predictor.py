@@ -9,7 +9,7 @@ reference the exported SavedModel is checked against.
 """
 
 import dataclasses
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
@@ -49,6 +49,16 @@ class Prediction:
     evidence: List[Evidence]
 
 
+def predict_in_batches(predict_batch: Callable[[List[str]], List[Prediction]], questions: Sequence[str],
+                       batch_size: int, progress: bool, name: str) -> List[Prediction]:
+    """`predict_batch` over `questions`, `batch_size` at a time, with a progress bar named `name`."""
+    predictions = []
+    for start in tqdm(range(0, len(questions), batch_size), desc=name, unit="batch", disable=not progress,
+                      mininterval=1.0):
+        predictions.extend(predict_batch(list(questions[start:start + batch_size])))
+    return predictions
+
+
 class QaPredictor:
     """Answers questions in batches.
 
@@ -83,11 +93,7 @@ class QaPredictor:
         self._embed = tf.function(lambda query: model.query_embedder(query, training=False), reduce_retracing=True)
 
     def predict(self, questions: Sequence[str], batch_size: int = 32, progress: bool = False) -> List[Prediction]:
-        predictions = []
-        for start in tqdm(range(0, len(questions), batch_size), desc="QaPredictor", unit="batch",
-                          disable=not progress, mininterval=1.0):
-            predictions.extend(self._predict_batch(list(questions[start:start + batch_size])))
-        return predictions
+        return predict_in_batches(self._predict_batch, questions, batch_size, progress, "QaPredictor")
 
     def _predict_batch(self, questions: List[str]) -> List[Prediction]:
         query_tokens = self.featurizer.tokenize(questions)

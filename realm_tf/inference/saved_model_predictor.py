@@ -13,12 +13,11 @@ from typing import Dict, List, Optional, Sequence
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from realm_tf.corpus.block_store import read_doc_ids
 from realm_tf.corpus.manifest import ManifestError
 from realm_tf.export.qa_export import QaExportError, read_qa_metadata
-from realm_tf.inference.predictor import Evidence, Prediction
+from realm_tf.inference.predictor import Evidence, Prediction, predict_in_batches
 
 
 class SavedModelPredictor:
@@ -62,11 +61,7 @@ class SavedModelPredictor:
         self._loaded = loaded  # The signatures' variables live as long as it does.
 
     def predict(self, questions: Sequence[str], batch_size: int = 32, progress: bool = False) -> List[Prediction]:
-        predictions = []
-        for start in tqdm(range(0, len(questions), batch_size), desc="SavedModelPredictor", unit="batch",
-                          disable=not progress, mininterval=1.0):
-            predictions.extend(self._predict_batch(list(questions[start:start + batch_size])))
-        return predictions
+        return predict_in_batches(self._predict_batch, questions, batch_size, progress, "SavedModelPredictor")
 
     def _predict_batch(self, questions: List[str]) -> List[Prediction]:
         outputs = {name: value.numpy() for name, value in self._answer(questions=tf.constant(questions)).items()}
