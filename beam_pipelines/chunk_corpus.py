@@ -290,6 +290,16 @@ def bad_record_message(error: BaseException) -> Optional[str]:
     return found.group(1).strip() if found else None
 
 
+class _WithoutBadRecordTracebacks(logging.Filter):
+    """Drops the runner's log of a bad record's error, which comes with a traceback: main
+    reports that error once, in one line naming the file and line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not ((error is not None and bad_record_message(error))
+                    or _BAD_RECORD_IN_TRACEBACK.search(record.getMessage()))
+
+
 def summarize(manifest: BlocksManifest, output_dir: str) -> str:
     lines = [
         f"wrote {manifest.num_blocks} blocks from {manifest.num_documents} documents "
@@ -305,6 +315,8 @@ def summarize(manifest: BlocksManifest, output_dir: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args, _ = build_arg_parser().parse_known_args(argv)
+    # Beam's workers log the error they re-raise, traceback and all.
+    logging.getLogger("apache_beam.runners.common").addFilter(_WithoutBadRecordTracebacks())
     try:
         manifest = run(argv)
     except (InputError, ConfigError, VocabularyError, ManifestError) as e:

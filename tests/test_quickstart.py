@@ -74,6 +74,7 @@ def test_chunk_corpus_command_line_in_a_fresh_process(tmp_path):
     failed = subprocess.run(command + [f"--output_dir={tmp_path / 'a'}"], cwd=REPO, capture_output=True, text=True)
     assert failed.returncode == 1
     assert f"error: {docs}:2: malformed JSON" in failed.stderr
+    assert "Traceback" not in failed.stderr and failed.stderr.count("malformed JSON") == 1, failed.stderr
     kept = subprocess.run(command + [f"--output_dir={tmp_path / 'b'}", "--on_bad_record=dead_letter"],
                           cwd=REPO, capture_output=True, text=True)
     assert kept.returncode == 0, kept.stderr
