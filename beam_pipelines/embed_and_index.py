@@ -138,7 +138,7 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
     manifest.check_compatible(args.blocks_dir, export.featurizer.config.block_length,
                               export.metadata["vocabulary"]["sha256"])
     # The embeddings are staged beside the versions, where a dead run's are cleaned up.
-    staging = stage_beside(os.path.join(args.index_root, "embeddings"), "embeddings")
+    staging = stage_beside(os.path.join(args.index_root, "embeddings"))
     started = time.monotonic()
     try:
         with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:

@@ -48,6 +48,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 from benchmarks import common
+from realm_tf.artifacts.staging import process_alive
 
 # One results file per size: the suite's small run does not overwrite the full one.
 RESULTS = {"small": common.RESULTS_DIR / "quality.json", "full": common.RESULTS_DIR / "quality_full.json"}
@@ -161,7 +162,7 @@ def _prepare_workdir(workdir: pathlib.Path) -> None:
                 raise BenchmarkError(f"--workdir {workdir} is not empty and was not made by this benchmark; "
                                      "remove it or choose another")
             owner = _marker_pid(marker)
-            if owner is not None and owner != os.getpid() and _alive(owner):
+            if owner is not None and owner != os.getpid() and process_alive(owner):
                 raise BenchmarkError(f"--workdir {workdir} is in use by another run of this benchmark (process "
                                      f"{owner}); wait for it or choose another workdir")
             shutil.rmtree(workdir)
@@ -173,16 +174,6 @@ def _prepare_workdir(workdir: pathlib.Path) -> None:
 def _marker_pid(marker: pathlib.Path) -> Optional[int]:
     first = marker.read_text(encoding="utf-8").split("\n", 1)[0].strip()
     return int(first) if first.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # Signal 0: only asks whether the process exists.
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # It exists, under another user.
-        return True
-    return True
 
 
 def _checkpoint_step(model_dir: pathlib.Path) -> int:

@@ -20,7 +20,7 @@ from conftest import REPO
 HANGING_PUBLISHER = """
 import sys, time
 from realm_tf.artifacts import staging
-print(staging.stage_beside(sys.argv[1], "hang"), flush=True)
+print(staging.stage_beside(sys.argv[1]), flush=True)
 time.sleep(600)
 """
 

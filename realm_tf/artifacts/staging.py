@@ -44,7 +44,9 @@ def _process_start(pid: int) -> Optional[int]:
         return None
 
 
-def _alive(pid: int, started: Optional[int]) -> bool:
+def process_alive(pid: int, started: Optional[int] = None) -> bool:
+    """Whether process `pid` runs; with `started` (its `/proc` start time), whether it is
+    still that process and not a later one given the same pid."""
     try:
         os.kill(pid, 0)  # Signal 0 only asks whether the process exists.
     except ProcessLookupError:
@@ -76,7 +78,7 @@ def _owner_is_dead(path: str, now: float, stale_after: float) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         owner = None
     if owner is not None and host == socket.gethostname():
-        return not _alive(pid, owner.get("pid_started"))
+        return not process_alive(pid, owner.get("pid_started"))
     try:
         age = now - os.stat(path).st_mtime
     except FileNotFoundError:
@@ -101,12 +103,12 @@ def remove_dead_staging(parent: str, stale_after: float = STALE_AFTER_SECONDS) -
     return removed
 
 
-def stage_beside(target: str, label: str = "") -> str:
+def stage_beside(target: str) -> str:
     """Removes the dead publishers' staging directories beside `target`, then makes one of
-    this process's own there; returns its path."""
+    this process's own there, named after `target`; returns its path."""
     parent = os.path.dirname(os.path.abspath(target))
     remove_dead_staging(parent)
-    return make_staging_dir(parent, label)
+    return make_staging_dir(parent, os.path.basename(target))
 
 
 def publish(staging: str, target: str) -> None:
@@ -121,7 +123,7 @@ def publish(staging: str, target: str) -> None:
 def staged_directory(target: str) -> Iterator[str]:
     """Yields a staging directory beside `target` to write into; on success it is renamed
     to `target`, on failure removed. `target` must not exist."""
-    staging = stage_beside(target, os.path.basename(target))
+    staging = stage_beside(target)
     try:
         yield staging
         publish(staging, target)

@@ -38,7 +38,6 @@ class SavedModelPredictor:
     def __init__(self, export_dir: str, blocks_dir: Optional[str] = None, top_k: Optional[int] = None,
                  max_answer_length: Optional[int] = None):
         self.metadata = read_qa_metadata(export_dir)
-        self.export_dir = export_dir
         if self.metadata.get("retrieval") == "scann":
             import scann  # noqa: F401  (registers the ScaNN ops before the graph is loaded)
         import tensorflow_text  # noqa: F401  (registers the tokenizer's ops before the graph is loaded)
