@@ -37,6 +37,7 @@ FILES = {
     "training": "training_throughput.json",
     "training_gpu": "training_throughput_gpu.json",
     "serving": "serving_latency.json",
+    "demo": "demo_page.json",
     "quality": "quality.json",
     "quality_full": "quality_full.json",
 }
@@ -238,6 +239,24 @@ def serving_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     return lines + [f"![latency and throughput]({images.name}/serving_latency.png)", ""] + _provenance(results)
 
 
+def demo_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    systems = results["systems"]
+    lines = [f"One question a call through the demo page's JSON endpoint (`python -m realm_tf.serving.demo`) against "
+             f"the same QA export called directly, the baseline; {results['calls']} calls each, in turns, after "
+             f"{results['warmup']} untimed. Export: `{results['export']}` ({results['retrieval']} retrieval).", ""]
+    rows = [[name, s["p50_ms"], s["p99_ms"], _times(s["p50_ms"] / systems["direct"]["p50_ms"]), s["what"]]
+            for name, s in systems.items()]
+    lines += _table(["system", "p50 ms", "p99 ms", "p50 vs direct", "what"], rows)
+    lines += [f"The page adds {results['page_p50_overhead_ms']:.1f} ms at p50 "
+              f"({results['page_p50_ratio_to_direct']:.3f}x the direct call); same answers: {results['same_answers']}.",
+              ""]
+    shot = results.get("screenshot")
+    if shot:
+        lines += [f"Screenshot (`{shot['path']}`): \"{shot['question']}\" answered \"{shot['answer']}\", highlighted "
+                  f"in its passage: {shot['highlighted']!r}.", ""]
+    return lines + _provenance(results)
+
+
 def _stage_budgets(results: Dict) -> List[str]:
     training = results.get("stages", {}).get("training", {})
     rows = [[stage, b.get("steps"), b.get("batch_size"), b.get("examples_seen"), b.get("learning_rate"),
@@ -308,6 +327,7 @@ SECTIONS: List[tuple] = [
     ("training_gpu", "Training throughput and MFU on a GPU", lambda r, i, p: training_section(
         r, i, p, "training_throughput_gpu"), "python -m benchmarks (on a machine with a GPU)"),
     ("serving", "Serving latency: the QA exports", serving_section, "python -m benchmarks.serving_latency"),
+    ("demo", "The demo page: its cost over a direct SavedModel call", demo_section, "python -m benchmarks.demo_page"),
     ("quality", "Quality: open-QA on squad_open qa_dev", quality_section, "python -m benchmarks.quality"),
     ("quality_full", "Quality at the full budget: every qa_dev question", lambda r, i, p: quality_section(
         r, i, p, "quality_full"), "python -m benchmarks.quality --size full --sample 0"),

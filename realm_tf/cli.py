@@ -1,5 +1,6 @@
 """What every realm_tf command line does around its work: report the result, or the user's error."""
 
+import argparse
 import sys
 from typing import Any, Callable, Optional, Sequence, Tuple, Type
 
@@ -19,3 +20,14 @@ def run_command(run: Callable[[Optional[Sequence[str]]], Any], report: Callable[
         return 2
     print(report(result))
     return 0
+
+
+def positive_int(text: str) -> int:
+    """An argparse `type` for counts: an integer of at least 1, or a one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value

@@ -38,17 +38,11 @@ import sys
 from typing import Dict, Optional, Sequence
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from realm_tf.cli import positive_int
 
 RUN_INFO = "open_qa.json"
 RETRIEVALS = ("index", "bm25", "null")
 RECALL_KS = (1, 5, 20)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -68,16 +62,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="index: top-k blocks of the index; bm25: top-k blocks by BM25 over the blocks' words; "
                         "null: the null document only (baseline)")
     parser.add_argument("--method", choices=("scann", "exact"), help="index search method (default: scann)")
-    parser.add_argument("--top_k", type=_positive, help="blocks read per question (default: finetune.top_k)")
-    parser.add_argument("--evidence_depth", type=_positive,
+    parser.add_argument("--top_k", type=positive_int, help="blocks read per question (default: finetune.top_k)")
+    parser.add_argument("--evidence_depth", type=positive_int,
                         help="blocks retrieved and kept as evidence per question, for recall@k up to it; the "
                         "reader reads the first --top_k (default: --top_k)")
-    parser.add_argument("--max_answer_length", type=_positive,
+    parser.add_argument("--max_answer_length", type=positive_int,
                         help="longest answer in wordpieces (default: reader.max_span_length)")
-    parser.add_argument("--limit", type=_positive, help="evaluate the first N questions only")
-    parser.add_argument("--sample", type=_positive,
+    parser.add_argument("--limit", type=positive_int, help="evaluate the first N questions only")
+    parser.add_argument("--sample", type=positive_int,
                         help="evaluate N questions drawn at random (seed 0, kept in file order) instead of all")
-    parser.add_argument("--batch_size", type=_positive, default=32, help="questions per batch (default: %(default)s)")
+    parser.add_argument("--batch_size", type=positive_int, default=32, help="questions per batch (default: %(default)s)")
     parser.add_argument("--output", help="write the predictions here (JSONL)")
     parser.add_argument("--metrics_output", help="write the metrics here (JSON)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")

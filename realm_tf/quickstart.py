@@ -27,6 +27,9 @@ path). Stages:
             predictions with evidence go to predictions.jsonl
   answer    loads that SavedModel, answers --question with it and shows the evidence
 
+The summary ends with the command that opens a page to ask the export questions
+(python -m realm_tf.serving.demo).
+
 Beam stages run on the DirectRunner.
 """
 
@@ -200,19 +203,10 @@ def _export_stage(args) -> List[str]:
 
 
 def _answer_stage(args) -> List[str]:
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (registers the tokenizer's ops the SavedModel uses)
+    from realm_tf.serving.client import format_answers
+    from realm_tf.serving.demo import SavedModelAnswerer
 
-    answers = tf.saved_model.load(args.export_dir).signatures["serving_default"](questions=tf.constant([args.question]))
-    text = lambda name, *at: answers[name].numpy()[(0, *at)].decode("utf-8")  # noqa: E731
-    lines = [f"Q: {args.question}", f"A: {text('answer') or '(no answer)'}  (score {float(answers['score'][0]):.2f})"]
-    for rank in range(answers["block_ids"].shape[1]):
-        snippet = text("texts", rank)
-        snippet = snippet if len(snippet) <= 100 else snippet[:97] + "..."
-        mark = "*" if answers["block_ids"][0, rank] == answers["answer_block_id"][0] else " "
-        lines.append(f"{mark}{rank + 1}. p={float(answers['probabilities'][0, rank]):.2f} [{text('titles', rank)}] "
-                     f"{snippet}")
-    return lines
+    return format_answers(SavedModelAnswerer(args.export_dir).answer([args.question]), snippet_chars=100).splitlines()
 
 
 STAGES: List[Tuple[str, str, Callable]] = [
@@ -272,6 +266,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for line in lines:
             print(f"    {line}")
     print(f"Total {time.monotonic() - started:.1f}s; outputs under {args.workdir.resolve()}")
+    from realm_tf.serving.demo import DEFAULT_PORT
+
+    print(f"Ask it questions in a browser: python -m realm_tf.serving.demo --saved_model {args.export_dir}, "
+          f"then open http://127.0.0.1:{DEFAULT_PORT}/")
     return 0
 
 

@@ -12,6 +12,7 @@ from realm_tf.configs import load_config  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CORPUS = REPO / "realm_tf" / "assets" / "squad_open" / "corpus.jsonl"
+QA_TRAIN = REPO / "realm_tf" / "assets" / "squad_open" / "qa_train.jsonl"
 VOCAB = REPO / "realm_tf" / "assets" / "bert_vocab" / "vocab.txt"
 
 
@@ -74,3 +75,30 @@ def small_examples_dir(small_blocks_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("examples") / "examples"
     make_pretraining_examples.run([f"--blocks_dir={small_blocks_dir}", f"--output_dir={output}", "--config=tiny"])
     return str(output)
+
+
+@pytest.fixture(scope="session")
+def finetuned(small_blocks_dir, small_index_root, ict_run, tmp_path_factory):
+    """A fine-tuned model_dir (one step from the ICT retriever), what the QA exports are made from."""
+    from realm_tf import train
+
+    root = tmp_path_factory.mktemp("qa_export")
+    qa = root / "qa.jsonl"
+    qa.write_text("".join(QA_TRAIN.read_text(encoding="utf-8").splitlines(keepends=True)[:8]), encoding="utf-8")
+    model_dir = root / "finetune"
+    train.run(["--task=finetune", "--config=tiny", f"--blocks_dir={small_blocks_dir}", f"--index={small_index_root}",
+               f"--qa_train={qa}", f"--model_dir={model_dir}", f"--init_from={ict_run['model_dir']}", "--no_progress",
+               "--override=finetune.training.train_steps=1", "--override=finetune.training.batch_size=4"])
+    return str(model_dir)
+
+
+@pytest.fixture(scope="session")
+def exact_qa_export(finetuned, tmp_path_factory):
+    """The exact-retrieval QA export of `finetuned`, as realm_qa/1 in TF Serving's layout; what the
+    serving client and the demo page are tested against."""
+    from realm_tf.export import __main__ as export_cli
+
+    output = export_cli.run([f"--model_dir={finetuned}", f"--output_root={tmp_path_factory.mktemp('saved_models')}",
+                             "--retrieval=exact"])
+    assert pathlib.Path(output).parent.name == "realm_qa"
+    return output

@@ -14,9 +14,8 @@ from realm_tf.evaluation.answer_metrics import normalize_answer
 from realm_tf.tasks.finetune import FinetuneTask
 from realm_tf.training.trainer import Trainer
 
-from conftest import REPO
+from conftest import QA_TRAIN, REPO
 
-QA_TRAIN = REPO / "realm_tf" / "assets" / "squad_open" / "qa_train.jsonl"
 OVERRIDES = ["finetune.training.batch_size=4", "finetune.training.warmup_steps=2",
              "finetune.training.checkpoint_every_steps=100", "finetune.training.summary_every_steps=1"]
 

@@ -21,9 +21,8 @@ import yaml
 
 from checkpoint_writers import Sizes, random_hugging_face_model, write_hugging_face
 
-from conftest import CORPUS, REPO, SMALL_CORPUS_DOCS, VOCAB
+from conftest import CORPUS, QA_TRAIN, SMALL_CORPUS_DOCS, VOCAB
 
-QA_TRAIN = REPO / "realm_tf" / "assets" / "squad_open" / "qa_train.jsonl"
 # The tiny config's encoder, over the bundled BERT vocabulary.
 SIZES = Sizes(vocab_size=30522, hidden_size=128, num_layers=2, num_attention_heads=2, intermediate_size=512,
               max_position_embeddings=512)

@@ -13,13 +13,11 @@ import sys
 
 import pytest
 
-from realm_tf import train
 from realm_tf.export import __main__ as export_cli
 from realm_tf.export.qa_export import METADATA_PATH, OUTPUTS
 
-from conftest import CORPUS, REPO, SMALL_CORPUS_DOCS
+from conftest import CORPUS, QA_TRAIN, REPO, SMALL_CORPUS_DOCS
 
-QA_TRAIN = REPO / "realm_tf" / "assets" / "squad_open" / "qa_train.jsonl"
 QUESTIONS = [json.loads(line)["question"] for line in QA_TRAIN.read_text(encoding="utf-8").splitlines()[:6]] + [
     "", "¿Quién ganó el Super Bowl 50? — café, ½ ✓"]
 # Documents the grown corpus adds (non-ASCII on purpose: answers are sliced by characters).
@@ -138,19 +136,12 @@ def _assert_same_as_predictor(outputs, predictions):
         assert outputs["probabilities"][row] == pytest.approx(probabilities, abs=1e-5)
         assert outputs["titles"][row] == [e.title for e in prediction.evidence]
         assert outputs["texts"][row] == [e.text for e in prediction.evidence]
-
-
-@pytest.fixture(scope="module")
-def finetuned(small_blocks_dir, small_index_root, ict_run, tmp_path_factory):
-    """A fine-tuned model_dir (one step from the ICT retriever)."""
-    root = tmp_path_factory.mktemp("qa_export")
-    qa = root / "qa.jsonl"
-    qa.write_text("".join(QA_TRAIN.read_text(encoding="utf-8").splitlines(keepends=True)[:8]), encoding="utf-8")
-    model_dir = root / "finetune"
-    train.run(["--task=finetune", "--config=tiny", f"--blocks_dir={small_blocks_dir}", f"--index={small_index_root}",
-               f"--qa_train={qa}", f"--model_dir={model_dir}", f"--init_from={ict_run['model_dir']}", "--no_progress",
-               "--override=finetune.training.train_steps=1", "--override=finetune.training.batch_size=4"])
-    return str(model_dir)
+        begin, end = outputs["answer_begin"][row], outputs["answer_end"][row]
+        if prediction.answer_block_id == -1:
+            assert (begin, end) == (-1, -1)
+        else:  # The offsets are code points of the answer's block, so Python's str slicing applies.
+            text = outputs["texts"][row][block_ids.index(prediction.answer_block_id)]
+            assert 0 <= begin < end <= len(text) and text[begin:end] == prediction.answer
 
 
 @pytest.fixture(scope="module")

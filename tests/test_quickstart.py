@@ -65,6 +65,8 @@ def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
     assert (tmp_path / "saved_models" / "models.config").is_file()
     assert "Q: When was Nikola Tesla born?" in out and "A: " in out and "1. p=" in out
     assert f"outputs under {tmp_path.resolve()}" in out
+    assert out.rstrip().endswith(f"python -m realm_tf.serving.demo --saved_model {export}, "
+                                 "then open http://127.0.0.1:8080/")
 
 
 def test_chunk_corpus_command_line_in_a_fresh_process(tmp_path):

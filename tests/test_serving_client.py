@@ -8,7 +8,6 @@ signatures as TF Serving does. The client's answers must be the export's own, ex
 
 import http.server
 import json
-import os
 import re
 import socket
 import subprocess
@@ -19,12 +18,11 @@ from concurrent import futures
 import numpy as np
 import pytest
 
-from realm_tf.export import __main__ as export_cli
 from realm_tf.export.qa_export import OUTPUTS
 from realm_tf.serving import client
 
 from conftest import REPO
-from test_qa_export import QUESTIONS, finetuned  # noqa: F401  (finetuned: the fixture the export is made from)
+from test_qa_export import QUESTIONS
 
 MODEL_NAME = "realm_qa"
 OPTIONS = {"k": 3, "max_answer_length": 4}
@@ -83,7 +81,8 @@ def _assert_answers_are(answers, outputs, questions):
     for row, answer in enumerate(answers):
         assert answer["answer"] == outputs["answer"][row]
         assert answer["score"] == outputs["score"][row]
-        assert answer["answer_block_id"] == outputs["answer_block_id"][row]
+        for key in ("answer_block_id", "answer_begin", "answer_end"):
+            assert answer[key] == outputs[key][row]
         evidence = answer["evidence"]
         assert [e["rank"] for e in evidence] == list(range(1, len(outputs["block_ids"][row]) + 1))
         for key, name in (("block_id", "block_ids"), ("probability", "probabilities"), ("title", "titles"),
@@ -98,19 +97,11 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def export(finetuned, tmp_path_factory):  # noqa: F811
-    output = export_cli.run([f"--model_dir={finetuned}", f"--output_root={tmp_path_factory.mktemp('saved_models')}",
-                             "--retrieval=exact"])
-    assert os.path.basename(os.path.dirname(output)) == MODEL_NAME
-    return output
-
-
-@pytest.fixture(scope="module")
-def loaded(export):
+def loaded(exact_qa_export):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 
-    return tf.saved_model.load(export)
+    return tf.saved_model.load(exact_qa_export)
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +264,7 @@ def test_bad_arguments_exit_2_before_any_request(tmp_path, capsys):
     for args, message in cases:
         assert client.main(args) == 2
         assert message in capsys.readouterr().err
-    for args, message in ((["--k=0"], "argument --k: must be at least 1, got 0"),
+    for args, message in ((["--k=0"], "argument --k: must be a positive integer, got 0"),
                           (["--max_answer_length=x"], "argument --max_answer_length: not an integer: 'x'"),
                           (["--timeout=0"], "--timeout must be positive, got 0")):
         with pytest.raises(SystemExit) as exit_info:

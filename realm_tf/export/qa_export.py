@@ -14,6 +14,8 @@ both returning
   answer          string  [B]     the best span's text, "" when no block holds a valid span
   score           float32 [B]     its span logit (retrieval score included, as in training)
   answer_block_id int64   [B]     the block it came from, -1 if none
+  answer_begin,   int64   [B]     the answer's characters (Unicode code points) in that
+  answer_end                      block's text, [begin, end); -1 if none
   block_ids       int64   [B, K]  the retrieved blocks, best first
   titles, texts   string  [B, K]  their titles and texts
   probabilities   float32 [B, K]  p(z | x), softmax of the retrieval scores over the K blocks
@@ -41,11 +43,13 @@ needs tensorflow-serving-api (installed with realm_tf), without which it is left
 """
 
 import datetime
+import itertools
 import json
 import logging
 import os
+import re
 import uuid
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
@@ -65,7 +69,8 @@ from realm_tf.tasks.finetune import build_open_qa_model, restore_finetuned
 METADATA_PATH = os.path.join("assets.extra", "realm_qa.json")
 WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 WARMUP_QUESTIONS = ("who wrote the declaration of independence?",)
-QA_FORMAT = "realm_tf.qa.v1"
+# v2: answer_begin and answer_end among the outputs.
+QA_FORMAT = "realm_tf.qa.v2"
 RETRIEVAL_KINDS = ("scann", "exact")
 _KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 # Output name -> (dtype, shape with None for B and K).
@@ -73,6 +78,8 @@ OUTPUTS = {
     "answer": (tf.string, [None]),
     "score": (tf.float32, [None]),
     "answer_block_id": (tf.int64, [None]),
+    "answer_begin": (tf.int64, [None]),
+    "answer_end": (tf.int64, [None]),
     "block_ids": (tf.int64, [None, None]),
     "titles": (tf.string, [None, None]),
     "texts": (tf.string, [None, None]),
@@ -101,6 +108,27 @@ def read_qa_metadata(export_dir: str) -> Dict[str, Any]:
     if not isinstance(metadata, dict) or metadata.get("format") != QA_FORMAT:
         raise QaExportError(f"{path}: format is not {QA_FORMAT!r}; not a QA export of this version of realm_tf")
     return metadata
+
+
+def refusal_message(error: "tf.errors.InvalidArgumentError") -> str:
+    """The one line of a request's refusal by a QA export signature, from the assertion's data
+    ("k must be at most the number of blocks, 57"), without TensorFlow's node and stack lines."""
+    for line in error.message.splitlines():
+        if line.startswith("assertion failed: "):
+            parts = re.findall(r"\[([^\[\]]*)\]", line)
+            kept = list(itertools.takewhile(lambda part: not part.startswith("Condition "), parts))
+            return " ".join(kept) or line
+    return error.message.splitlines()[0] if error.message else type(error).__name__
+
+
+def load_qa_export(export_dir: str) -> Tuple[Dict[str, Any], Any]:
+    """(`read_qa_metadata`, the SavedModel `tf.saved_model.load`ed) of a QA export, the ops its
+    graph needs (TF Text's, and ScaNN's for a scann export) registered before the load."""
+    metadata = read_qa_metadata(export_dir)
+    if metadata.get("retrieval") == "scann":
+        import scann  # noqa: F401
+    import tensorflow_text  # noqa: F401
+    return metadata, tf.saved_model.load(export_dir)
 
 
 def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.ndarray]:
@@ -292,10 +320,14 @@ class _QaModule(tf.Module):
         end = tf.gather(tables["token_ends"], last)
         answer = tf.strings.substr(tf.gather(tables["texts"], row), begin, end - begin, unit="UTF8_CHAR")
         block_ids = tf.gather(tables["block_ids"], rows)
+        none = tf.constant(-1, tf.int64)
         return {
             "answer": tf.where(found, answer, ""),
             "score": score,
-            "answer_block_id": tf.where(found, tf.gather(block_ids, column, batch_dims=1), tf.constant(-1, tf.int64)),
+            "answer_block_id": tf.where(found, tf.gather(block_ids, column, batch_dims=1), none),
+            # Where the answer sits in its block, for highlighting it there (the demo page).
+            "answer_begin": tf.where(found, tf.cast(begin, tf.int64), none),
+            "answer_end": tf.where(found, tf.cast(end, tf.int64), none),
             "block_ids": block_ids,
             "titles": tf.gather(tables["titles"], rows),
             "texts": tf.gather(tables["texts"], rows),

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from realm_tf.corpus.block_store import read_doc_ids
 from realm_tf.corpus.manifest import ManifestError
-from realm_tf.export.qa_export import QaExportError, read_qa_metadata
+from realm_tf.export.qa_export import QaExportError, load_qa_export
 from realm_tf.inference.predictor import Evidence, Prediction, predict_in_batches
 
 
@@ -37,11 +37,7 @@ class SavedModelPredictor:
 
     def __init__(self, export_dir: str, blocks_dir: Optional[str] = None, top_k: Optional[int] = None,
                  max_answer_length: Optional[int] = None):
-        self.metadata = read_qa_metadata(export_dir)
-        if self.metadata.get("retrieval") == "scann":
-            import scann  # noqa: F401  (registers the ScaNN ops before the graph is loaded)
-        import tensorflow_text  # noqa: F401  (registers the tokenizer's ops before the graph is loaded)
-
+        self.metadata, loaded = load_qa_export(export_dir)
         blocks_dir = blocks_dir or self.metadata["blocks_dir"]
         try:
             self._doc_ids: Dict[int, str] = read_doc_ids(blocks_dir)
@@ -50,7 +46,6 @@ class SavedModelPredictor:
                                 "passages; pass the blocks directory if they moved)") from None
         self.top_k = top_k or int(self.metadata["top_k"])
         self.max_answer_length = max_answer_length or int(self.metadata["max_answer_length"])
-        loaded = tf.saved_model.load(export_dir)
         if top_k is None and max_answer_length is None:
             self._answer = loaded.signatures["serving_default"]
         else:

@@ -30,12 +30,14 @@ import urllib.request
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow, which the gRPC path imports)
+from realm_tf.cli import positive_int
 
 DEFAULT_SIGNATURE = "serving_default"
 OPTIONS_SIGNATURE = "answer_with_options"
 # The outputs of both signatures of the QA export (realm_tf.export.qa_export.OUTPUTS),
 # named here so that the client does not import the model code.
-OUTPUT_NAMES = ("answer", "score", "answer_block_id", "block_ids", "titles", "texts", "probabilities")
+OUTPUT_NAMES = ("answer", "score", "answer_block_id", "answer_begin", "answer_end", "block_ids", "titles", "texts",
+                "probabilities")
 DEFAULT_TIMEOUT_S = 60.0
 # gRPC refuses messages over 4 MB by default; a large batch's evidence texts exceed it.
 MAX_MESSAGE_BYTES = 1 << 30
@@ -46,7 +48,12 @@ class ServingClientError(RuntimeError):
     """The server could not be reached, refused the request, or answered something that is not a QA export's."""
 
 
-def _check_server(server: str) -> None:
+class ServerUnreachableError(ServingClientError):
+    """No server answered at the address, or none within the timeout."""
+
+
+def check_server(server: str) -> None:
+    """Raises ServingClientError unless `server` is HOST:PORT."""
     host, sep, port = server.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ServingClientError(f"the server must be HOST:PORT, e.g. localhost:8500; got {server!r}")
@@ -77,8 +84,17 @@ def _check_questions(questions: Sequence[str]) -> List[str]:
     return list(questions)
 
 
-def _answers(outputs: Dict[str, list], questions: List[str], server: str) -> List[Dict[str, Any]]:
-    """Columnar outputs (name -> nested lists, strings decoded) as one dict per question."""
+def decoded_strings(value):
+    """Nested lists of a tensor's values (`.tolist()`) with their bytes decoded as UTF-8."""
+    if isinstance(value, list):
+        return [decoded_strings(v) for v in value]
+    # The export slices answers at character boundaries, so "replace" only guards the display.
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def answers_from_outputs(outputs: Dict[str, list], questions: List[str], server: str) -> List[Dict[str, Any]]:
+    """A QA export's columnar outputs (name -> nested lists, strings decoded) as one dict per
+    question (see `predict_grpc`); `server` names who answered, for the errors."""
     missing = [name for name in OUTPUT_NAMES if name not in outputs]
     if missing:
         raise ServingClientError(f"the answer of {server} lacks the outputs {missing}: is the model a QA export "
@@ -95,7 +111,8 @@ def _answers(outputs: Dict[str, list], questions: List[str], server: str) -> Lis
                         outputs["block_ids"][row], outputs["probabilities"][row], outputs["titles"][row],
                         outputs["texts"][row]), start=1)]
         answers.append({"question": question, "answer": outputs["answer"][row], "score": float(outputs["score"][row]),
-                        "answer_block_id": int(outputs["answer_block_id"][row]), "evidence": evidence})
+                        **{key: int(outputs[key][row]) for key in ("answer_block_id", "answer_begin", "answer_end")},
+                        "evidence": evidence})
     return answers
 
 
@@ -116,14 +133,16 @@ def predict_grpc(server: str, questions: Sequence[str], model_name: str = "realm
     Returns:
       B dicts, in the order of the questions: question (str), answer (str, "" when no
       retrieved block holds a valid span), score (float, the span logit),
-      answer_block_id (int, -1 if none) and evidence, the K retrieved blocks best first,
+      answer_block_id (int, -1 if none), answer_begin and answer_end (ints: the answer is
+      characters [begin, end) of that block's text; -1 if none) and evidence, the K
+      retrieved blocks best first,
       each {"rank": 1..K, "block_id": int, "probability": float, "title": str, "text": str}.
 
     Raises:
       ServingClientError: bad arguments, a server that cannot be reached or refuses the
         request (the server's message included), or an answer without the QA outputs.
     """
-    _check_server(server)
+    check_server(server)
     questions = _check_questions(questions)
     signature, options = _signature_and_options(signature, k, max_answer_length)
     # Imported here, not at the top: they import TensorFlow, which the REST path does without.
@@ -145,20 +164,15 @@ def predict_grpc(server: str, questions: Sequence[str], model_name: str = "realm
         except grpc.RpcError as e:
             code, details = e.code(), e.details()
             if code == grpc.StatusCode.UNAVAILABLE:
-                raise ServingClientError(f"cannot reach a gRPC server at {server}: {details}") from None
+                raise ServerUnreachableError(f"cannot reach a gRPC server at {server}: {details}") from None
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise ServingClientError(f"no answer from the gRPC server at {server} within {timeout:g} s") from None
+                raise ServerUnreachableError(
+                    f"no answer from the gRPC server at {server} within {timeout:g} s") from None
             raise ServingClientError(f"the gRPC server at {server} refused the request ({code.name}): "
                                      f"{details}") from None
 
-    def decoded(value):
-        if isinstance(value, list):
-            return [decoded(v) for v in value]
-        # The export slices answers at character boundaries, so this only guards the display.
-        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-    outputs = {name: decoded(tf.make_ndarray(tensor).tolist()) for name, tensor in response.outputs.items()}
-    return _answers(outputs, questions, server)
+    outputs = {name: decoded_strings(tf.make_ndarray(tensor).tolist()) for name, tensor in response.outputs.items()}
+    return answers_from_outputs(outputs, questions, server)
 
 
 def predict_rest(server: str, questions: Sequence[str], model_name: str = "realm_qa",
@@ -171,7 +185,7 @@ def predict_rest(server: str, questions: Sequence[str], model_name: str = "realm
     value}}. `server` is the REST endpoint (tensorflow_model_server --rest_api_port); the
     other arguments, the return value and the errors are those of `predict_grpc`.
     """
-    _check_server(server)
+    check_server(server)
     questions = _check_questions(questions)
     signature, options = _signature_and_options(signature, k, max_answer_length)
     url = f"http://{server}/v1/models/{urllib.parse.quote(model_name, safe='')}:predict"
@@ -191,7 +205,7 @@ def predict_rest(server: str, questions: Sequence[str], model_name: str = "realm
                                  f"{message}") from None
     except (urllib.error.URLError, OSError) as e:
         reason = e.reason if isinstance(e, urllib.error.URLError) else e
-        raise ServingClientError(f"cannot reach a REST server at {server}: {reason}") from None
+        raise ServerUnreachableError(f"cannot reach a REST server at {server}: {reason}") from None
     try:
         outputs = json.loads(text)["outputs"]
     except (ValueError, KeyError, TypeError):
@@ -200,7 +214,7 @@ def predict_rest(server: str, questions: Sequence[str], model_name: str = "realm
     if not isinstance(outputs, dict):
         raise ServingClientError(f"the REST server at {server} answered a single output; is the model a QA export "
                                  "(python -m realm_tf.export)?")
-    return _answers(outputs, questions, server)
+    return answers_from_outputs(outputs, questions, server)
 
 
 def _snippet(text: str, answer: str, width: int) -> str:
@@ -233,16 +247,6 @@ def format_answers(answers: Sequence[Dict[str, Any]], snippet_chars: int = SNIPP
     return "\n".join(lines)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m realm_tf.serving.client", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -253,8 +257,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_name", default="realm_qa", help="the served model (default: %(default)s)")
     parser.add_argument("--signature", help=f"(default: {DEFAULT_SIGNATURE}, or {OPTIONS_SIGNATURE} when --k and "
                                             "--max_answer_length are given)")
-    parser.add_argument("--k", type=_positive_int, help="blocks read per question (answer_with_options)")
-    parser.add_argument("--max_answer_length", type=_positive_int,
+    parser.add_argument("--k", type=positive_int, help="blocks read per question (answer_with_options)")
+    parser.add_argument("--max_answer_length", type=positive_int,
                         help="longest answer in wordpieces (answer_with_options)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the answers as JSON")
