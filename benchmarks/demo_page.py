@@ -39,10 +39,9 @@ def _default_export() -> Optional[pathlib.Path]:
 
 
 def _export(args) -> pathlib.Path:
-    if args.saved_model:
-        return args.saved_model
-    if _default_export():
-        return _default_export()
+    export = args.saved_model or _default_export()
+    if export:
+        return export
     from benchmarks import serving_latency
 
     built = serving_latency.prepare_model(serving_latency.build_arg_parser().parse_args(

@@ -59,8 +59,8 @@ def check_server(server: str) -> None:
         raise ServingClientError(f"the server must be HOST:PORT, e.g. localhost:8500; got {server!r}")
 
 
-def _signature_and_options(signature: Optional[str], k: Optional[int],
-                           max_answer_length: Optional[int]) -> Tuple[str, Dict[str, int]]:
+def signature_and_options(signature: Optional[str], k: Optional[int],
+                          max_answer_length: Optional[int]) -> Tuple[str, Dict[str, int]]:
     """The signature to call and its inputs besides the questions ({} or {"k", "max_answer_length"})."""
     if (k is None) != (max_answer_length is None):
         raise ServingClientError(f"k and max_answer_length go together: {OPTIONS_SIGNATURE} takes both")
@@ -144,7 +144,7 @@ def predict_grpc(server: str, questions: Sequence[str], model_name: str = "realm
     """
     check_server(server)
     questions = _check_questions(questions)
-    signature, options = _signature_and_options(signature, k, max_answer_length)
+    signature, options = signature_and_options(signature, k, max_answer_length)
     # Imported here, not at the top: they import TensorFlow, which the REST path does without.
     import grpc
     import tensorflow as tf
@@ -187,7 +187,7 @@ def predict_rest(server: str, questions: Sequence[str], model_name: str = "realm
     """
     check_server(server)
     questions = _check_questions(questions)
-    signature, options = _signature_and_options(signature, k, max_answer_length)
+    signature, options = signature_and_options(signature, k, max_answer_length)
     url = f"http://{server}/v1/models/{urllib.parse.quote(model_name, safe='')}:predict"
     body = json.dumps({"signature_name": signature, "inputs": {"questions": questions, **options}}).encode("utf-8")
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")

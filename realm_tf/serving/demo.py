@@ -126,15 +126,10 @@ class ServerAnswerer:
             raise DemoRequestError(502, str(e)) from None
 
 
-def _option(request: Dict[str, Any], name: str) -> Optional[int]:
+def _option(request: Dict[str, Any], name: str) -> Any:
+    """The request's `name`, a query string's digits as an int; the client checks it."""
     value = request.get(name)
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DemoRequestError(400, f"{name} must be a positive integer, got {value!r}")
-    return value
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
 
 def answer_request(answerer, request: Any, max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS) -> Dict[str, Any]:
@@ -167,8 +162,10 @@ def answer_request(answerer, request: Any, max_question_chars: int = DEFAULT_MAX
         raise DemoRequestError(413, f"the question is {len(question):,} characters long; this page takes at most "
                                     f"{max_question_chars:,} (the model reads only its first wordpieces)")
     k, max_answer_length = _option(request, "k"), _option(request, "max_answer_length")
-    if (k is None) != (max_answer_length is None):
-        raise DemoRequestError(400, "k and max_answer_length go together (the answer_with_options signature)")
+    try:  # The serving client's checks: both or neither, positive integers.
+        client.signature_and_options(None, k, max_answer_length)
+    except client.ServingClientError as e:
+        raise DemoRequestError(400, str(e)) from None
     begin = time.perf_counter()
     answer = answerer.answer([question], k=k, max_answer_length=max_answer_length)[0]
     seconds = time.perf_counter() - begin
