@@ -27,10 +27,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 import realm_tf
-from realm_tf.configs import ConfigError, ExperimentConfig, load_config
+from realm_tf.cli import add_verbose_flag, run_command
+from realm_tf.configs import ExperimentConfig, load_config
 from realm_tf.corpus.documents import BadRecordError, Document
-from realm_tf.corpus.manifest import BlocksManifest, ManifestError
-from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary, VocabularyError
+from realm_tf.corpus.manifest import BlocksManifest
+from realm_tf.errors import RealmError
+from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary
 
 from beam_pipelines.pipeline_options import pipeline_options
 from beam_pipelines.document_sources import InputError, InputFile, list_input_files, read_documents
@@ -43,6 +45,13 @@ _STATS = "stats"
 _BLOCKS_PREFIX = "blocks"
 _DEAD_PREFIX = "dead_letters"
 _BAD_RECORD_IN_TRACEBACK = re.compile(r"BadRecordError: ([^\n]+)")
+
+
+class RejectedRecordError(RealmError):
+    """A bad record stopped the run (--on_bad_record=fail); the message names its file and line."""
+
+    exit_status = 1
+    hint = "pass --on_bad_record=dead_letter to set bad records aside and go on"
 
 
 # Beam counters, live in the Dataflow job page while the pipeline runs.
@@ -244,7 +253,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=64,
                         help="documents tokenized per TF call (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace blocks already in --output_dir")
-    return parser
+    return add_verbose_flag(parser)
 
 
 def run(argv: Optional[Sequence[str]] = None) -> BlocksManifest:
@@ -252,7 +261,7 @@ def run(argv: Optional[Sequence[str]] = None) -> BlocksManifest:
 
     Raises:
       InputError, ConfigError, VocabularyError: before the pipeline starts.
-      BadRecordError: the first bad record, in fail mode.
+      RejectedRecordError: the first bad record, in fail mode.
     """
     args, beam_args = build_arg_parser().parse_known_args(argv)
     config = load_config(args.config, args.override)
@@ -260,10 +269,16 @@ def run(argv: Optional[Sequence[str]] = None) -> BlocksManifest:
     prepare_output_dir(args.output_dir, args.overwrite, (_BLOCKS_PREFIX, _DEAD_PREFIX), "chunked blocks")
     options = pipeline_options(beam_args)
     logging.info("chunking %d file(s) into %s", len(input_files), args.output_dir)
-    with beam.Pipeline(options=options) as pipeline:
-        build_pipeline(
-            pipeline, input_files, args.output_dir, config, args.on_bad_record, args.num_shards, args.batch_size
-        )
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(
+                pipeline, input_files, args.output_dir, config, args.on_bad_record, args.num_shards, args.batch_size
+            )
+    except Exception as e:  # The runner wraps the BadRecordError a worker raised.
+        message = bad_record_message(e)
+        if message is None:
+            raise
+        raise RejectedRecordError(message) from e
     manifest = BlocksManifest.read(args.output_dir)
     if manifest.num_blocks == 0:
         raise InputError(
@@ -317,20 +332,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, _ = build_arg_parser().parse_known_args(argv)
     # Beam's workers log the error they re-raise, traceback and all.
     logging.getLogger("apache_beam.runners.common").addFilter(_WithoutBadRecordTracebacks())
-    try:
-        manifest = run(argv)
-    except (InputError, ConfigError, VocabularyError, ManifestError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # The runner wraps errors raised in workers.
-        message = bad_record_message(e)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr)
-        print("(pass --on_bad_record=dead_letter to set bad records aside and go on)", file=sys.stderr)
-        return 1
-    print(summarize(manifest, args.output_dir))
-    return 0
+    return run_command(run, lambda manifest: summarize(manifest, args.output_dir), argv)
 
 
 if __name__ == "__main__":

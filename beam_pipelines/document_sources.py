@@ -11,6 +11,7 @@ from typing import Iterator, List, Sequence, Tuple
 from apache_beam.io.filesystems import FileSystems
 
 from realm_tf.corpus.documents import BadRecordError, SourcePosition, parse_example, parse_json_line
+from realm_tf.errors import RealmError
 
 JSONL = "jsonl"
 TFRECORD = "tfrecord"
@@ -24,7 +25,7 @@ _SUFFIXES = {
 }
 
 
-class InputError(ValueError):
+class InputError(RealmError, ValueError):
     """An input path or format that cannot be read at all."""
 
 

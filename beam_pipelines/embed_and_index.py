@@ -29,7 +29,8 @@ from apache_beam.utils import shared
 
 import realm_tf  # noqa: F401
 from realm_tf.artifacts.staging import stage_beside
-from realm_tf.configs import ConfigError, load_config
+from realm_tf.cli import add_verbose_flag, run_command
+from realm_tf.configs import load_config
 from realm_tf.corpus.manifest import BlocksManifest, ManifestError
 
 from beam_pipelines.pipeline_options import pipeline_options
@@ -122,7 +123,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=0,
                         help="blocks per embedding call; 0 takes index.embed_batch_size from the config")
     parser.add_argument("--version_name", default=None, help="name of the new version (default: step and time)")
-    return parser
+    return add_verbose_flag(parser)
 
 
 def run(argv: Optional[Sequence[str]] = None) -> str:
@@ -184,13 +185,8 @@ def summarize(version: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from realm_tf.export.embedder_export import EmbedderExportError
-    from realm_tf.retrieval.index_version import IndexVersionError
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from realm_tf.cli import run_command
-
-    return run_command(run, summarize, (ConfigError, ManifestError, EmbedderExportError, IndexVersionError), argv)
+    return run_command(run, summarize, argv)
 
 
 if __name__ == "__main__":

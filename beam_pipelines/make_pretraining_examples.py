@@ -30,6 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 import realm_tf
+from realm_tf.cli import add_verbose_flag, run_command
 from realm_tf.configs import ConfigError, ExperimentConfig, load_config
 from realm_tf.corpus.block_records import BlockRecord
 from realm_tf.corpus.manifest import BlocksManifest, ManifestError
@@ -43,10 +44,9 @@ from realm_tf.features.salient_spans import (
     strings_to_tokenize,
 )
 from realm_tf.features.sentences import get_sentence_splitter
-from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary, VocabularyError
+from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary
 
 from beam_pipelines.pipeline_options import pipeline_options
-from beam_pipelines.document_sources import InputError
 from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest, write_manifest_last
 
 _EXAMPLES_PREFIX = "examples"
@@ -243,7 +243,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=32,
                         help="blocks whose sentences are tokenized in one TF call (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace examples already in --output_dir")
-    return parser
+    return add_verbose_flag(parser)
 
 
 def run(argv: Optional[Sequence[str]] = None) -> PretrainingManifest:
@@ -288,13 +288,7 @@ def summarize(manifest: PretrainingManifest, output_dir: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args, _ = build_arg_parser().parse_known_args(argv)
-    try:
-        manifest = run(argv)
-    except (ConfigError, ManifestError, VocabularyError, InputError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(summarize(manifest, args.output_dir))
-    return 0
+    return run_command(run, lambda manifest: summarize(manifest, args.output_dir), argv)
 
 
 if __name__ == "__main__":

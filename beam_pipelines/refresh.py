@@ -30,7 +30,8 @@ import time
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from realm_tf.configs import ConfigError, load_config
+from realm_tf.cli import add_verbose_flag, run_command
+from realm_tf.configs import load_config
 from realm_tf.export.embedder_export import METADATA_PATH
 from realm_tf.retrieval.index_version import list_versions, IndexVersion, IndexVersionError, latest_version
 
@@ -250,29 +251,33 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="stop after this many seconds; 0 runs until training is done (default: %(default)s)")
     parser.add_argument("--once", action="store_true", help="index the newest unindexed export, if any, and exit")
     parser.add_argument("--watch_pid", type=int, default=None, help="stop when this process (the trainer) is gone")
-    return parser
+    return add_verbose_flag(parser)
+
+
+def run(argv: Optional[Sequence[str]] = None) -> Dict:
+    """Refreshes once (--once) or until training is done; returns the refresher's stats."""
+    args, beam_args = build_arg_parser().parse_known_args(argv)
+    refresher = Refresher(args.model_dir, args.blocks_dir, args.index_root, args.config, args.override,
+                          beam_args, args.poll_seconds, args.watch_pid)
+    if args.once:
+        refresher.refresh_once()
+        return refresher.stats()
+    return refresher.run_until_done(args.max_seconds)
+
+
+def summarize(stats: Dict) -> str:
+    """The lines the command line prints for the stats `run` returned."""
+    lines = [embed_and_index.summarize(version) for version in stats["published"]]
+    lines.append(f"refresher: {len(stats['published'])} index version(s) published, {stats['skipped']} export(s) "
+                 f"skipped while lagging, {len(stats['failed'])} failed"
+                 + "".join(f"\n  failed: {path}" for path in stats["failed"]))
+    return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # force: importing Beam already logged a warning, which installed a WARNING-level root handler.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
-    args, beam_args = build_arg_parser().parse_known_args(argv)
-    try:
-        refresher = Refresher(args.model_dir, args.blocks_dir, args.index_root, args.config, args.override,
-                              beam_args, args.poll_seconds, args.watch_pid)
-        if args.once:
-            refresher.refresh_once()
-            stats = refresher.stats()
-        else:
-            stats = refresher.run_until_done(args.max_seconds)
-    except (ConfigError, IndexVersionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for version in stats["published"]:
-        print(embed_and_index.summarize(version))
-    print(f"refresher: {len(stats['published'])} index version(s) published, {stats['skipped']} export(s) skipped "
-          f"while lagging, {len(stats['failed'])} failed" + "".join(f"\n  failed: {path}" for path in stats["failed"]))
-    return 0
+    return run_command(run, summarize, argv)
 
 
 if __name__ == "__main__":

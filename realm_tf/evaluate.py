@@ -38,7 +38,7 @@ import sys
 from typing import Dict, Optional, Sequence
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from realm_tf.cli import positive_int
+from realm_tf.cli import add_verbose_flag, positive_int, run_command
 
 RUN_INFO = "open_qa.json"
 RETRIEVALS = ("index", "bm25", "null")
@@ -75,7 +75,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="write the predictions here (JSONL)")
     parser.add_argument("--metrics_output", help="write the metrics here (JSON)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
-    return parser
+    return add_verbose_flag(parser)
 
 
 def read_run_info(model_dir: str) -> Dict[str, str]:
@@ -192,16 +192,7 @@ def format_metrics(metrics: Dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from realm_tf.configs import ConfigError
-    from realm_tf.corpus.manifest import ManifestError
-    from realm_tf.evaluation.qa_data import QaDataError
-    from realm_tf.export.qa_export import QaExportError
-    from realm_tf.retrieval.index_version import IndexVersionError
-
-    from realm_tf.cli import run_command
-
-    return run_command(run, format_metrics, (QaDataError, ManifestError, IndexVersionError, ConfigError,
-                                             QaExportError, FileNotFoundError), argv)
+    return run_command(run, format_metrics, argv)
 
 
 if __name__ == "__main__":

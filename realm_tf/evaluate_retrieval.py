@@ -14,6 +14,7 @@ import sys
 from typing import Dict, Optional, Sequence
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from realm_tf.cli import add_verbose_flag, run_command
 
 KS = (1, 5, 20)
 
@@ -29,7 +30,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", choices=("scann", "exact"), default="scann", help="dense search method")
     parser.add_argument("--no_bm25", action="store_true", help="skip the BM25 baseline")
     parser.add_argument("--output", default=None, help="write the figures as JSON here")
-    return parser
+    return add_verbose_flag(parser)
 
 
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
@@ -82,14 +83,7 @@ def format_table(results: Dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from realm_tf.corpus.manifest import ManifestError
-    from realm_tf.evaluation.qa_data import QaDataError
-    from realm_tf.export.embedder_export import EmbedderExportError
-    from realm_tf.retrieval.index_version import IndexVersionError
-
-    from realm_tf.cli import run_command
-
-    return run_command(run, format_table, (QaDataError, ManifestError, EmbedderExportError, IndexVersionError), argv)
+    return run_command(run, format_table, argv)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from realm_tf.cli import add_verbose_flag, run_command
 
 ASSETS_DIR = pathlib.Path(__file__).resolve().parent / "assets"
 QA_DIR = ASSETS_DIR / "squad_open"
@@ -245,10 +246,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     parser.add_argument("--question", default=SAMPLE_QUESTION, help="the question the last stage answers "
                         "(default: %(default)r, from qa_dev)")
-    return parser
+    return add_verbose_flag(parser)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def run(argv: Optional[Sequence[str]] = None) -> str:
+    """Runs every stage, printing progress; returns the summary."""
     args = build_arg_parser().parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -260,17 +262,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seconds = time.monotonic() - stage_started
         print(f"[{number}/{len(STAGES)}] {name}: done in {seconds:.1f}s", flush=True)
         report.append((name, seconds, lines))
-    print("\nSummary")
+    summary = ["\nSummary"]
     for name, seconds, lines in report:
-        print(f"- {name} ({seconds:.1f}s)")
-        for line in lines:
-            print(f"    {line}")
-    print(f"Total {time.monotonic() - started:.1f}s; outputs under {args.workdir.resolve()}")
+        summary.append(f"- {name} ({seconds:.1f}s)")
+        summary.extend(f"    {line}" for line in lines)
+    summary.append(f"Total {time.monotonic() - started:.1f}s; outputs under {args.workdir.resolve()}")
     from realm_tf.serving.demo import DEFAULT_PORT
 
-    print(f"Ask it questions in a browser: python -m realm_tf.serving.demo --saved_model {args.export_dir}, "
-          f"then open http://127.0.0.1:{DEFAULT_PORT}/")
-    return 0
+    summary.append(f"Ask it questions in a browser: python -m realm_tf.serving.demo --saved_model {args.export_dir}, "
+                   f"then open http://127.0.0.1:{DEFAULT_PORT}/")
+    return "\n".join(summary)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_command(run, lambda summary: summary, argv)
 
 
 if __name__ == "__main__":

@@ -30,12 +30,8 @@ import sys
 from typing import Dict, Optional, Sequence
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from realm_tf.checkpoints.tensor_sources import CheckpointError
+from realm_tf.cli import add_verbose_flag, run_command
 from realm_tf.configs import ConfigError, load_config
-from realm_tf.corpus.manifest import ManifestError
-from realm_tf.evaluation.qa_data import QaDataError
-from realm_tf.features import VocabularyError
-from realm_tf.retrieval.index_version import IndexVersionError
 from realm_tf.training.strategies import STRATEGIES
 
 TASKS = ("ict", "pretrain", "finetune")
@@ -70,7 +66,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jit_compile", action="store_true", help="compile the step's forward and backward with XLA")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weight initialization and the input pipeline (default: %(default)s)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar (for logs)")
-    return parser
+    return add_verbose_flag(parser)
 
 
 def run(argv: Optional[Sequence[str]] = None) -> Dict:
@@ -211,35 +207,35 @@ def _write_eval(model_dir: str, step: int, metrics: Dict) -> None:
         json.dump({"step": step, **metrics}, f, indent=2)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        result = run(argv)
-    except (ConfigError, ManifestError, VocabularyError, FileNotFoundError, QaDataError, IndexVersionError,
-            CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def format_result(result: Dict) -> str:
+    """What `run` returned, as the lines the command line prints."""
+    lines = []
     if result["task"] == "finetune":
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in result["train"].items())
-        print(f"step {result['step']}: {metrics} ({result['steps_per_second']:.2f} steps/s)")
-        print(f"index (fixed): {result['index_version']}")
+        lines.append(f"step {result['step']}: {metrics} ({result['steps_per_second']:.2f} steps/s)")
+        lines.append(f"index (fixed): {result['index_version']}")
         if "eval" in result:
             from realm_tf.evaluate import format_metrics
 
-            print(f"eval: {format_metrics(result['eval'])}")
+            lines.append(f"eval: {format_metrics(result['eval'])}")
     elif result["task"] == "ict" and not result["eval"]:
-        print(f"step {result['step']}: held-out evaluation skipped")
+        lines.append(f"step {result['step']}: held-out evaluation skipped")
     elif "eval" in result:
         recalls = ", ".join(f"{k} {v:.3f}" for k, v in result["eval"].items() if k.startswith("recall"))
-        print(f"step {result['step']}: held-out {recalls} ({result['eval']['num_queries']} queries)")
+        lines.append(f"step {result['step']}: held-out {recalls} ({result['eval']['num_queries']} queries)")
     else:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in result["train"].items())
-        print(f"step {result['step']}: {metrics} ({result['steps_per_second']:.2f} steps/s)")
-        print(f"retrieved from {len(result['index_versions_used'])} index version(s): "
-              + ", ".join(os.path.basename(p) for p in result["index_versions_used"]))
+        lines.append(f"step {result['step']}: {metrics} ({result['steps_per_second']:.2f} steps/s)")
+        lines.append(f"retrieved from {len(result['index_versions_used'])} index version(s): "
+                     + ", ".join(os.path.basename(p) for p in result["index_versions_used"]))
     if result.get("export"):
-        print(f"embedder exported to {result['export']}")
-    return 0
+        lines.append(f"embedder exported to {result['export']}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    return run_command(run, format_result, argv)
 
 
 if __name__ == "__main__":

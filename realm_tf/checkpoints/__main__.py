@@ -29,7 +29,7 @@ from realm_tf.checkpoints.fetch import PINNED, fetch_weights
 from realm_tf.checkpoints.fitting import Choice, fitted_config, save_fitted_config
 from realm_tf.checkpoints.formats import PretrainedCheckpoint, is_optimizer_state, open_checkpoint
 from realm_tf.checkpoints.tensor_sources import CheckpointError
-from realm_tf.cli import run_command
+from realm_tf.cli import add_verbose_flag, run_command
 
 _SPAN_HEAD = ("dense/kernel", "dense/bias", "layer_normalization/gamma", "layer_normalization/beta",
               "dense_1/kernel", "dense_1/bias")
@@ -172,16 +172,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
     index_parser.add_argument("--checkpoint", required=True, help="holds block_emb, or has encoded/encoded.ckpt")
     index_parser.add_argument("--blocks_dir", required=True, help="the blocks, in block_emb's row order")
     index_parser.add_argument("--index_root", required=True)
+    for sub in commands.choices.values():
+        add_verbose_flag(sub)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from realm_tf.configs import ConfigError
-    from realm_tf.corpus.manifest import ManifestError
-    from realm_tf.retrieval.index_version import IndexVersionError
-
-    return run_command(run, _report, (CheckpointError, ConfigError, ManifestError, IndexVersionError,
-                                      FileNotFoundError), argv)
+    return run_command(run, _report, argv)
 
 
 if __name__ == "__main__":

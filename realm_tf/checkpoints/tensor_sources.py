@@ -16,8 +16,10 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from realm_tf.errors import RealmError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(RealmError, ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file."""
 
 

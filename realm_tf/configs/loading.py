@@ -11,12 +11,13 @@ from typing import Any, Iterable, List, Mapping, Sequence, Set
 import yaml
 
 from realm_tf.configs.experiment import ExperimentConfig
+from realm_tf.errors import RealmError
 
 # configs/*.yaml sit at the top of the repository, beside the realm_tf package.
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(RealmError, ValueError):
     """A config file, override or value that cannot be used."""
 
 

@@ -9,6 +9,8 @@ and may be empty (corpora such as news have none).
 import dataclasses
 import json
 
+from realm_tf.errors import RealmError
+
 
 @dataclasses.dataclass(frozen=True)
 class SourcePosition:
@@ -29,7 +31,7 @@ class Document:
     source: SourcePosition
 
 
-class BadRecordError(ValueError):
+class BadRecordError(RealmError, ValueError):
     """A record that cannot become a document; the message names its file and line.
 
     Attributes:

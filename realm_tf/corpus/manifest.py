@@ -8,11 +8,13 @@ import dataclasses
 import json
 from typing import ClassVar, Dict, List
 
+from realm_tf.errors import RealmError
+
 MANIFEST_NAME = "manifest.json"
 BLOCKS_FORMAT = "realm_tf.blocks.v1"
 
 
-class ManifestError(ValueError):
+class ManifestError(RealmError, ValueError):
     """An output directory without a readable, complete manifest, or one that does not fit."""
 
 

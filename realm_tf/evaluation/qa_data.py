@@ -34,13 +34,15 @@ import os
 import re
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from realm_tf.errors import RealmError
+
 FORMATS = ("squad_open", "nq_open", "webquestions", "curatedtrec")
 
 _JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
 _CURATEDTREC_COLUMNS = ("id", "type", "question", "answer-regex")
 
 
-class QaDataError(ValueError):
+class QaDataError(RealmError, ValueError):
     """A QA file or record that cannot be used; the message names the file and line."""
 
 

@@ -35,6 +35,7 @@ import sys
 from typing import Optional, Sequence
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from realm_tf.cli import add_verbose_flag, run_command
 
 MODEL_NAMES = {"exact": "realm_qa", "scann": "realm_qa_scann"}
 MODELS_CONFIG = "models.config"
@@ -63,7 +64,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="longest answer in wordpieces (default: reader.max_span_length)")
     parser.add_argument("--reader_batch_size", type=int, default=16,
                         help="questions read at once, bounding the memory of large batches (default: %(default)s)")
-    return parser
+    return add_verbose_flag(parser)
 
 
 def next_version_dir(base_path: str) -> str:
@@ -127,15 +128,7 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from realm_tf.configs import ConfigError
-    from realm_tf.corpus.manifest import ManifestError
-    from realm_tf.export.qa_export import QaExportError
-    from realm_tf.retrieval.index_version import IndexVersionError
-
-    from realm_tf.cli import run_command
-
-    return run_command(run, lambda path: f"exported to {path}",
-                       (QaExportError, ManifestError, IndexVersionError, ConfigError, FileNotFoundError), argv)
+    return run_command(run, lambda path: f"exported to {path}", argv)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
 from realm_tf.configs import FeaturesConfig
+from realm_tf.errors import RealmError
 from realm_tf.features import Featurizer
 from realm_tf.artifacts.staging import staged_directory, write_json
 from realm_tf.modeling import Retriever
@@ -34,7 +35,7 @@ EMBEDDER_FORMAT = "realm_tf.embedder.v1"
 _FEATURES = ("input_word_ids", "input_mask", "input_type_ids")
 
 
-class EmbedderExportError(ValueError):
+class EmbedderExportError(RealmError, ValueError):
     """An embedder export that is missing, incomplete or does not fit what it is used with."""
 
 

@@ -58,6 +58,7 @@ import tensorflow as tf
 from realm_tf.configs import load_config
 from realm_tf.corpus.block_store import BlockStore
 from realm_tf.corpus.manifest import BlocksManifest
+from realm_tf.errors import RealmError
 from realm_tf.evaluate import read_run_info
 from realm_tf.artifacts.staging import staged_directory, write_json
 from realm_tf.features import Featurizer
@@ -88,7 +89,7 @@ OUTPUTS = {
 _QUESTIONS = tf.TensorSpec([None], tf.string, name="questions")
 
 
-class QaExportError(ValueError):
+class QaExportError(RealmError, ValueError):
     """A QA export that cannot be made from the given model, blocks and index."""
 
 

@@ -4,11 +4,13 @@ import dataclasses
 import hashlib
 import pathlib
 
+from realm_tf.errors import RealmError
+
 BUNDLED_VOCAB_PATH = pathlib.Path(__file__).resolve().parents[1] / "assets" / "bert_vocab" / "vocab.txt"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-class VocabularyError(ValueError):
+class VocabularyError(RealmError, ValueError):
     """A vocabulary file that is missing or lacks what BERT packing needs."""
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import realm_tf  # First: TF_USE_LEGACY_KERAS before scann imports TensorFlow.
 from realm_tf.artifacts import staging
 from realm_tf.configs import IndexConfig
+from realm_tf.errors import RealmError
 
 MANIFEST_NAME = "manifest.json"
 EMBEDDINGS_NAME = "embeddings.npy"
@@ -52,7 +53,7 @@ _MANIFEST_FIELDS = (
 )
 
 
-class IndexVersionError(ValueError):
+class IndexVersionError(RealmError, ValueError):
     """An index version directory (or its inputs) that is missing, partial or corrupt."""
 
 

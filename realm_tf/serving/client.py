@@ -30,7 +30,8 @@ import urllib.request
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow, which the gRPC path imports)
-from realm_tf.cli import positive_int
+from realm_tf.cli import add_verbose_flag, positive_int, run_command
+from realm_tf.errors import RealmError
 
 DEFAULT_SIGNATURE = "serving_default"
 OPTIONS_SIGNATURE = "answer_with_options"
@@ -44,7 +45,7 @@ MAX_MESSAGE_BYTES = 1 << 30
 SNIPPET_CHARS = 160
 
 
-class ServingClientError(RuntimeError):
+class ServingClientError(RealmError, RuntimeError):
     """The server could not be reached, refused the request, or answered something that is not a QA export's."""
 
 
@@ -262,32 +263,37 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="longest answer in wordpieces (answer_with_options)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the answers as JSON")
-    return parser
+    return add_verbose_flag(parser)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def run(argv: Optional[Sequence[str]] = None) -> Tuple[List[Dict[str, Any]], bool]:
+    """Asks the server the command line's questions; returns (the answers, whether to print JSON)."""
     parser = build_arg_parser()
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error(f"--timeout must be positive, got {args.timeout:g}")
     questions = list(args.questions)
-    try:
-        if args.questions_file:
-            try:
-                with open(args.questions_file, encoding="utf-8") as f:
-                    questions += [line.rstrip("\r\n") for line in f if line.strip()]
-            except (OSError, UnicodeDecodeError) as e:
-                raise ServingClientError(f"cannot read --questions_file: {e}") from None
-        if not questions:
-            raise ServingClientError("no questions: give them as arguments or with --questions_file")
-        predict = predict_grpc if args.protocol == "grpc" else predict_rest
-        answers = predict(args.server, questions, model_name=args.model_name, signature=args.signature, k=args.k,
-                          max_answer_length=args.max_answer_length, timeout=args.timeout)
-    except ServingClientError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(answers, ensure_ascii=False, indent=1) if args.json else format_answers(answers))
-    return 0
+    if args.questions_file:
+        try:
+            with open(args.questions_file, encoding="utf-8") as f:
+                questions += [line.rstrip("\r\n") for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ServingClientError(f"cannot read --questions_file: {e}") from None
+    if not questions:
+        raise ServingClientError("no questions: give them as arguments or with --questions_file")
+    predict = predict_grpc if args.protocol == "grpc" else predict_rest
+    answers = predict(args.server, questions, model_name=args.model_name, signature=args.signature, k=args.k,
+                      max_answer_length=args.max_answer_length, timeout=args.timeout)
+    return answers, args.json
+
+
+def _report(result: Tuple[List[Dict[str, Any]], bool]) -> str:
+    answers, as_json = result
+    return json.dumps(answers, ensure_ascii=False, indent=1) if as_json else format_answers(answers)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_command(run, _report, argv)
 
 
 if __name__ == "__main__":

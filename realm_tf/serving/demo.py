@@ -44,7 +44,8 @@ import urllib.parse
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from realm_tf.cli import positive_int
+from realm_tf.cli import add_verbose_flag, positive_int, run_command
+from realm_tf.errors import RealmError
 from realm_tf.serving import client
 
 PAGE_PATH = pathlib.Path(__file__).resolve().parent / "demo.html"
@@ -55,7 +56,7 @@ MAX_BODY_BYTES = 1 << 20
 logger = logging.getLogger("realm_tf.serving.demo")
 
 
-class DemoRequestError(Exception):
+class DemoRequestError(RealmError):
     """A request the page refuses or the model could not answer: the message for the page and an HTTP status."""
 
     def __init__(self, status: int, message: str):
@@ -281,24 +282,19 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="port the page listens on; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--max_question_chars", type=positive_int, default=DEFAULT_MAX_QUESTION_CHARS,
                         help="longest question taken (default: %(default)s)")
-    return parser
+    return add_verbose_flag(parser)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from realm_tf.export.qa_export import QaExportError
-
+def run(argv: Optional[Sequence[str]] = None) -> None:
+    """Serves the page until Ctrl-C."""
     args = build_arg_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        if args.saved_model:
-            answerer = SavedModelAnswerer(args.saved_model)
-        else:
-            client.check_server(args.server)
-            answerer = ServerAnswerer(args.server, args.protocol, args.model_name)
-        server = make_server(answerer, args.host, args.port, args.max_question_chars)
-    except (QaExportError, client.ServingClientError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.saved_model:
+        answerer = SavedModelAnswerer(args.saved_model)
+    else:
+        client.check_server(args.server)
+        answerer = ServerAnswerer(args.server, args.protocol, args.model_name)
+    server = make_server(answerer, args.host, args.port, args.max_question_chars)
     host, port = server.server_address[:2]
     print(f"Answering with {answerer.description['source']}.\nOpen http://{host}:{port}/ in a browser "
           "(Ctrl-C stops).", flush=True)
@@ -308,7 +304,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pass
     finally:
         server.server_close()
-    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_command(run, lambda _: "", argv)
 
 
 if __name__ == "__main__":
