@@ -1,6 +1,6 @@
 """The benchmark suite in one command: `python -m benchmarks`.
 
-    python -m benchmarks [--size small|large] [--only retrieval,indexing,training,serving,demo,quality]
+    python -m benchmarks [--size small|large] [--only retrieval,indexing,training,serving,demo,load,quality]
         [--workdir runs/bench] [--gpu auto|off] [--results_dir benchmarks/results] [--docs docs/benchmarks.md]
 
 Runs each benchmark, each in a process of its own (so that one's memory, TensorFlow state
@@ -13,6 +13,8 @@ and dtype policy do not weigh on the next), calling its `main(argv)`:
                                               fine-tuning steps, with and without the refresher
   serving    benchmarks.serving_latency       the ScaNN QA export vs the exact one (and QaPredictor)
   demo       benchmarks.demo_page             the demo page's JSON endpoint vs a direct SavedModel call
+  load       benchmarks.serving_load          the exact export behind a gRPC PredictionService, 16
+                                              concurrent clients, good and bad requests mixed
   quality    benchmarks.quality               recall@k and exact match of REALM vs its baselines
 
 Each writes its JSON under --results_dir (benchmarks/results/); then summary.json records
@@ -50,6 +52,7 @@ BENCHMARKS = {
     "training": ("benchmarks.training_throughput", "training_throughput.json"),
     "serving": ("benchmarks.serving_latency", "serving_latency.json"),
     "demo": ("benchmarks.demo_page", "demo_page.json"),
+    "load": ("benchmarks.serving_load", "serving_load.json"),
     "quality": ("benchmarks.quality", "quality.json"),
 }
 GPU_TRAINING_RESULTS = "training_throughput_gpu.json"
@@ -61,6 +64,7 @@ SIZE_ARGS = {
         "training": ["--sizes=tiny,small", "--warmup=2", "--steps=5"],
         "serving": ["--calls=50", "--warmup=10", "--batch_size=16", "--batches=8"],
         "demo": ["--calls=30", "--warmup=3"],
+        "load": ["--seconds=60"],
         "quality": ["--size=small"],
     },
     "large": {
@@ -69,6 +73,7 @@ SIZE_ARGS = {
         "training": ["--sizes=tiny,small,medium", "--warmup=3", "--steps=10", "--num_docs=0"],
         "serving": ["--calls=200", "--warmup=20", "--batch_size=16", "--batches=32"],
         "demo": ["--calls=100", "--warmup=5"],
+        "load": ["--seconds=300", "--pool=300"],
         "quality": ["--size=full", "--sample=0"],
     },
 }

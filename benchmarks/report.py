@@ -38,6 +38,7 @@ FILES = {
     "training_gpu": "training_throughput_gpu.json",
     "serving": "serving_latency.json",
     "demo": "demo_page.json",
+    "load": "serving_load.json",
     "quality": "quality.json",
     "quality_full": "quality_full.json",
 }
@@ -257,6 +258,27 @@ def demo_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     return lines + _provenance(results)
 
 
+def load_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    load = results["load"]
+    lines = [f"{results['clients']} concurrent gRPC clients for {results['seconds']:g} s against the exact QA export "
+             f"({results['export']['num_blocks']:,} blocks), {results['server_threads']} requests at a time in the "
+             f"server, each client drawing from the mix below. {results['server']}.", ""]
+    rows = [[name, "good" if k["good"] else "bad", k["requests"], k["failed"], k.get("p50_ms"), k.get("p99_ms")]
+            for name, k in load["by_kind"].items()]
+    lines += _table(["request", "kind", "requests", "failed", "p50 ms", "p99 ms"], rows)
+    alone = results["one_question_alone_before"]
+    lines += [f"{load['requests']} requests in {results['wall_seconds']:.1f} s ({load['requests_per_second']} "
+              f"requests/s, {load['questions_answered_per_second']} questions answered/s): "
+              f"{load['good']['failed']} of {load['good']['requests']} good requests failed, "
+              f"{load['bad']['refused_clearly']} of {load['bad']['requests']} bad ones were refused with "
+              f"INVALID_ARGUMENT and a message naming the fault. One question alone (the baseline) took "
+              f"{alone['p50_ms']:.1f} ms p50; under load {_number(load['by_kind']['one question'].get('p50_ms'))} ms "
+              f"({_times(results['one_question_under_load_p50_vs_alone'])}). Afterwards the server answered "
+              f"{results['healthy_after']['questions']} questions as before the load: "
+              f"{results['healthy_after']['same_answers_as_before']}.", ""]
+    return lines + _provenance(results)
+
+
 def _stage_budgets(results: Dict) -> List[str]:
     training = results.get("stages", {}).get("training", {})
     rows = [[stage, b.get("steps"), b.get("batch_size"), b.get("examples_seen"), b.get("learning_rate"),
@@ -328,6 +350,8 @@ SECTIONS: List[tuple] = [
         r, i, p, "training_throughput_gpu"), "python -m benchmarks (on a machine with a GPU)"),
     ("serving", "Serving latency: the QA exports", serving_section, "python -m benchmarks.serving_latency"),
     ("demo", "The demo page: its cost over a direct SavedModel call", demo_section, "python -m benchmarks.demo_page"),
+    ("load", "Serving under load: concurrent clients, good and bad requests", load_section,
+     "python -m benchmarks.serving_load"),
     ("quality", "Quality: open-QA on squad_open qa_dev", quality_section, "python -m benchmarks.quality"),
     ("quality_full", "Quality at the full budget: every qa_dev question", lambda r, i, p: quality_section(
         r, i, p, "quality_full"), "python -m benchmarks.quality --size full --sample 0"),

@@ -1,23 +1,22 @@
 """The serving client (`python -m realm_tf.serving.client`) against servers built here around an exact QA export.
 
-TF Serving itself is not installed, so each protocol gets a stand-in that speaks it: a
-real gRPC PredictionService (tensorflow-serving-api's protos and servicer base) and an
-http.server implementing the REST API's columnar `:predict`, both calling the export's
-signatures as TF Serving does. The client's answers must be the export's own, exactly.
+TF Serving itself is not installed, so each protocol gets benchmarks.prediction_service's
+stand-in that speaks it (a real gRPC PredictionService, and TF Serving's REST API), both
+calling the export's signatures as TF Serving does. The client's answers must be the
+export's own, exactly.
 """
 
-import http.server
 import json
 import re
 import socket
 import subprocess
 import sys
-import threading
-from concurrent import futures
 
 import numpy as np
 import pytest
 
+from benchmarks import prediction_service
+from benchmarks.prediction_service import PredictionService, jsonable
 from realm_tf.export.qa_export import OUTPUTS
 from realm_tf.serving import client
 
@@ -28,51 +27,11 @@ MODEL_NAME = "realm_qa"
 OPTIONS = {"k": 3, "max_answer_length": 4}
 
 
-class _RequestError(Exception):
-    """A request TF Serving would refuse; `status` is "not_found", "precondition" or "invalid"."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-
-
-def _serve(loaded, model_name, signature_name, inputs):
-    """Runs a request as TF Serving does: name -> np.ndarray outputs of the signature.
-
-    Args:
-      loaded: the export, tf.saved_model.load'ed.
-      model_name, signature_name: the request's model_spec ("" means serving_default).
-      inputs: input name -> array-like (np.ndarray from gRPC, JSON values from REST).
-    """
-    import tensorflow as tf
-
-    if model_name != MODEL_NAME:
-        raise _RequestError("not_found", f"Servable not found for request: Latest({model_name})")
-    signature_name = signature_name or "serving_default"
-    if signature_name not in loaded.signatures:
-        raise _RequestError("precondition", f'Serving signature key "{signature_name}" not found.')
-    function = loaded.signatures[signature_name]
-    specs = function.structured_input_signature[1]
-    if set(inputs) != set(specs):
-        raise _RequestError("invalid", f"inputs {sorted(inputs)} do not match the signature's {sorted(specs)}")
-    try:
-        outputs = function(**{name: tf.constant(value, specs[name].dtype) for name, value in inputs.items()})
-    except tf.errors.InvalidArgumentError as e:
-        raise _RequestError("invalid", e.message) from None
-    return {name: value.numpy() for name, value in outputs.items()}
-
-
-def _jsonable(value):
-    """Nested lists of a np.ndarray's values, strings decoded: TF Serving's JSON."""
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
 def _direct(loaded, questions, signature="serving_default", **options):
     """The export's own outputs, as JSON-like lists."""
-    return {name: _jsonable(value.tolist()) for name, value in _serve(loaded, MODEL_NAME, signature, dict(
-        questions=np.array(questions, object), **options)).items()}
+    outputs = PredictionService(loaded, MODEL_NAME).predict(MODEL_NAME, signature, dict(
+        questions=np.array(questions, object), **options))
+    return {name: jsonable(value.tolist()) for name, value in outputs.items()}
 
 
 def _assert_answers_are(answers, outputs, questions):
@@ -114,70 +73,15 @@ def direct(loaded):
 @pytest.fixture(scope="module")
 def grpc_server(loaded):
     """A gRPC PredictionService on localhost serving the export as MODEL_NAME; yields HOST:PORT."""
-    import grpc
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
-    codes = {"not_found": grpc.StatusCode.NOT_FOUND, "precondition": grpc.StatusCode.FAILED_PRECONDITION,
-             "invalid": grpc.StatusCode.INVALID_ARGUMENT}
-
-    class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-        def Predict(self, request, context):  # noqa: N802  (the proto's method name)
-            try:
-                outputs = _serve(loaded, request.model_spec.name, request.model_spec.signature_name,
-                                 {name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()})
-            except _RequestError as e:
-                context.abort(codes[e.status], str(e))
-            response = predict_pb2.PredictResponse()
-            response.model_spec.CopyFrom(request.model_spec)
-            for name, value in outputs.items():
-                response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
-            return response
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop(grace=None)
+    with prediction_service.grpc_server(PredictionService(loaded, MODEL_NAME)) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
 def rest_server(loaded):
-    """TF Serving's REST `POST /v1/models/<name>:predict` (columnar inputs and outputs) on localhost, in a
-    thread; yields HOST:PORT."""
-    statuses = {"not_found": 404, "precondition": 400, "invalid": 400}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802  (http.server's method name)
-            match = re.fullmatch(r"/v1/models/([^/:]+):predict", self.path)
-            try:
-                if not match:
-                    raise _RequestError("not_found", f"Malformed request: POST {self.path}")
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if "inputs" not in request:
-                    raise _RequestError("invalid", "only the columnar format (\"inputs\") is served here")
-                outputs = _serve(loaded, match.group(1), request.get("signature_name", ""), request["inputs"])
-                status, body = 200, {"outputs": {name: _jsonable(value.tolist()) for name, value in outputs.items()}}
-            except _RequestError as e:
-                status, body = statuses[e.status], {"error": str(e)}
-            data = json.dumps(body).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass  # Requests are not worth a line each on the test's stderr.
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    """TF Serving's REST API on localhost serving the export as MODEL_NAME; yields HOST:PORT."""
+    with prediction_service.rest_server(PredictionService(loaded, MODEL_NAME)) as address:
+        yield address
 
 
 def test_grpc_client_answers_as_the_export(grpc_server, direct):
