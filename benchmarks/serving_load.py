@@ -10,8 +10,8 @@ mix (`KINDS`, seeded by `--seed`):
 
   good      one question; a batch of 16; a batch of 1,000; an empty question; a 100 KB
             question; answer_with_options with k and max_answer_length at their bounds
-            (1, and the number of blocks / reader.max_span_length)
-  bad       a question that is not UTF-8; k 0; k past the number of blocks;
+            (1, and the export's max_k / reader.max_span_length)
+  bad       a question that is not UTF-8; k 0; k past max_k;
             max_answer_length 0; max_answer_length past reader.max_span_length
 
 Questions come from the first `--pool` of qa_dev, each asked alone before the load. A
@@ -82,12 +82,11 @@ KINDS = [
     Kind("empty question", 5, True, lambda rng, b: ([b""], None)),
     Kind("100 KB question", 5, True, lambda rng, b: ([b"why " * (BIG_QUESTION_BYTES // 4)], None)),
     Kind("k and max_answer_length 1", 4, True, _with(lambda b: 1, lambda b: 1)),
-    Kind("k and max_answer_length at most", 1, True, _with(lambda b: b["num_blocks"], lambda b: b["max_span_length"])),
+    Kind("k and max_answer_length at most", 1, True, _with(lambda b: b["max_k"], lambda b: b["max_span_length"])),
     Kind("not UTF-8", 4, False, lambda rng, b: ([b"who \xff\xfe was", b"fine"], None),
          "questions must be UTF-8 text; not valid UTF-8 at index:"),
     Kind("k 0", 3, False, _with(lambda b: 0, lambda b: 3), "k must be at least 1"),
-    Kind("k past the blocks", 3, False, _with(lambda b: b["num_blocks"] + 1, lambda b: 3),
-         "k must be at most the number of blocks"),
+    Kind("k past max_k", 3, False, _with(lambda b: b["max_k"] + 1, lambda b: 3), "k must be at most max_k"),
     Kind("max_answer_length 0", 3, False, _with(lambda b: 1, lambda b: 0), "max_answer_length must be at least 1"),
     Kind("max_answer_length past", 3, False, _with(lambda b: 1, lambda b: b["max_span_length"] + 1),
          "max_answer_length must be at most reader.max_span_length"),
@@ -275,7 +274,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     if metadata.get("retrieval") != "exact":
         parser.error(f"--saved_model {export}: a {metadata.get('retrieval')} export; this benchmark serves exact ones")
     pool = questions[:args.pool]
-    bounds = {"questions": pool, "num_blocks": metadata["num_blocks"], "top_k": metadata["top_k"],
+    bounds = {"questions": pool, "max_k": metadata["max_k"], "top_k": metadata["top_k"],
               "max_span_length": metadata["config"]["reader"]["max_span_length"]}
     service = prediction_service.PredictionService(tf.saved_model.load(str(export)), MODEL_NAME)
     with prediction_service.grpc_server(service, max_workers=args.server_threads) as address:
@@ -300,7 +299,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         "command": common.command_line("benchmarks.serving_load", argv),
         "server": "benchmarks.prediction_service's gRPC PredictionService (TF Serving's protocol; "
                   "tensorflow_model_server is not installed here) over the exact QA export, in this process",
-        "export": {"path": str(export), "num_blocks": metadata["num_blocks"], "top_k": metadata["top_k"]},
+        "export": {"path": str(export), "num_blocks": metadata["num_blocks"], "top_k": metadata["top_k"],
+                   "max_k": metadata["max_k"], "reader_batch_size": metadata["reader_batch_size"]},
         "clients": args.clients, "seconds": args.seconds, "wall_seconds": round(wall, 2),
         "server_threads": args.server_threads, "seed": args.seed,
         "mix": {kind.name: kind.weight for kind in KINDS},

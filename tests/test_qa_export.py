@@ -180,8 +180,9 @@ def grown(finetuned, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exact_export(finetuned, grown, serving_root):
+    # --max_k past the blocks: k's bound is then the number of blocks.
     output = export_cli.run([f"--model_dir={finetuned}", f"--output_root={serving_root}", "--retrieval=exact",
-                             f"--blocks_dir={grown['blocks_dir']}", f"--index={grown['index']}"])
+                             f"--blocks_dir={grown['blocks_dir']}", f"--index={grown['index']}", "--max_k=1000000"])
     assert output == str(serving_root / "realm_qa" / "1")
     return output
 
@@ -251,7 +252,8 @@ def test_exact_export_answers_bad_requests_or_refuses_them_clearly(stock_report,
         single = requests["one at a time"][i % len(QUESTIONS)]
         assert many["answer"][i] == single["answer"][0] and many["block_ids"][i] == single["block_ids"][0]
     assert "k must be at least 1" in requests["k 0"]["error"]
-    assert f"k must be at most the number of blocks, {grown['num_blocks']}" in requests["k past the blocks"]["error"]
+    assert f"k must be at most max_k, {grown['num_blocks']} (the number of blocks)" in requests["k past the blocks"][
+        "error"]
     assert "max_answer_length must be at least 1" in requests["max_answer_length 0"]["error"]
     assert "max_answer_length must be at most reader.max_span_length, 10" in requests["max_answer_length 11"]["error"]
 
@@ -293,6 +295,8 @@ def test_export_command_versions_and_refuses_bad_arguments(finetuned, tmp_path, 
     assert export_cli.next_version_dir(str(base)) == str(base / "11")
     assert export_cli.main([f"--model_dir={finetuned}", f"--output={base / '12'}", "--top_k=0"]) == 2
     assert "top_k must be in [1," in capsys.readouterr().err
+    assert export_cli.main([f"--model_dir={finetuned}", f"--output={base / '12'}", "--top_k=5", "--max_k=4"]) == 2
+    assert "max_k must be at least top_k, 5; got 4" in capsys.readouterr().err
     assert export_cli.main([f"--model_dir={finetuned}", f"--output={base / '7'}"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert export_cli.main([f"--model_dir={tmp_path / 'missing'}", f"--output={base / '12'}"]) == 2

@@ -144,8 +144,8 @@ def test_server_errors_are_reported(protocol, grpc_server, rest_server, capsys):
                                               r'Serving signature key "answer_with_nothing" not found\.'),
         (["--model_name=realm_qa_other"], r"\((NOT_FOUND|HTTP 404)\): Servable not found for request: "
                                           r"Latest\(realm_qa_other\)"),
-        (["--k=100000", "--max_answer_length=3"], r"\((INVALID_ARGUMENT|HTTP 400)\): .*k must be at most the "
-                                                  r"number of blocks"),
+        (["--k=100000", "--max_answer_length=3"], r"\((INVALID_ARGUMENT|HTTP 400)\): .*k must be at most max_k, "
+                                                  r"100 \(as exported, --max_k\)"),
     ]
     for args, message in cases:
         assert client.main([f"--server={server}", f"--protocol={protocol}", *args, "who?"]) == 2

@@ -102,7 +102,7 @@ def test_the_json_api_answers_as_the_export(page, direct):
     ({"body": {"question": "who?", "k": 0, "max_answer_length": 3}}, 400, "k must be a positive integer"),
     # The export's own checks, as one line each.
     ({"body": {"question": "who?", "k": 10 ** 6, "max_answer_length": 3}}, 400,
-     "the model refused the request: k must be at most the number of blocks, "),
+     "the model refused the request: k must be at most max_k, 100 (as exported, --max_k)"),
     ({"body": {"question": "who?", "k": 2, "max_answer_length": 10 ** 6}}, 400,
      "the model refused the request: max_answer_length must be at most reader.max_span_length, "),
     ({"path": "/nowhere"}, 404, "no page at /nowhere"),

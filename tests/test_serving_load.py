@@ -30,7 +30,7 @@ def test_under_load_every_good_request_is_answered_every_bad_one_refused_and_the
 
 def test_the_mix_judges_responses_as_the_kinds_say():
     kinds = {kind.name: kind for kind in serving_load.KINDS}
-    bounds = {"top_k": 2, "num_blocks": 7, "max_span_length": 10}
+    bounds = {"top_k": 2, "max_k": 7, "max_span_length": 10}
     expected = {b"who?": ("Tesla", [3, 4])}
     import numpy as np
 

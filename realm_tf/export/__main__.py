@@ -47,6 +47,8 @@ MAX_ENQUEUED_BATCHES = 100
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
+    from realm_tf.export.qa_export import DEFAULT_MAX_K
+
     parser = argparse.ArgumentParser(prog="python -m realm_tf.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", required=True, help="a --task=finetune model_dir")
@@ -62,8 +64,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top_k", type=int, help="blocks read per question (default: finetune.top_k)")
     parser.add_argument("--max_answer_length", type=int,
                         help="longest answer in wordpieces (default: reader.max_span_length)")
+    parser.add_argument("--max_k", type=int, default=DEFAULT_MAX_K,
+                        help="the most blocks a request may have read per question (answer_with_options' k), "
+                             "bounding a request's memory; at most the index's blocks (default: %(default)s)")
     parser.add_argument("--reader_batch_size", type=int, default=16,
-                        help="questions read at once, bounding the memory of large batches (default: %(default)s)")
+                        help="questions read at once at top_k blocks each (fewer at a larger k), bounding the "
+                             "memory of large batches (default: %(default)s)")
     return add_verbose_flag(parser)
 
 
@@ -120,7 +126,7 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
     base_path = os.path.join(args.output_root, args.model_name or MODEL_NAMES[args.retrieval])
     output = args.output or next_version_dir(base_path)
     export_qa_model(args.model_dir, output, retrieval=args.retrieval, blocks_dir=args.blocks_dir, index=args.index,
-                    top_k=args.top_k, max_answer_length=args.max_answer_length,
+                    top_k=args.top_k, max_answer_length=args.max_answer_length, max_k=args.max_k,
                     reader_batch_size=args.reader_batch_size)
     if not args.output:
         write_serving_files(args.output_root, args.reader_batch_size)

@@ -24,9 +24,11 @@ Retrieval is "exact" (a matmul and `tf.math.top_k`: TF core and TF Text ops only
 stock TF Serving serves it) or "scann" (tensorflow-recommenders' ScaNN layer, built as
 the index version's searcher was; it needs the ScaNN ops: `import scann` before loading
 in Python, or a TF Serving built with them). Bad requests fail with InvalidArgumentError:
-questions that are not UTF-8, k outside [1, number of blocks], max_answer_length outside
-[1, reader.max_span_length]. Large batches are read `reader_batch_size` questions at a
-time, so memory stays bounded whatever the batch.
+questions that are not UTF-8, k outside [1, max_k] (`max_k`, 100 by default, at most the
+number of blocks), max_answer_length outside [1, reader.max_span_length]. Large batches
+are read in chunks of at most `reader_batch_size` questions, fewer at a k past top_k (a
+chunk holds at most reader_batch_size * top_k question-block pairs, or one question's
+k), so a request's memory stays bounded whatever its batch and k.
 
 Size limit: the block embeddings, token ids, per-token character offsets, titles and
 texts are variables of the SavedModel (not graph constants, so the 2 GB GraphDef limit
@@ -70,8 +72,8 @@ from realm_tf.tasks.finetune import build_open_qa_model, restore_finetuned
 METADATA_PATH = os.path.join("assets.extra", "realm_qa.json")
 WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 WARMUP_QUESTIONS = ("who wrote the declaration of independence?",)
-# v2: answer_begin and answer_end among the outputs.
-QA_FORMAT = "realm_tf.qa.v2"
+# v2: answer_begin and answer_end among the outputs. v3: k bounded by max_k, chunks by question-block pairs.
+QA_FORMAT = "realm_tf.qa.v3"
 RETRIEVAL_KINDS = ("scann", "exact")
 _KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 # Output name -> (dtype, shape with None for B and K).
@@ -87,6 +89,10 @@ OUTPUTS = {
     "probabilities": (tf.float32, [None, None]),
 }
 _QUESTIONS = tf.TensorSpec([None], tf.string, name="questions")
+# The most blocks a request may have read per question, unless the export says otherwise:
+# a request's memory grows with k, and one asking for every block would hold the reader's
+# activations for all of them at once.
+DEFAULT_MAX_K = 100
 
 
 class QaExportError(RealmError, ValueError):
@@ -113,7 +119,7 @@ def read_qa_metadata(export_dir: str) -> Dict[str, Any]:
 
 def refusal_message(error: "tf.errors.InvalidArgumentError") -> str:
     """The one line of a request's refusal by a QA export signature, from the assertion's data
-    ("k must be at most the number of blocks, 57"), without TensorFlow's node and stack lines."""
+    ("k must be at most max_k, 57 (the number of blocks)"), without TensorFlow's node and stack lines."""
     for line in error.message.splitlines():
         if line.startswith("assertion failed: "):
             parts = re.findall(r"\[([^\[\]]*)\]", line)
@@ -204,11 +210,14 @@ class _QaModule(tf.Module):
       tables: `_block_tables` output.
       scann: the ScaNN layer over the embeddings, or None for exact retrieval.
       top_k, max_answer_length: the defaults of serving_default.
-      reader_batch_size: questions read at once.
+      max_k: the largest k answer_with_options takes.
+      reader_batch_size: questions read at once at top_k blocks each; at a larger k,
+        fewer, so that a chunk holds at most reader_batch_size * top_k (question, block)
+        pairs, or one question's k.
     """
 
     def __init__(self, model: OpenQaModel, featurizer: Featurizer, tables: Dict[str, np.ndarray], scann,
-                 top_k: int, max_answer_length: int, reader_batch_size: int):
+                 top_k: int, max_answer_length: int, max_k: int, reader_batch_size: int):
         super().__init__(name="realm_qa")
         # The model's variables are tracked, not the Keras model: its own SavedModel
         # serialization traces every layer, which doubles the time to save and to load,
@@ -223,6 +232,7 @@ class _QaModule(tf.Module):
         self._num_blocks = len(tables["block_ids"])
         self._top_k = top_k
         self._max_answer_length = max_answer_length
+        self._max_k = max_k
         self._max_span_length = model.reader.config.max_span_length
         self._reader_batch_size = reader_batch_size
 
@@ -237,14 +247,15 @@ class _QaModule(tf.Module):
         return self._answer_batch(questions, k, max_answer_length)
 
     def _answer_batch(self, questions, k, max_answer_length) -> Dict[str, tf.Tensor]:
-        """Checks the request, then answers `reader_batch_size` questions at a time."""
+        """Checks the request, then answers a chunk of questions at a time (see `reader_batch_size`)."""
         valid_utf8 = tf.equal(tf.strings.unicode_transcode(questions, "UTF-8", "UTF-8", errors="replace"), questions)
         checks = [
             tf.debugging.Assert(tf.reduce_all(valid_utf8), [
                 "questions must be UTF-8 text; not valid UTF-8 at index:", tf.where(~valid_utf8)[:, 0]]),
             tf.debugging.assert_greater_equal(k, 1, message="k must be at least 1"),
-            tf.debugging.assert_less_equal(k, self._num_blocks,
-                                           message=f"k must be at most the number of blocks, {self._num_blocks}"),
+            tf.debugging.assert_less_equal(k, self._max_k, message=f"k must be at most max_k, {self._max_k} ("
+                                           + ("the number of blocks)" if self._max_k == self._num_blocks else
+                                              "as exported, --max_k)")),
             tf.debugging.assert_greater_equal(max_answer_length, 1, message="max_answer_length must be at least 1"),
             tf.debugging.assert_less_equal(
                 max_answer_length, self._max_span_length,
@@ -252,7 +263,8 @@ class _QaModule(tf.Module):
         ]
         with tf.control_dependencies(checks):
             questions = tf.identity(questions)
-        size = self._reader_batch_size
+        # A chunk's memory is that of its (question, block) pairs.
+        size = tf.clip_by_value(self._reader_batch_size * self._top_k // tf.maximum(k, 1), 1, self._reader_batch_size)
         # One (empty) chunk for an empty batch, so that the outputs still have their shapes.
         num_chunks = tf.maximum(1, (tf.size(questions) + size - 1) // size)
         arrays = {name: tf.TensorArray(dtype, size=num_chunks, infer_shape=False, element_shape=shape)
@@ -368,7 +380,8 @@ def _embedder_of(index_version: str) -> Optional[str]:
 
 def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", blocks_dir: Optional[str] = None,
                     index: Optional[str] = None, top_k: Optional[int] = None,
-                    max_answer_length: Optional[int] = None, reader_batch_size: int = 16) -> str:
+                    max_answer_length: Optional[int] = None, max_k: int = DEFAULT_MAX_K,
+                    reader_batch_size: int = 16) -> str:
     """Exports a fine-tuned open-QA model with its blocks and index as one SavedModel.
 
     Args:
@@ -381,7 +394,10 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
       top_k: blocks read per question by serving_default (default finetune.top_k).
       max_answer_length: longest answer in wordpieces for serving_default (default
         reader.max_span_length).
-      reader_batch_size: questions read at once; bounds the memory of large batches.
+      max_k: the largest k a request may ask for (at most the index's blocks); with
+        reader_batch_size, it bounds a request's memory.
+      reader_batch_size: questions read at once at top_k blocks each (fewer at a larger
+        k); bounds the memory of large batches.
 
     Returns:
       `export_dir`.
@@ -412,6 +428,9 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
     top_k = config.finetune.top_k if top_k is None else top_k
     if not 1 <= top_k <= version.num_blocks:
         raise QaExportError(f"top_k must be in [1, {version.num_blocks}] (the index's blocks), got {top_k}")
+    if max_k < top_k:
+        raise QaExportError(f"max_k must be at least top_k, {top_k}; got {max_k}")
+    max_k = min(max_k, version.num_blocks)
     max_span_length = config.reader.max_span_length
     max_answer_length = max_span_length if max_answer_length is None else max_answer_length
     if not 1 <= max_answer_length <= max_span_length:
@@ -422,7 +441,7 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
     checkpoint = restore_finetuned(model, model_dir)
     tables = _block_tables(version, BlockStore(blocks_dir, featurizer))
     scann = _scann_layer(tables["embeddings"], version.manifest["build"], top_k) if retrieval == "scann" else None
-    module = _QaModule(model, featurizer, tables, scann, top_k, max_answer_length, reader_batch_size)
+    module = _QaModule(model, featurizer, tables, scann, top_k, max_answer_length, max_k, reader_batch_size)
     # The functions themselves, not concrete functions traced here: saving traces them
     # again in its own context, and tracing is most of an export's time.
     signatures = {"serving_default": module.serving_default, "answer_with_options": module.answer_with_options}
@@ -439,6 +458,7 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
             "scann_build": version.manifest["build"] if retrieval == "scann" else None,
             "top_k": top_k,
             "max_answer_length": max_answer_length,
+            "max_k": max_k,
             "reader_batch_size": reader_batch_size,
             "warmup_requests": warmup_requests,
             "num_blocks": version.num_blocks,

@@ -14,7 +14,7 @@ in the block it came from; `*` marks that block). --json prints the answers as J
 Signatures: serving_default takes only the questions; answer_with_options also takes
 --k (blocks read per question) and --max_answer_length (wordpieces), and is the default
 when those are given. A server that cannot be reached, or that refuses the request (an
-unknown model or signature, k past the number of blocks, ...), exits with status 2 and
+unknown model or signature, k past the export's max_k, ...), exits with status 2 and
 the reason on stderr.
 
 Library use: `predict_grpc(server, questions, ...)` and `predict_rest(...)` return one
