@@ -13,8 +13,11 @@ import yaml
 from realm_tf.configs.experiment import ExperimentConfig
 from realm_tf.errors import RealmError
 
-# configs/*.yaml sit at the top of the repository, beside the realm_tf package.
-CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
+_SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The named configs: configs/*.yaml at the top of a source checkout (an editable install
+# reads them there); a built package carries copies in realm_tf/configs/named/ (setup.py).
+CONFIG_DIR = (_SOURCE_ROOT / "configs" if (_SOURCE_ROOT / "setup.cfg").is_file()
+              else pathlib.Path(__file__).resolve().parent / "named")
 
 
 class ConfigError(RealmError, ValueError):
