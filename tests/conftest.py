@@ -4,6 +4,7 @@ import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
+import logging  # noqa: E402
 import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
@@ -14,6 +15,21 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 CORPUS = REPO / "realm_tf" / "assets" / "squad_open" / "corpus.jsonl"
 QA_TRAIN = REPO / "realm_tf" / "assets" / "squad_open" / "qa_train.jsonl"
 VOCAB = REPO / "realm_tf" / "assets" / "bert_vocab" / "vocab.txt"
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_log_handlers():
+    """A command line's `main`, called in a test, sets up logging on the root logger
+    (`logging.basicConfig`, force=True in some) with a handler on that test's captured
+    stderr, which is closed once the test ends: later tests would log into it ("I/O
+    operation on closed file"). Such handlers are removed, and the level restored."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if type(handler) is logging.StreamHandler and handler not in before:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from realm_tf.features import Featurizer
 from realm_tf.features.answer_spans import AnswerMatcher, find_answer_spans
 from realm_tf.features.reader_inputs import pack_reader_candidates
 from realm_tf.modeling.open_qa import OpenQaModel, finetuning_loss
-from realm_tf.modeling.span_reader import MASKED_LOGIT, SpanScorer, valid_spans
+from realm_tf.modeling.span_reader import MASKED_LOGIT, SpanScorer, best_span, valid_spans
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +192,20 @@ def test_a_frozen_query_tower_scores_without_dropout_in_training(featurizer):
         np.testing.assert_allclose(scores, inference, rtol=1e-6)
     inference, first, second = logits[True]  # A training tower drops out: its scores move.
     assert not np.allclose(first, inference) and not np.allclose(first, second)
+
+
+def test_best_span_picks_the_top_logit_within_the_answer_length_over_every_block():
+    logits = np.full([3, 2, 4, 3], MASKED_LOGIT, np.float32)  # [B, K, L, W]
+    logits[0, 1, 2, 0] = 1.0
+    logits[0, 0, 3, 2] = 5.0  # Best, but 3 wordpieces long: out of reach at max_answer_length 2.
+    logits[1, 0, 1, 1] = 2.0  # A tie: the first in (block, position, width) order wins.
+    logits[1, 1, 0, 0] = 2.0
+    best = best_span(tf.constant(logits), 2)
+    np.testing.assert_array_equal(best.score.numpy(), [1.0, 2.0, MASKED_LOGIT])
+    np.testing.assert_array_equal(best.candidate.numpy()[:2], [1, 0])
+    np.testing.assert_array_equal(best.position.numpy()[:2], [2, 1])
+    np.testing.assert_array_equal(best.width.numpy()[:2], [0, 1])
+    np.testing.assert_array_equal(best.found.numpy(), [True, True, False])
+    assert best_span(tf.constant(logits), 3).score.numpy()[0] == 5.0
+    empty = best_span(tf.zeros([0, 2, 4, 3]), tf.constant(2))
+    assert empty.score.shape == [0] and empty.found.shape == [0]

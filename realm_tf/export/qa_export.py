@@ -65,8 +65,8 @@ from realm_tf.evaluate import read_run_info
 from realm_tf.artifacts.staging import staged_directory, write_json
 from realm_tf.features import Featurizer
 from realm_tf.modeling.open_qa import OpenQaModel
-from realm_tf.modeling.span_reader import MASKED_LOGIT
-from realm_tf.retrieval.index_version import MANIFEST_NAME, IndexVersion, resolve_version
+from realm_tf.modeling.span_reader import best_span
+from realm_tf.retrieval.index_version import MANIFEST_NAME, IndexVersion, configured_scann_builder, resolve_version
 from realm_tf.tasks.finetune import build_open_qa_model, restore_finetuned
 
 METADATA_PATH = os.path.join("assets.extra", "realm_qa.json")
@@ -178,18 +178,8 @@ def _scann_layer(embeddings: np.ndarray, build: Dict[str, Any], top_k: int):
         # version may be brute force (small corpora) or a spherical tree with anisotropic
         # hashing: the same parameters make the export search as the version's searcher
         # does (identically for brute force; a tree is retrained on the same embeddings).
-        builder = scann_ops.builder(candidates, min(10, len(embeddings)), "dot_product")
-        if build["method"] == "brute_force":
-            builder = builder.score_brute_force()
-        else:
-            builder = builder.tree(
-                num_leaves=build["num_leaves"], num_leaves_to_search=build["num_leaves_to_search"],
-                training_sample_size=build["training_sample_size"], spherical=build["spherical_tree"],
-            ).score_ah(build["dims_per_block"],
-                       anisotropic_quantization_threshold=build["anisotropic_quantization_threshold"],
-                       training_sample_size=build["training_sample_size"])
-            if build["reorder_num_neighbors"]:
-                builder = builder.reorder(build["reorder_num_neighbors"])
+        builder = configured_scann_builder(scann_ops.builder(candidates, min(10, len(embeddings)), "dot_product"),
+                                           build)
         return builder.build(shared_name=f"realm_qa_scann/{uuid.uuid4()}")
 
     # Row indices are the identifiers (the layer returns them when given none): the
@@ -315,14 +305,7 @@ class _QaModule(tf.Module):
             "reader": {key: tf.reshape(reader[key], [b, k, config.reader_length]) for key in _KEYS},
         })
 
-        span_logits = outputs["span_logits"][..., :max_answer_length]  # [b, k, L, W']
-        widths = tf.shape(span_logits)[3]
-        flat = tf.reshape(span_logits, [b, k * config.reader_length * widths])
-        best = tf.argmax(flat, axis=1, output_type=tf.int32)
-        score = tf.gather(flat, best, batch_dims=1)
-        column, position, width = (best // (config.reader_length * widths), best // widths % config.reader_length,
-                                   best % widths)
-        found = score > MASKED_LOGIT / 2  # Some block held a valid span.
+        score, column, position, width, found = best_span(outputs["span_logits"], max_answer_length)
         row = tf.gather(rows, column, batch_dims=1)
         # The body starts after [CLS], the query (cut to query_length - 2) and [SEP].
         body_offset = tf.minimum(tokens.row_lengths(), config.query_length - 2) + 2

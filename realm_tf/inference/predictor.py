@@ -20,7 +20,7 @@ from realm_tf.corpus.block_store import BlockStore
 from realm_tf.features import Featurizer
 from realm_tf.features.reader_inputs import pack_reader_candidates
 from realm_tf.modeling.open_qa import OpenQaModel
-from realm_tf.modeling.span_reader import MASKED_LOGIT
+from realm_tf.modeling.span_reader import best_span
 
 _KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 
@@ -108,14 +108,13 @@ class QaPredictor:
             [[self.blocks.bodies[i] for i in row[:self.top_k]] for row in candidate_ids.tolist()])
         outputs = self._read({"query": query, "candidate_embeddings": tf.constant(candidate_embeddings, tf.float32),
                               "reader": {k: tf.constant(v) for k, v in reader.features.items()}})
-        span_logits = outputs["span_logits"].numpy()[..., :self.max_answer_length]
+        best = [t.numpy() for t in best_span(outputs["span_logits"], self.max_answer_length)]
         retrieval_probs = tf.nn.softmax(outputs["retrieval_logits"], axis=-1).numpy()
         predictions = []
         for row, question in enumerate(questions):
-            k, position, width = np.unravel_index(np.argmax(span_logits[row]), span_logits[row].shape)
-            score = float(span_logits[row, k, position, width])
+            score, k, position, width, found = (field[row] for field in best)
             answer, answer_block = "", -1
-            if score > MASKED_LOGIT / 2:  # Some block held a valid span.
+            if found:
                 answer_block = int(candidate_ids[row, k])
                 start = position - reader.body_offsets[row, k]
                 answer = self.blocks.texts[answer_block][
@@ -125,5 +124,5 @@ class QaPredictor:
                          self.blocks.texts[block_id], float(retrieval_probs[row, column]))
                 for column, block_id in enumerate(candidate_ids[row].tolist())
             ]
-            predictions.append(Prediction(question, answer, score, answer_block, evidence))
+            predictions.append(Prediction(question, answer, float(score), answer_block, evidence))
         return predictions

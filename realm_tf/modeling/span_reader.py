@@ -7,7 +7,7 @@ leave the body, start or end inside a word (on a "##" piece), or run off the end
 `MASKED_LOGIT`, as in the released ORQA/REALM reader.
 """
 
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
@@ -53,6 +53,45 @@ def valid_spans(features, is_continuation: tf.Tensor, max_span_length: int) -> t
     # A span may end where the next token starts a word (the final [SEP] does).
     word_end = in_body & _shift_left(word_start, 1, True)
     return (in_body & word_start)[:, :, None] & span_grid(word_end, max_span_length, False)
+
+
+class BestSpan(NamedTuple):
+    """Each question's best span over its K blocks (`best_span`); every field is [B].
+
+    Attributes:
+      score: float32, the span's logit (MASKED_LOGIT or below when none is valid).
+      candidate: int32, which of the K blocks holds it.
+      position: int32, its first wordpiece's position in that block's reader packing.
+      width: int32, its length in wordpieces minus one.
+      found: bool, whether any of the K blocks held a valid span.
+    """
+
+    score: tf.Tensor
+    candidate: tf.Tensor
+    position: tf.Tensor
+    width: tf.Tensor
+    found: tf.Tensor
+
+
+def best_span(span_logits: tf.Tensor, max_answer_length) -> BestSpan:
+    """The best span of at most `max_answer_length` wordpieces in each question's K blocks.
+
+    The one decoder of the host-side predictor and the QA export. Ties go to the first
+    span in (block, position, width) order.
+
+    Args:
+      span_logits: float32 [B, K, L, W], `SpanReader`'s logits per candidate.
+      max_answer_length: int or int32 [], at most W.
+    """
+    logits = span_logits[..., :max_answer_length]
+    shape = tf.shape(logits)
+    length, widths = shape[2], shape[3]
+    # Explicit sizes, not -1: an empty batch must reshape too.
+    flat = tf.reshape(logits, [shape[0], shape[1] * length * widths])
+    best = tf.argmax(flat, axis=1, output_type=tf.int32)
+    score = tf.gather(flat, best, batch_dims=1)
+    return BestSpan(score, best // (length * widths), best // widths % length, best % widths,
+                    score > MASKED_LOGIT / 2)
 
 
 class SpanScorer(tf_keras.layers.Layer):

@@ -123,11 +123,15 @@ def scann_parameters(num_blocks: int, config: IndexConfig) -> Dict[str, Any]:
     return params
 
 
-def _build_scann(embeddings: np.ndarray, params: Dict[str, Any]):
-    """A ScaNN searcher over `embeddings` (float32 [N, D]) built with `params`."""
-    builder = _scann_pybind().builder(embeddings, min(10, len(embeddings)), "dot_product")
+def configured_scann_builder(builder, params: Dict[str, Any]):
+    """A ScaNN builder set up as `params` say (an index version's `manifest["build"]`).
+
+    `builder` is what `builder(embeddings, k, "dot_product")` of ScaNN's pybind or TF-ops
+    module returned; the caller builds it (the two `build()`s take different arguments), so
+    the host-side searcher and the QA export's ScaNN layer search alike.
+    """
     if params["method"] == "brute_force":
-        return builder.score_brute_force().build()
+        return builder.score_brute_force()
     builder = builder.tree(
         num_leaves=params["num_leaves"],
         num_leaves_to_search=params["num_leaves_to_search"],
@@ -140,7 +144,13 @@ def _build_scann(embeddings: np.ndarray, params: Dict[str, Any]):
     )
     if params["reorder_num_neighbors"]:
         builder = builder.reorder(params["reorder_num_neighbors"])
-    return builder.build()
+    return builder
+
+
+def _build_scann(embeddings: np.ndarray, params: Dict[str, Any]):
+    """A ScaNN searcher over `embeddings` (float32 [N, D]) built with `params`."""
+    return configured_scann_builder(_scann_pybind().builder(embeddings, min(10, len(embeddings)), "dot_product"),
+                                    params).build()
 
 
 def _sha256(array: np.ndarray) -> str:
