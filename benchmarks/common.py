@@ -125,6 +125,17 @@ def timed_in_turns(calls: Mapping[str, Callable[[Any], Any]], inputs: Sequence[A
     return seconds, outputs
 
 
+def read_questions(parser, path: pathlib.Path) -> List[str]:
+    """The questions of `--questions` (a QA file in any format realm_tf.evaluation.qa_data
+    reads), or parser.error() naming the file and what is wrong with it."""
+    from realm_tf.evaluation.qa_data import QaDataError, read_qa
+
+    try:
+        return [example.question for example in read_qa(str(path))]
+    except QaDataError as e:
+        parser.error(f"--questions {e}")
+
+
 def check_at_least(parser, args, least: Mapping[str, int]) -> None:
     """parser.error() naming the first option below its least value (e.g. {"steps": 1})."""
     for name, minimum in least.items():

@@ -104,8 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     common.check_at_least(parser, args, {"calls": 1, "warmup": 0})
     if args.saved_model and not args.saved_model.is_dir():
         parser.error(f"--saved_model {args.saved_model}: no such directory")
-    questions = [json.loads(line)["question"] for line in args.questions.read_text(encoding="utf-8").splitlines()
-                 if line.strip()][:args.warmup + args.calls]
+    questions = common.read_questions(parser, args.questions)[:args.warmup + args.calls]
     if len(questions) < args.warmup + args.calls:
         parser.error(f"--questions {args.questions}: {len(questions)} questions, fewer than --warmup + --calls")
 

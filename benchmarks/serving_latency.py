@@ -27,7 +27,6 @@ benchmarks/results/serving_latency.json.
 """
 
 import argparse
-import json
 import pathlib
 import shutil
 import time
@@ -117,16 +116,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                                          "exact_below": 0, "finetune_steps": 1})
     if bool(args.blocks_dir) != bool(args.index_root):
         parser.error("--blocks_dir and --index_root go together")
-    for flag in ("qa_train", "questions"):
-        if not getattr(args, flag).is_file():
-            parser.error(f"--{flag} {getattr(args, flag)}: no such file")
-    questions = [json.loads(line)["question"] for line in args.questions.read_text(encoding="utf-8").splitlines()
-                 if line.strip()]
+    if not args.qa_train.is_file():
+        parser.error(f"--qa_train {args.qa_train}: no such file")
+    questions = common.read_questions(parser, args.questions)
     needed = args.warmup + args.calls + args.batch_size * (args.batches + 1)
     if len(questions) < needed:
-        questions = (questions * (needed // max(1, len(questions)) + 1))  # Repeats: caching plays no part here.
-    if not questions:
-        parser.error(f"--questions {args.questions}: no questions")
+        questions = questions * (needed // len(questions) + 1)  # Repeats: caching plays no part here.
 
     machine = common.machine_info()
     import scann  # noqa: F401  (registers the ScaNN ops the ScaNN export needs, before loading it)

@@ -29,7 +29,6 @@ benchmarks/results/serving_load.json.
 
 import argparse
 import dataclasses
-import json
 import pathlib
 import random
 import threading
@@ -94,28 +93,24 @@ KINDS = [
 
 
 class Client:
-    """One client's channel to the server; `predict` makes a PredictRequest of raw bytes."""
+    """One client's channel to the server; `predict` sends a PredictRequest of raw bytes."""
 
     def __init__(self, address: str):
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-        self._grpc = grpc
-        unlimited = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
-        self._channel = grpc.insecure_channel(address, options=unlimited)
+        from realm_tf.serving import client
+
+        self._grpc, self._client = grpc, client
+        self._channel = client.grpc_channel(address)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
     def predict(self, questions: List[bytes], options: Optional[Dict[str, int]]) -> Tuple[str, Any]:
         """("OK", outputs name -> np.ndarray) or (the status code's name, its details)."""
         import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
 
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = MODEL_NAME
-        request.model_spec.signature_name = "answer_with_options" if options else "serving_default"
-        request.inputs["questions"].CopyFrom(tf.make_tensor_proto(questions, dtype=tf.string, shape=[len(questions)]))
-        for name, value in (options or {}).items():
-            request.inputs[name].CopyFrom(tf.make_tensor_proto(value, dtype=tf.int32, shape=[]))
+        signature = "answer_with_options" if options else "serving_default"
+        request = self._client.predict_request(questions, MODEL_NAME, signature, options or {})
         try:
             response = self._stub.Predict(request, timeout=TIMEOUT_S)
         except self._grpc.RpcError as e:
@@ -256,12 +251,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     common.check_at_least(parser, args, {"clients": 1, "server_threads": 1, "pool": 1, "alone": 1})
     if args.seconds <= 0:
         parser.error(f"--seconds must be positive, got {args.seconds:g}")
-    if not args.questions.is_file():
-        parser.error(f"--questions {args.questions}: no such file")
-    questions = [json.loads(line)["question"] for line in args.questions.read_text(encoding="utf-8").splitlines()
-                 if line.strip()]
-    if not questions:
-        parser.error(f"--questions {args.questions}: no questions")
+    questions = common.read_questions(parser, args.questions)
     machine = common.machine_info()
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (the export's tokenizer ops)

@@ -117,6 +117,30 @@ def answers_from_outputs(outputs: Dict[str, list], questions: List[str], server:
     return answers
 
 
+def grpc_channel(server: str):
+    """An insecure gRPC channel to "HOST:PORT" that carries messages up to MAX_MESSAGE_BYTES."""
+    import grpc
+
+    return grpc.insecure_channel(server, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+
+
+def predict_request(questions: Sequence[bytes], model_name: str, signature: str, options: Dict[str, int]):
+    """TF Serving's PredictRequest for a QA export: `questions` string [B] (as given: bytes
+    that need not be UTF-8), and `options` (k, max_answer_length) as int32 [] inputs."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    request.inputs["questions"].CopyFrom(tf.make_tensor_proto(list(questions), dtype=tf.string,
+                                                              shape=[len(questions)]))
+    for name, value in options.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(value, dtype=tf.int32, shape=[]))
+    return request
+
+
 def predict_grpc(server: str, questions: Sequence[str], model_name: str = "realm_qa",
                  signature: Optional[str] = None, k: Optional[int] = None, max_answer_length: Optional[int] = None,
                  timeout: float = DEFAULT_TIMEOUT_S) -> List[Dict[str, Any]]:
@@ -149,17 +173,10 @@ def predict_grpc(server: str, questions: Sequence[str], model_name: str = "realm
     # Imported here, not at the top: they import TensorFlow, which the REST path does without.
     import grpc
     import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = signature
-    request.inputs["questions"].CopyFrom(
-        tf.make_tensor_proto([q.encode("utf-8") for q in questions], dtype=tf.string, shape=[len(questions)]))
-    for name, value in options.items():
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(value, dtype=tf.int32, shape=[]))
-    with grpc.insecure_channel(server, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                                                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]) as channel:
+    request = predict_request([q.encode("utf-8") for q in questions], model_name, signature, options)
+    with grpc_channel(server) as channel:
         try:
             response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=timeout)
         except grpc.RpcError as e:
