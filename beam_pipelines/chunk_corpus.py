@@ -5,7 +5,7 @@
       -> sentence split, tokenize, pack greedily into blocks (realm_tf.corpus.chunking)
       -> blocks-SSSSS-of-NNNNN.tfrecord   (realm_tf.corpus.block_records)
          dead_letters-SSSSS-of-NNNNN.jsonl (with --on_bad_record=dead_letter)
-         manifest.json, written last       (realm_tf.corpus.manifest)
+         manifest.json, written last       (realm_tf.artifacts.manifests)
 
 Bad records stop the run with an error naming the file and line (default), or with
 `--on_bad_record=dead_letter` go to the dead-letter files and are counted in the
@@ -27,23 +27,21 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 import realm_tf
+from realm_tf.artifacts.manifests import BLOCK_SHARD_PREFIX, DEAD_LETTER_SHARD_PREFIX, BlocksManifest
 from realm_tf.cli import add_verbose_flag, run_command
 from realm_tf.configs import ExperimentConfig, load_config
 from realm_tf.corpus.documents import BadRecordError, Document
-from realm_tf.corpus.manifest import BlocksManifest
 from realm_tf.errors import RealmError
 from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary
 
 from beam_pipelines.pipeline_options import pipeline_options
 from beam_pipelines.document_sources import InputError, InputFile, list_input_files, read_documents
-from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest, write_manifest_last
+from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest_last
 
 FAIL = "fail"
 DEAD_LETTER = "dead_letter"
 _DEAD = "dead_letters"
 _STATS = "stats"
-_BLOCKS_PREFIX = "blocks"
-_DEAD_PREFIX = "dead_letters"
 _BAD_RECORD_IN_TRACEBACK = re.compile(r"BadRecordError: ([^\n]+)")
 
 
@@ -168,14 +166,14 @@ def build_pipeline(
         | "Chunk" >> beam.ParDo(ChunkDocuments(config, route)).with_outputs(_DEAD, _STATS, main="blocks")
     )
     block_files = chunked.blocks | "WriteBlocks" >> beam.io.WriteToTFRecord(
-        FileSystems.join(output_dir, _BLOCKS_PREFIX), file_name_suffix=".tfrecord", num_shards=num_shards
+        FileSystems.join(output_dir, BLOCK_SHARD_PREFIX), file_name_suffix=".tfrecord", num_shards=num_shards
     )
     dead = (parsed[_DEAD], unique[_DEAD], chunked[_DEAD]) | "AllDeadLetters" >> beam.Flatten()
     dead_files = (
         dead
         | "DeadLettersToJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
         | "WriteDeadLetters" >> beam.io.WriteToText(
-            FileSystems.join(output_dir, _DEAD_PREFIX), file_name_suffix=".jsonl"
+            FileSystems.join(output_dir, DEAD_LETTER_SHARD_PREFIX), file_name_suffix=".jsonl"
         )
     )
     num_blocks = chunked.blocks | "CountBlocks" >> beam.combiners.Count.Globally()
@@ -225,7 +223,7 @@ def _write_manifest(output_dir, fields, num_blocks, stats, dead_counts, block_fi
     )
     if stats.get("blocks", 0) != num_blocks:
         raise RuntimeError(f"blocks counted while chunking ({stats.get('blocks')}) != blocks written ({num_blocks})")
-    write_manifest(output_dir, manifest.to_json())
+    manifest.write(output_dir)
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -256,36 +254,42 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return add_verbose_flag(parser)
 
 
-def run(argv: Optional[Sequence[str]] = None) -> BlocksManifest:
-    """Runs the pipeline to completion and returns the manifest it wrote.
+def chunk_corpus(inputs: Sequence[str], output_dir: str, config: ExperimentConfig, input_format: str = "auto",
+                 on_bad_record: str = FAIL, num_shards: int = 0, batch_size: int = 64, overwrite: bool = False,
+                 beam_args: Sequence[str] = ()) -> BlocksManifest:
+    """Chunks the documents of `inputs` (files or globs) into blocks in `output_dir`, on the
+    runner `beam_args` name (the DirectRunner by default), and returns the manifest written.
 
     Raises:
-      InputError, ConfigError, VocabularyError: before the pipeline starts.
+      InputError, VocabularyError: before the pipeline starts.
       RejectedRecordError: the first bad record, in fail mode.
     """
-    args, beam_args = build_arg_parser().parse_known_args(argv)
-    config = load_config(args.config, args.override)
-    input_files = list_input_files(args.input, args.input_format)
-    prepare_output_dir(args.output_dir, args.overwrite, (_BLOCKS_PREFIX, _DEAD_PREFIX), "chunked blocks")
+    input_files = list_input_files(inputs, input_format)
+    prepare_output_dir(output_dir, overwrite, (BLOCK_SHARD_PREFIX, DEAD_LETTER_SHARD_PREFIX), "chunked blocks")
     options = pipeline_options(beam_args)
-    logging.info("chunking %d file(s) into %s", len(input_files), args.output_dir)
+    logging.info("chunking %d file(s) into %s", len(input_files), output_dir)
     try:
         with beam.Pipeline(options=options) as pipeline:
-            build_pipeline(
-                pipeline, input_files, args.output_dir, config, args.on_bad_record, args.num_shards, args.batch_size
-            )
+            build_pipeline(pipeline, input_files, output_dir, config, on_bad_record, num_shards, batch_size)
     except Exception as e:  # The runner wraps the BadRecordError a worker raised.
         message = bad_record_message(e)
         if message is None:
             raise
         raise RejectedRecordError(message) from e
-    manifest = BlocksManifest.read(args.output_dir)
+    manifest = BlocksManifest.read(output_dir)
     if manifest.num_blocks == 0:
         raise InputError(
-            f"no blocks were produced from {args.input}: all {manifest.num_dead_letters} record(s) were rejected, "
-            f"see {args.output_dir}/dead_letters-*.jsonl"
+            f"no blocks were produced from {list(inputs)}: all {manifest.num_dead_letters} record(s) were rejected, "
+            f"see {output_dir}/{DEAD_LETTER_SHARD_PREFIX}-*.jsonl"
         )
     return manifest
+
+
+def run(argv: Optional[Sequence[str]] = None) -> BlocksManifest:
+    """The command line: `chunk_corpus` with its flags; options it does not know go to Beam."""
+    args, beam_args = build_arg_parser().parse_known_args(argv)
+    return chunk_corpus(args.input, args.output_dir, load_config(args.config, args.override), args.input_format,
+                        args.on_bad_record, args.num_shards, args.batch_size, args.overwrite, beam_args)
 
 
 def bad_record_message(error: BaseException) -> Optional[str]:

@@ -2,12 +2,12 @@
 
     python -m beam_pipelines.embed_and_index --blocks_dir=... --embedder_export=... --index_root=...
 
-    blocks-*.tfrecord (beam_pipelines.chunk_corpus)
+    the block shards the blocks manifest lists (beam_pipelines.chunk_corpus)
       -> batches of blocks -> packed by the export's own featurizer -> the export's
          embed_blocks signature                                  (Beam, parallel)
       -> embeddings-*.tfrecord under a staging folder             (block_id, float32[P])
       -> ScaNN index built on this machine -> <index_root>/<version>/, published by an
-         atomic rename; older versions pruned     (realm_tf.retrieval.index_version)
+         atomic rename; older versions pruned     (realm_tf.retrieval.index_build)
 
 The export must match the blocks (block length and vocabulary); every block must come
 back embedded, or nothing is published. Options this script does not know go to Beam.
@@ -28,10 +28,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
 import realm_tf  # noqa: F401
+from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
 from realm_tf.artifacts.staging import stage_beside
 from realm_tf.cli import add_verbose_flag, run_command
-from realm_tf.configs import load_config
-from realm_tf.corpus.manifest import BlocksManifest, ManifestError
+from realm_tf.configs import ExperimentConfig, load_config
 
 from beam_pipelines.pipeline_options import pipeline_options
 
@@ -47,7 +47,7 @@ class EmbedBlocks(beam.DoFn):
         self._export = None
 
     def setup(self):
-        from realm_tf.export.embedder_export import EmbedderExport
+        from realm_tf.retrieval.embedder_export import EmbedderExport
 
         # One loaded model per worker process, whatever the number of DoFn instances.
         self._export = self._shared.acquire(lambda: _Holder(EmbedderExport.load(self._export_dir))).export
@@ -115,7 +115,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m beam_pipelines.embed_and_index", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--blocks_dir", required=True, help="output of beam_pipelines.chunk_corpus")
-    parser.add_argument("--embedder_export", required=True, help="an embedder export (realm_tf.export.embedder_export)")
+    parser.add_argument("--embedder_export", required=True, help="an embedder export (realm_tf.retrieval.embedder_export)")
     parser.add_argument("--index_root", required=True, help="folder of index versions; a new one is added")
     parser.add_argument("--config", default="base", help="config for the index parameters (default: %(default)s)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
@@ -126,28 +126,30 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return add_verbose_flag(parser)
 
 
-def run(argv: Optional[Sequence[str]] = None) -> str:
-    """Runs the pipeline and publishes the version; returns its path."""
-    from realm_tf.export.embedder_export import EmbedderExport
-    from realm_tf.retrieval.index_version import publish_index_version
+def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, config: ExperimentConfig,
+                    batch_size: int = 0, version_name: Optional[str] = None, beam_args: Sequence[str] = ()) -> str:
+    """Embeds every block of `blocks_dir` with `embedder_export` on the runner `beam_args`
+    name (the DirectRunner by default) and publishes an index version under `index_root`,
+    built as `config.index` says; returns its path. `batch_size` 0 takes
+    `index.embed_batch_size`."""
+    from realm_tf.retrieval.embedder_export import EmbedderExport
+    from realm_tf.retrieval.index_build import publish_index_version
 
-    args, beam_args = build_arg_parser().parse_known_args(argv)
-    config = load_config(args.config, args.override)
-    batch_size = args.batch_size or config.index.embed_batch_size
-    manifest = BlocksManifest.read(args.blocks_dir)
-    export = EmbedderExport.load(args.embedder_export)
-    manifest.check_compatible(args.blocks_dir, export.featurizer.config.block_length,
-                              export.metadata["vocabulary"]["sha256"])
+    batch_size = batch_size or config.index.embed_batch_size
+    manifest = BlocksManifest.read(blocks_dir)
+    export = EmbedderExport.load(embedder_export)
+    manifest.check_compatible(blocks_dir, export.featurizer.config.block_length, export.info.vocabulary_sha256)
     # The embeddings are staged beside the versions, where a dead run's are cleaned up.
-    staging = stage_beside(os.path.join(args.index_root, "embeddings"))
+    staging = stage_beside(os.path.join(index_root, "embeddings"))
     started = time.monotonic()
     try:
         with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
             _ = (
                 pipeline
-                | "ReadBlocks" >> beam.io.ReadFromTFRecord(FileSystems.join(args.blocks_dir, "blocks-*"))
+                | "ListShards" >> beam.Create(manifest.block_paths(blocks_dir))
+                | "ReadBlocks" >> beam.io.ReadAllFromTFRecord()
                 | "Batch" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=batch_size)
-                | "Embed" >> beam.ParDo(EmbedBlocks(args.embedder_export, shared.Shared()))
+                | "Embed" >> beam.ParDo(EmbedBlocks(embedder_export, shared.Shared()))
                 | "ToExamples" >> beam.Map(_embedding_example)
                 | "WriteEmbeddings" >> beam.io.WriteToTFRecord(os.path.join(staging, "embeddings"),
                                                                file_name_suffix=".tfrecord")
@@ -156,31 +158,38 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
         embedded_seconds = time.monotonic() - started
         if len(block_ids) != manifest.num_blocks:
             raise ManifestError(
-                f"{args.blocks_dir}: the manifest lists {manifest.num_blocks} blocks but {len(block_ids)} were embedded"
+                f"{blocks_dir}: the manifest lists {manifest.num_blocks} blocks but {len(block_ids)} were embedded"
             )
         version = publish_index_version(
-            args.index_root, embeddings, block_ids, config.index,
+            index_root, embeddings, block_ids, config.index,
             metadata={
-                "embedder_export": os.path.abspath(args.embedder_export),
+                "embedder_export": os.path.abspath(embedder_export),
                 "step": export.step,
-                "blocks_dir": os.path.abspath(args.blocks_dir),
+                "blocks_dir": os.path.abspath(blocks_dir),
                 "embed_seconds": round(embedded_seconds, 3),
             },
-            name=args.version_name,
+            name=version_name,
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return version
 
 
+def run(argv: Optional[Sequence[str]] = None) -> str:
+    """The command line: `embed_and_index` with its flags; options it does not know go to Beam."""
+    args, beam_args = build_arg_parser().parse_known_args(argv)
+    return embed_and_index(args.blocks_dir, args.embedder_export, args.index_root,
+                           load_config(args.config, args.override), args.batch_size, args.version_name, beam_args)
+
+
 def summarize(version: str) -> str:
     """Two lines on a published version: how fast its blocks were embedded, and where it is."""
-    from realm_tf.retrieval.index_version import IndexVersion
+    from realm_tf.artifacts.index_version import IndexVersion
 
-    manifest = IndexVersion.load(version, verify=False).manifest
-    seconds = manifest["metadata"]["embed_seconds"]
-    return (f"embedded {manifest['num_blocks']} blocks in {seconds:.1f}s "
-            f"({manifest['num_blocks'] / seconds:.0f} blocks/s), {manifest['build']['method']} ScaNN index\n"
+    loaded = IndexVersion.load(version, verify=False)
+    seconds = loaded.metadata["embed_seconds"]
+    return (f"embedded {loaded.num_blocks} blocks in {seconds:.1f}s "
+            f"({loaded.num_blocks / seconds:.0f} blocks/s), {loaded.build['method']} ScaNN index\n"
             f"published index version {version}")
 
 

@@ -30,11 +30,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 import realm_tf
+from realm_tf.artifacts.manifests import EXAMPLE_SHARD_PREFIX, BlocksManifest, ManifestError, PretrainingManifest
 from realm_tf.cli import add_verbose_flag, run_command
 from realm_tf.configs import ConfigError, ExperimentConfig, load_config
 from realm_tf.corpus.block_records import BlockRecord
-from realm_tf.corpus.manifest import BlocksManifest, ManifestError
-from realm_tf.corpus.pretraining_examples import PretrainingExample, PretrainingManifest
+from realm_tf.corpus.pretraining_examples import PretrainingExample
 from realm_tf.features.salient_spans import (
     RANDOM,
     SALIENT,
@@ -47,9 +47,8 @@ from realm_tf.features.sentences import get_sentence_splitter
 from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary
 
 from beam_pipelines.pipeline_options import pipeline_options
-from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest, write_manifest_last
+from beam_pipelines.output_dirs import basename, prepare_output_dir, write_manifest_last
 
-_EXAMPLES_PREFIX = "examples"
 _STATS = "stats"
 SALIENT_MASKING = "salient"  # pretrain.masking; "random" masks random wordpieces only.
 _KINDS = (SALIENT, RANDOM)
@@ -161,7 +160,7 @@ def build_pipeline(
             _STATS, main="examples")
     )
     example_files = masked.examples | "WriteExamples" >> beam.io.WriteToTFRecord(
-        FileSystems.join(output_dir, _EXAMPLES_PREFIX), file_name_suffix=".tfrecord", num_shards=num_shards
+        FileSystems.join(output_dir, EXAMPLE_SHARD_PREFIX), file_name_suffix=".tfrecord", num_shards=num_shards
     )
     num_examples = masked.examples | "CountExamples" >> beam.combiners.Count.Globally()
     stats = masked[_STATS] | "SumStats" >> beam.CombineGlobally(lambda counters: sum(counters, collections.Counter()))
@@ -201,7 +200,7 @@ def _write_manifest(output_dir, fields, num_examples, stats, example_files):
         raise RuntimeError(f"examples counted while masking ({manifest.examples_by_kind}) != written ({num_examples})")
     if num_examples + stats["too_short"] != stats["sentences"]:
         raise RuntimeError(f"{stats['sentences']} sentences != {num_examples} examples + {stats['too_short']} skipped")
-    write_manifest(output_dir, manifest.to_json())
+    manifest.write(output_dir)
 
 
 def check_config(config: ExperimentConfig, blocks_dir: str, blocks_manifest: BlocksManifest) -> None:
@@ -246,29 +245,36 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return add_verbose_flag(parser)
 
 
-def run(argv: Optional[Sequence[str]] = None) -> PretrainingManifest:
-    """Runs the pipeline to completion and returns the manifest it wrote.
+def make_pretraining_examples(blocks_dir: str, output_dir: str, config: ExperimentConfig, seed: int = 0,
+                              num_shards: int = 0, batch_size: int = 32, overwrite: bool = False,
+                              beam_args: Sequence[str] = ()) -> PretrainingManifest:
+    """Masks the sentences of `blocks_dir`'s blocks into pre-training examples in
+    `output_dir`, on the runner `beam_args` name (the DirectRunner by default), and
+    returns the manifest written.
 
     Raises:
       ConfigError, ManifestError, VocabularyError, InputError: before the pipeline starts.
     """
-    args, beam_args = build_arg_parser().parse_known_args(argv)
-    config = load_config(args.config, args.override)
-    blocks_manifest = BlocksManifest.read(args.blocks_dir)
-    check_config(config, args.blocks_dir, blocks_manifest)
-    prepare_output_dir(args.output_dir, args.overwrite, (_EXAMPLES_PREFIX,), "pre-training examples")
-    logging.info("masking the sentences of %d blocks from %s into %s",
-                 blocks_manifest.num_blocks, args.blocks_dir, args.output_dir)
+    blocks_manifest = BlocksManifest.read(blocks_dir)
+    check_config(config, blocks_dir, blocks_manifest)
+    prepare_output_dir(output_dir, overwrite, (EXAMPLE_SHARD_PREFIX,), "pre-training examples")
+    logging.info("masking the sentences of %d blocks from %s into %s", blocks_manifest.num_blocks, blocks_dir,
+                 output_dir)
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        build_pipeline(pipeline, args.blocks_dir, blocks_manifest, args.output_dir, config, args.seed,
-                       args.num_shards, args.batch_size)
-    manifest = PretrainingManifest.read(args.output_dir)
+        build_pipeline(pipeline, blocks_dir, blocks_manifest, output_dir, config, seed, num_shards, batch_size)
+    manifest = PretrainingManifest.read(output_dir)
     if manifest.num_blocks != blocks_manifest.num_blocks:
         raise ManifestError(
-            f"{args.blocks_dir}: the manifest lists {blocks_manifest.num_blocks} blocks "
-            f"but {manifest.num_blocks} were read"
+            f"{blocks_dir}: the manifest lists {blocks_manifest.num_blocks} blocks but {manifest.num_blocks} were read"
         )
     return manifest
+
+
+def run(argv: Optional[Sequence[str]] = None) -> PretrainingManifest:
+    """The command line: `make_pretraining_examples` with its flags; options it does not know go to Beam."""
+    args, beam_args = build_arg_parser().parse_known_args(argv)
+    return make_pretraining_examples(args.blocks_dir, args.output_dir, load_config(args.config, args.override),
+                                     args.seed, args.num_shards, args.batch_size, args.overwrite, beam_args)
 
 
 def summarize(manifest: PretrainingManifest, output_dir: str) -> str:

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from realm_tf.corpus.manifest import MANIFEST_NAME
+from realm_tf.artifacts.manifests import MANIFEST_NAME
 
 from beam_pipelines.document_sources import InputError
 
@@ -42,12 +42,6 @@ def write_manifest_last(pipeline: beam.Pipeline, write: Callable[..., None], **s
         | "ManifestImpulse" >> beam.Create([None])
         | "WriteManifest" >> beam.Map(lambda _, **values: write(**values), **side_inputs)
     )
-
-
-def write_manifest(output_dir: str, manifest_json: str) -> None:
-    """Writes `manifest.json`; called after every shard is in place."""
-    with FileSystems.create(FileSystems.join(output_dir, MANIFEST_NAME)) as f:
-        f.write(manifest_json.encode("utf-8"))
 
 
 def basename(path: str) -> str:

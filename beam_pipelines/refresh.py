@@ -17,29 +17,24 @@ A refresh that fails (a corrupt export, a Beam error) is logged and that export 
 tried again; the trainer keeps its last good index and the next, newer export gets its
 turn. The job ends once TRAINING_DONE is there and the last export is indexed, after
 --max_seconds, or when the process given by --watch_pid is gone. Options this script
-does not know go to the embed_and_index pipeline (Beam options, --batch_size).
+does not know go to the embed_and_index pipeline's Beam options.
 """
 
 import argparse
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from realm_tf.artifacts.index_version import IndexVersion, IndexVersionError, latest_version, list_versions
+from realm_tf.artifacts.model_dir import TRAINING_DONE, ModelDir
 from realm_tf.cli import add_verbose_flag, run_command
 from realm_tf.configs import load_config
-from realm_tf.export.embedder_export import METADATA_PATH
-from realm_tf.retrieval.index_version import list_versions, IndexVersion, IndexVersionError, latest_version
 
 from beam_pipelines import embed_and_index
-
-EMBEDDER_DIR = "embedder"
-TRAINING_DONE = "TRAINING_DONE"
-_STEP_NAME = re.compile(r"[0-9]+")
 
 
 class Refresher:
@@ -53,30 +48,29 @@ class Refresher:
 
     def __init__(self, model_dir: str, blocks_dir: str, index_root: str, config: str = "tiny",
                  overrides: Sequence[str] = (), beam_args: Sequence[str] = (), poll_seconds: float = 5.0,
-                 watch_pid: Optional[int] = None):
+                 watch_pid: Optional[int] = None, batch_size: int = 0):
         """
         Args:
           model_dir: the trainer's model dir; exports are read from `<model_dir>/embedder/`.
           blocks_dir: output of beam_pipelines.chunk_corpus, re-embedded on every refresh.
           index_root: where index versions are published (and read by the trainer).
           config, overrides: the experiment config for the index build, as for embed_and_index.
-          beam_args: extra embed_and_index arguments (Beam options, --batch_size).
+          beam_args: Beam options for the embed-and-index pipeline.
           poll_seconds: the wait between looks for a new export in `run_until_done`.
           watch_pid: if set, `run_until_done` stops once this process (the trainer) is gone.
+          batch_size: blocks per embedding call; 0 takes index.embed_batch_size from the config.
 
         Raises:
           ConfigError: a bad config or override, found now rather than at every refresh.
         """
-        load_config(config, overrides)
-        self.model_dir = model_dir
-        self.exports_dir = os.path.join(model_dir, EMBEDDER_DIR)
+        self.config = load_config(config, overrides)
+        self.model_dir = ModelDir(model_dir)
         self.blocks_dir = blocks_dir
         self.index_root = index_root
-        self.config = config
-        self.overrides = list(overrides)
         self.beam_args = list(beam_args)
         self.poll_seconds = poll_seconds
         self.watch_pid = watch_pid
+        self.batch_size = batch_size
         self.published: List[str] = []
         self.failed: List[str] = []
         self.skipped: Set[str] = set()
@@ -87,10 +81,9 @@ class Refresher:
         Versions built from other embedders (the initial index, from the ICT warm start)
         do not count: their steps belong to another run.
         """
-        exports = os.path.abspath(self.exports_dir) + os.sep
         for version in reversed(list_versions(self.index_root)):
-            metadata = IndexVersion.load(version, verify=False).manifest["metadata"]
-            if not os.path.abspath(str(metadata.get("embedder_export", ""))).startswith(exports):
+            metadata = IndexVersion.load(version, verify=False).metadata
+            if not self.model_dir.holds_export(str(metadata.get("embedder_export", ""))):
                 continue
             step = metadata.get("step")
             if not isinstance(step, int):
@@ -102,18 +95,10 @@ class Refresher:
     def complete_exports(self) -> List[Tuple[int, str]]:
         """(step, path) of the complete exports under `<model_dir>/embedder/`, by step ascending.
 
-        A complete export is a directory named by its integer step holding METADATA_PATH,
+        A complete export is a directory named by its integer step holding its record,
         which export_embedder writes last; hidden `.staging-*` exports in progress are ignored.
         """
-        try:
-            entries = os.listdir(self.exports_dir)
-        except FileNotFoundError:
-            return []
-        return sorted(
-            (int(entry), os.path.join(self.exports_dir, entry))
-            for entry in entries
-            if _STEP_NAME.fullmatch(entry) and os.path.isfile(os.path.join(self.exports_dir, entry, METADATA_PATH))
-        )
+        return self.model_dir.complete_exports()
 
     def _unindexed_exports(self) -> List[Tuple[int, str]]:
         indexed = self.indexed_step()
@@ -146,10 +131,9 @@ class Refresher:
                          len(passed_over), [os.path.basename(path) for path in passed_over], step)
         self.skipped.update(passed_over)
         started = time.monotonic()
-        argv = [f"--blocks_dir={self.blocks_dir}", f"--embedder_export={export}", f"--index_root={self.index_root}",
-                f"--config={self.config}", *[f"--override={o}" for o in self.overrides], *self.beam_args]
         try:
-            version = embed_and_index.run(argv)
+            version = embed_and_index.embed_and_index(self.blocks_dir, export, self.index_root, self.config,
+                                                      self.batch_size, beam_args=self.beam_args)
         except Exception as e:  # noqa: BLE001  Whatever broke this export, the next one may index fine.
             logging.warning("Index refresh from embedder export %s failed; it will not be retried, and the trainer "
                             "stays on index version %s: %s: %s", export, latest_version(self.index_root),
@@ -162,7 +146,7 @@ class Refresher:
         return version
 
     def training_done(self) -> bool:
-        return os.path.exists(os.path.join(self.exports_dir, TRAINING_DONE))
+        return self.model_dir.training_done()
 
     def _trainer_gone(self) -> bool:
         if self.watch_pid is None:
@@ -195,7 +179,7 @@ class Refresher:
             # is seen, one more listing finds every export there will ever be.
             if self.training_done() and not self._has_work():
                 logging.info("%s found and no export is left to index; the refresher stops",
-                             os.path.join(self.exports_dir, TRAINING_DONE))
+                             self.model_dir.training_done_path)
                 break
             if self._trainer_gone():
                 logging.warning("The trainer (pid %d) is gone without %s; the refresher stops",
@@ -251,6 +235,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="stop after this many seconds; 0 runs until training is done (default: %(default)s)")
     parser.add_argument("--once", action="store_true", help="index the newest unindexed export, if any, and exit")
     parser.add_argument("--watch_pid", type=int, default=None, help="stop when this process (the trainer) is gone")
+    parser.add_argument("--batch_size", type=int, default=0,
+                        help="blocks per embedding call; 0 takes index.embed_batch_size from the config")
     return add_verbose_flag(parser)
 
 
@@ -258,7 +244,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict:
     """Refreshes once (--once) or until training is done; returns the refresher's stats."""
     args, beam_args = build_arg_parser().parse_known_args(argv)
     refresher = Refresher(args.model_dir, args.blocks_dir, args.index_root, args.config, args.override,
-                          beam_args, args.poll_seconds, args.watch_pid)
+                          beam_args, args.poll_seconds, args.watch_pid, args.batch_size)
     if args.once:
         refresher.refresh_once()
         return refresher.stats()

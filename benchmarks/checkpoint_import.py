@@ -25,6 +25,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from realm_tf.features import FEATURE_KEYS
 
 from benchmarks import common
 
@@ -37,7 +38,7 @@ def _embedder(config):
     from realm_tf.modeling.embedder import ProjectedEmbedder
 
     embedder = ProjectedEmbedder(config.retriever)
-    embedder({k: tf.zeros([1, 8], tf.int32) for k in ("input_word_ids", "input_mask", "input_type_ids")})
+    embedder({k: tf.zeros([1, 8], tf.int32) for k in FEATURE_KEYS})
     return embedder
 
 

@@ -171,7 +171,7 @@ def prepare_pipeline(workdir: pathlib.Path, num_docs: int = 0, config: str = "ti
     """
     from beam_pipelines import chunk_corpus, embed_and_index, make_pretraining_examples
     from realm_tf.configs import load_config
-    from realm_tf.export.embedder_export import export_embedder
+    from realm_tf.retrieval.embedder_export import export_embedder
     from realm_tf.features import Featurizer
     from realm_tf.modeling import Retriever
 
@@ -191,24 +191,20 @@ def prepare_pipeline(workdir: pathlib.Path, num_docs: int = 0, config: str = "ti
     lines = CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)
     docs = workdir / "docs.jsonl"
     docs.write_text("".join(lines[:num_docs] if num_docs else lines), encoding="utf-8")
-    override_args = [f"--override={o}" for o in overrides]
-    blocks_dir = str(workdir / "blocks")
-    manifest = chunk_corpus.run([f"--input={docs}", f"--output_dir={blocks_dir}", f"--config={config}",
-                                 *override_args])
     experiment = load_config(config, overrides)
+    blocks_dir = str(workdir / "blocks")
+    manifest = chunk_corpus.chunk_corpus([str(docs)], blocks_dir, experiment)
     featurizer = Featurizer(experiment.features)
     retriever = Retriever(experiment.retriever)
     retriever.embed_blocks(featurizer.block_features([""], [""]))  # Creates the variables.
     embedder_export = str(workdir / "embedder")
     export_embedder(retriever, featurizer, embedder_export, step=0)
     index_root = str(workdir / "index")
-    embed_and_index.run([f"--blocks_dir={blocks_dir}", f"--embedder_export={embedder_export}",
-                         f"--index_root={index_root}", f"--config={config}", *override_args])
+    embed_and_index.embed_and_index(blocks_dir, embedder_export, index_root, experiment)
     examples_dir = None
     if examples:
         examples_dir = str(workdir / "examples")
-        make_pretraining_examples.run([f"--blocks_dir={blocks_dir}", f"--output_dir={examples_dir}",
-                                       f"--config={config}", *override_args])
+        make_pretraining_examples.make_pretraining_examples(blocks_dir, examples_dir, experiment)
     paths = {"blocks_dir": blocks_dir, "embedder_export": embedder_export, "index_root": index_root,
              "examples_dir": examples_dir, "num_blocks": manifest.num_blocks, "num_docs": len(lines[:num_docs or None])}
     marker.write_text(json.dumps({"arguments": wanted, "paths": paths}, indent=2) + "\n", encoding="utf-8")

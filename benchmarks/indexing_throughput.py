@@ -32,7 +32,8 @@ def main(argv=None) -> dict:
     common.check_at_least(parser, args, {"batch_size": 1, "num_docs": 0})
 
     from beam_pipelines import embed_and_index
-    from realm_tf.export.embedder_export import EmbedderExport
+    from realm_tf.configs import load_config
+    from realm_tf.retrieval.embedder_export import EmbedderExport
 
     machine = common.machine_info()
     paths = common.prepare_pipeline(args.workdir / "pipeline", num_docs=args.num_docs, config=args.config)
@@ -47,9 +48,8 @@ def main(argv=None) -> dict:
     for name, options in (("beam_in_memory", ["--direct_running_mode=in_memory"]),
                           ("beam_multi_processing", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])):
         started = time.perf_counter()
-        embed_and_index.run([f"--blocks_dir={blocks_dir}", f"--embedder_export={export_dir}",
-                             f"--index_root={args.workdir / name}", f"--config={args.config}",
-                             f"--batch_size={args.batch_size}", *options])
+        embed_and_index.embed_and_index(blocks_dir, export_dir, str(args.workdir / name), load_config(args.config),
+                                        args.batch_size, beam_args=options)
         runs[name] = time.perf_counter() - started
 
     n = paths["num_blocks"]

@@ -49,6 +49,7 @@ import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 from benchmarks import common
 from realm_tf.artifacts.staging import process_alive
+from realm_tf.inference.open_qa_evaluation import RECALL_KS
 
 # One results file per size: the suite's small run does not overwrite the full one.
 RESULTS = {"small": common.RESULTS_DIR / "quality.json", "full": common.RESULTS_DIR / "quality_full.json"}
@@ -91,7 +92,6 @@ SYSTEMS: Dict[str, System] = {
         reader="realm_pretrained's (finetune_realm); with no block there is no span, so EM and F1 are 0 by "
                "construction"),
 }
-RECALL_KS = (1, 5, 20)
 # Marks a workdir this benchmark made, so that a rerun may clear it (and nothing else).
 MARKER = ".quality_benchmark"
 # Pre-training's refresher publishes a version every refresh and prunes to
@@ -178,9 +178,9 @@ def _marker_pid(marker: pathlib.Path) -> Optional[int]:
 
 def _checkpoint_step(model_dir: pathlib.Path) -> int:
     """The step of the newest checkpoint: what the stage really trained, not what was asked."""
-    import tensorflow as tf
+    from realm_tf.artifacts.model_dir import ModelDir
 
-    path = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    path = ModelDir(str(model_dir)).latest_checkpoint()
     if path is None:
         raise RuntimeError(f"{model_dir}: no checkpoint after training")
     return int(path.rsplit("-", 1)[1])
@@ -200,8 +200,11 @@ def training_curves(model_dir: pathlib.Path, tags: Sequence[str] = CURVE_TAGS) -
     """
     import tensorflow as tf
 
+    from realm_tf.artifacts.model_dir import ModelDir
+
     points: Dict[str, Dict[int, float]] = {}
-    for path in sorted(tf.io.gfile.glob(str(model_dir / "train" / "events.out.tfevents.*"))):
+    events = os.path.join(ModelDir(str(model_dir)).summaries_dir("train"), "events.out.tfevents.*")
+    for path in sorted(tf.io.gfile.glob(events)):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 if value.tag in tags:
@@ -264,11 +267,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     args = parser.parse_args(argv)
     common.check_at_least(parser, args, {"limit": 1, "sample": 0, "ict_steps": 0, "pretrain_steps": 1,
                                          "finetune_steps": 1})
-    from realm_tf import evaluate, quickstart
+    from realm_tf import quickstart
+    from realm_tf.inference.open_qa_evaluation import evaluate_model_dir, format_metrics, read_questions
     from realm_tf.configs import load_config
-    from realm_tf.corpus.manifest import BlocksManifest
+    from realm_tf.artifacts.manifests import BlocksManifest
     from realm_tf.evaluation.qa_data import read_qa
-    from realm_tf.retrieval.index_version import latest_version
+    from realm_tf.artifacts.index_version import latest_version
 
     steps = {stage: SIZES[args.size][stage] if getattr(args, f"{stage}_steps") is None
              else getattr(args, f"{stage}_steps") for stage in SIZES[args.size]}
@@ -287,10 +291,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     workdir = args.workdir
     _prepare_workdir(workdir)
     machine = common.machine_info()  # Its load average is the one the run starts with.
-    # The quickstart's own arguments: its stages read workdir, config, override and corpus.
-    stage_args = quickstart.build_arg_parser().parse_args(
-        ["--workdir", str(workdir), "--config", args.config, "--corpus", str(corpus)]
-        + [f"--override={o}" for o in overrides])
+    # The quickstart's own workspace: its stages read workdir, config, overrides and corpus.
+    stage_args = quickstart.Workspace(workdir, args.config, overrides, corpus)
     stage_fns = {name: fn for name, _, fn in quickstart.STAGES}
     index_root = workdir / "index"
     total = 8 + len(SYSTEMS)  # The training pipeline's stages, then one evaluation per system.
@@ -316,22 +318,22 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         raise RuntimeError(f"{index_root}: expected the ICT index version {ict_index} kept and a newer one from "
                            f"pre-training, found newest {realm_index}")
     stage(6, "finetune_ict", "open-QA fine-tuning from the ICT retriever over the ICT index",
-          lambda: quickstart.finetune(stage_args, init_from=workdir / "ict", index=pathlib.Path(ict_index),
-                                      model_dir=workdir / "finetune_ict"))
+          lambda: quickstart.finetune(stage_args, init_from=str(workdir / "ict"), index=ict_index,
+                                      model_dir=str(workdir / "finetune_ict")))
     stage(7, "finetune_realm", "open-QA fine-tuning from REALM pre-training over the pre-trained index",
-          lambda: quickstart.finetune(stage_args, init_from=workdir / "pretrain", index=pathlib.Path(realm_index),
-                                      model_dir=workdir / "finetune_realm"))
+          lambda: quickstart.finetune(stage_args, init_from=str(workdir / "pretrain"), index=realm_index,
+                                      model_dir=str(workdir / "finetune_realm")))
 
     metrics: Dict[str, Dict] = {}
+    questions = read_questions(str(qa), limit=args.limit or None, sample=args.sample or None)
     for number, (name, system) in enumerate(SYSTEMS.items(), start=8):
-        argv_eval = [f"--model_dir={workdir / system.model_dir}", f"--qa={qa}", f"--retrieval={system.retrieval}",
-                     f"--evidence_depth={max(RECALL_KS)}", f"--output={workdir / f'predictions_{name}.jsonl'}",
-                     *([f"--limit={args.limit}"] if args.limit else []),
-                     *([f"--sample={args.sample}"] if args.sample else [])]
 
-        def work(argv_eval=argv_eval, name=name):
-            metrics[name] = evaluate.run(argv_eval)
-            return [f"{name}: {evaluate.format_metrics(metrics[name])}"]
+        def work(system=system, name=name):
+            evaluation = evaluate_model_dir(str(workdir / system.model_dir), questions, retrieval=system.retrieval,
+                                            evidence_depth=max(RECALL_KS))
+            evaluation.write_predictions(str(workdir / f"predictions_{name}.jsonl"))
+            metrics[name] = evaluation.metrics
+            return [f"{name}: {format_metrics(metrics[name])}"]
 
         stage(number, f"evaluate_{name}",
               f"{name} on {qa.name} (python -m realm_tf.evaluate --retrieval={system.retrieval})", work)

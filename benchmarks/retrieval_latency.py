@@ -11,7 +11,7 @@ searcher a `tf.function` over the same float32 embeddings:
            the exact QA export's retrieval;
   scann    tensorflow-recommenders' `ScaNN` layer as the ScaNN QA export builds it
            (`realm_tf.export.qa_export`), with the parameters an index version of that
-           many blocks gets (`realm_tf.retrieval.index_version.scann_parameters`): at 1M
+           many blocks gets (`realm_tf.artifacts.index_version.scann_parameters`): at 1M
            blocks a spherical tree of 1,000 leaves, 100 searched, AH scoring, and exact
            re-scoring of the best `index.reorder_num_neighbors` (1,000);
   scann_reorder_<n>  the same but re-scoring `--also_reorder` candidates (default 100,
@@ -138,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
 
     from realm_tf.configs import load_config
     from realm_tf.export.qa_export import _scann_layer
-    from realm_tf.retrieval.index_version import scann_parameters
+    from realm_tf.retrieval.index_build import scann_parameters
 
     started = time.perf_counter()
     total_queries = args.warmup + args.queries + args.batch_size * (args.batches + 1)

@@ -52,12 +52,13 @@ def prepare_model(args) -> Dict:
     Returns:
       {"model_dir", "exports": {"exact": dir, "scann": dir}, "num_blocks"}.
     """
-    from realm_tf import train
-    from realm_tf.export import __main__ as export_cli
+    from realm_tf.configs import load_config
+    from realm_tf.export.qa_export import export_qa_model
+    from realm_tf.training.runs import train_finetune
 
     overrides = [f"index.exact_below={args.exact_below}"] if args.exact_below else []
     if args.blocks_dir:
-        from realm_tf.corpus.manifest import BlocksManifest
+        from realm_tf.artifacts.manifests import BlocksManifest
 
         paths = {"blocks_dir": args.blocks_dir, "index_root": args.index_root,
                  "num_blocks": BlocksManifest.read(args.blocks_dir).num_blocks}
@@ -66,19 +67,17 @@ def prepare_model(args) -> Dict:
     model_dir = args.workdir / "finetune"
     shutil.rmtree(model_dir, ignore_errors=True)
     started = time.perf_counter()
-    train.run(["--task=finetune", f"--config={args.config}", f"--blocks_dir={paths['blocks_dir']}",
-               f"--index={paths['index_root']}", f"--qa_train={args.qa_train}", f"--model_dir={model_dir}",
-               "--no_progress", *[f"--override={o}" for o in overrides],
-               f"--override=finetune.training.train_steps={args.finetune_steps}",
-               "--override=finetune.training.batch_size=2", "--override=finetune.training.warmup_steps=0"])
+    config = load_config(args.config, [*overrides, f"finetune.training.train_steps={args.finetune_steps}",
+                                       "finetune.training.batch_size=2", "finetune.training.warmup_steps=0"])
+    train_finetune(config, paths["blocks_dir"], str(model_dir), str(args.qa_train), paths["index_root"],
+                   progress=False)
     print(f"fine-tuned {args.finetune_steps} step(s) in {time.perf_counter() - started:.0f}s", flush=True)
     exports = {}
     for kind in ("exact", "scann"):
         exports[kind] = args.workdir / "exports" / kind
         shutil.rmtree(exports[kind], ignore_errors=True)
         started = time.perf_counter()
-        export_cli.run([f"--model_dir={model_dir}", f"--retrieval={kind}", f"--output={exports[kind]}",
-                        f"--reader_batch_size={args.batch_size}"])
+        export_qa_model(str(model_dir), str(exports[kind]), retrieval=kind, reader_batch_size=args.batch_size)
         print(f"{kind} export written in {time.perf_counter() - started:.0f}s", flush=True)
     return {"model_dir": str(model_dir), "exports": exports, "num_blocks": paths["num_blocks"]}
 
@@ -128,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (the TF Text ops of both exports)
 
-    from realm_tf.export.qa_export import read_qa_metadata
+    from realm_tf.artifacts.qa_export import QaExportInfo
 
     built = prepare_model(args)
     signatures, exports = {}, {}
@@ -137,16 +136,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         signatures[kind] = tf.saved_model.load(str(path)).signatures["serving_default"]
         exports[kind] = {"path": str(path), "load_seconds": round(time.perf_counter() - started, 2),
                          "megabytes": round(_directory_bytes(path) / 1e6, 1)}
-        metadata = read_qa_metadata(str(path))
-        exports[kind]["retrieval"] = metadata.get("retrieval")
-        exports[kind]["scann_build"] = metadata.get("scann_build")
+        info = QaExportInfo.read(str(path))
+        exports[kind]["retrieval"] = info.retrieval
+        exports[kind]["scann_build"] = info.scann_build
 
     def export_call(signature):
         return lambda batch: [a.decode("utf-8") for a in signature(questions=tf.constant(batch))["answer"].numpy()]
 
     calls = {kind: export_call(signature) for kind, signature in signatures.items()}
     if not args.no_predictor:
-        from realm_tf.evaluate import load_predictor
+        from realm_tf.inference.open_qa_evaluation import load_predictor
 
         predictor, _ = load_predictor(built["model_dir"], method="exact")
         calls["predictor"] = lambda batch: [p.answer for p in predictor.predict(batch, batch_size=len(batch))]

@@ -257,15 +257,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 
     from benchmarks import prediction_service
-    from realm_tf.export.qa_export import read_qa_metadata
+    from realm_tf.artifacts.qa_export import QaExportInfo
 
     export = args.saved_model or _built_export(args.workdir)
-    metadata = read_qa_metadata(str(export))
-    if metadata.get("retrieval") != "exact":
-        parser.error(f"--saved_model {export}: a {metadata.get('retrieval')} export; this benchmark serves exact ones")
+    info = QaExportInfo.read(str(export))
+    if info.retrieval != "exact":
+        parser.error(f"--saved_model {export}: a {info.retrieval} export; this benchmark serves exact ones")
     pool = questions[:args.pool]
-    bounds = {"questions": pool, "max_k": metadata["max_k"], "top_k": metadata["top_k"],
-              "max_span_length": metadata["config"]["reader"]["max_span_length"]}
+    bounds = {"questions": pool, "max_k": info.max_k, "top_k": info.top_k,
+              "max_span_length": info.config["reader"]["max_span_length"]}
     service = prediction_service.PredictionService(tf.saved_model.load(str(export)), MODEL_NAME)
     with prediction_service.grpc_server(service, max_workers=args.server_threads) as address:
         probe = Client(address)
@@ -274,7 +274,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         expected, before = _ask_alone(probe, pool)
         rss_before = _rss_mb()
         print(f"{args.clients} clients for {args.seconds:g}s against {address} ({args.server_threads} server "
-              f"threads, {metadata['num_blocks']} blocks)", flush=True)
+              f"threads, {info.num_blocks} blocks)", flush=True)
         started = time.perf_counter()
         records = run_load(address, bounds, args.clients, args.seconds, args.seed, expected)
         wall = time.perf_counter() - started
@@ -289,8 +289,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         "command": common.command_line("benchmarks.serving_load", argv),
         "server": "benchmarks.prediction_service's gRPC PredictionService (TF Serving's protocol; "
                   "tensorflow_model_server is not installed here) over the exact QA export, in this process",
-        "export": {"path": str(export), "num_blocks": metadata["num_blocks"], "top_k": metadata["top_k"],
-                   "max_k": metadata["max_k"], "reader_batch_size": metadata["reader_batch_size"]},
+        "export": {"path": str(export), "num_blocks": info.num_blocks, "top_k": info.top_k,
+                   "max_k": info.max_k, "reader_batch_size": info.reader_batch_size},
         "clients": args.clients, "seconds": args.seconds, "wall_seconds": round(wall, 2),
         "server_threads": args.server_threads, "seed": args.seed,
         "mix": {kind.name: kind.weight for kind in KINDS},

@@ -270,9 +270,10 @@ def _with_refresher(loop: _Loop, task, args, config_overrides: List[str], paths:
     """Times `args.steps` steps with the refresher running and kept busy; returns their timings
     and what the refresher did."""
     from beam_pipelines.refresh import start_background_refresher
-    from realm_tf.retrieval.index_version import latest_version
+    from realm_tf.artifacts.index_version import latest_version
+    from realm_tf.artifacts.model_dir import ModelDir
 
-    log = os.path.join(model_dir, "refresh.log")
+    log = ModelDir(model_dir).refresh_log
     process = start_background_refresher(model_dir, paths["blocks_dir"], index_root, args.config, config_overrides,
                                          log, poll_seconds=0.5)
     try:
@@ -441,7 +442,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     strategy = build_strategy(args.strategy)  # Before anything else touches the devices.
     args.workdir.mkdir(parents=True, exist_ok=True)
     if given:
-        from realm_tf.corpus.manifest import BlocksManifest
+        from realm_tf.artifacts.manifests import BlocksManifest
 
         paths = {"blocks_dir": args.blocks_dir, "index_root": args.index_root, "examples_dir": args.examples_dir,
                  "num_blocks": BlocksManifest.read(args.blocks_dir).num_blocks}

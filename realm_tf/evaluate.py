@@ -11,7 +11,7 @@ recall@k. The QA file may be squad_open or NQ-open JSONL, WebQuestions JSON or
 CuratedTrec TSV (regular-expression answers); see realm_tf.evaluation.qa_data.
 
 The config, the blocks and the index default to those the model was fine-tuned with
-(<model_dir>/open_qa.json). --retrieval=bm25 reads the best BM25 matches of the
+(the run info it wrote into the model_dir). --retrieval=bm25 reads the best BM25 matches of the
 question's words among the blocks instead (realm_tf.retrieval.bm25_retrieval; every
 block read weighs the same): the lexical baseline with the same reader.
 --retrieval=null reads the null document only: the no-retrieval baseline.
@@ -30,19 +30,12 @@ retrieval_probability), best first.
 """
 
 import argparse
-import dataclasses
-import json
-import os
-import random
 import sys
 from typing import Dict, Optional, Sequence
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from realm_tf.cli import add_verbose_flag, positive_int, run_command
-
-RUN_INFO = "open_qa.json"
-RETRIEVALS = ("index", "bm25", "null")
-RECALL_KS = (1, 5, 20)
+from realm_tf.inference.open_qa_evaluation import RETRIEVALS, format_metrics
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -78,117 +71,31 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return add_verbose_flag(parser)
 
 
-def read_run_info(model_dir: str) -> Dict[str, str]:
-    """{"config", "blocks_dir", "index_version"} of a fine-tuning run."""
-    from realm_tf.corpus.manifest import ManifestError
-
-    path = os.path.join(model_dir, RUN_INFO)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: missing; is {model_dir!r} a --task=finetune model_dir?") from None
-    except json.JSONDecodeError as e:
-        raise ManifestError(f"{path}: not valid JSON: {e}") from e
-
-
-def load_predictor(model_dir: str, blocks_dir: Optional[str] = None, index: Optional[str] = None,
-                   retrieval: str = "index", method: Optional[str] = None, top_k: Optional[int] = None,
-                   max_answer_length: Optional[int] = None, evidence_depth: Optional[int] = None):
-    """The `QaPredictor` of a fine-tuned model_dir, and the checkpoint it restored.
-
-    `retrieval` is "index" (the fixed index, searched by `method`, "scann" by default),
-    "bm25" or "null"; `index` and `method` apply to "index" only.
-    """
-    from realm_tf.configs import ConfigError, load_config
-    from realm_tf.corpus.block_store import BlockStore
-    from realm_tf.features import Featurizer
-    from realm_tf.inference.predictor import QaPredictor
-    from realm_tf.retrieval.bm25_retrieval import Bm25Retrieval
-    from realm_tf.retrieval.fixed_index import FixedIndex, NullRetrieval
-    from realm_tf.tasks.finetune import build_open_qa_model, restore_finetuned
-
-    if retrieval not in RETRIEVALS:
-        raise ValueError(f"retrieval must be one of {RETRIEVALS}, got {retrieval!r}")
-    if retrieval != "index" and (index or method):
-        raise ConfigError(f"an index and its search method apply to --retrieval=index, not {retrieval}")
-    info = read_run_info(model_dir)
-    config = load_config(info["config"])
-    top_k = top_k or config.finetune.top_k
-    if evidence_depth is not None and evidence_depth < top_k:
-        raise ConfigError(f"evidence_depth ({evidence_depth}) must be at least top_k ({top_k}): the blocks read are "
-                          "part of the evidence")
-    featurizer = Featurizer(config.features)
-    model = build_open_qa_model(config, featurizer)
-    checkpoint = restore_finetuned(model, model_dir)
-    blocks_dir = blocks_dir or info["blocks_dir"]
-    blocks = BlockStore(blocks_dir, featurizer)
-    if retrieval == "null":
-        searcher = NullRetrieval(config.retriever.projection_size)
-    elif retrieval == "bm25":
-        searcher = Bm25Retrieval(blocks, config.retriever.projection_size, name=blocks_dir)
-    else:
-        searcher = FixedIndex(index or info["index_version"], method=method or "scann")
-    predictor = QaPredictor(model, featurizer, searcher, blocks, top_k, max_answer_length, evidence_depth)
-    return predictor, checkpoint
-
-
-def _saved_model_predictor(args):
-    """The `SavedModelPredictor` of --saved_model; options that only a model_dir has are refused."""
-    from realm_tf.configs import ConfigError
-    from realm_tf.inference.saved_model_predictor import SavedModelPredictor
-
-    given = [f"--{name}" for name in ("index", "method", "evidence_depth") if getattr(args, name) is not None]
-    given += ["--retrieval"] if args.retrieval != "index" else []
-    if given:
-        raise ConfigError(f"{', '.join(given)}: not with --saved_model, which retrieves as the export was made "
-                          "(export again to change it)")
-    return SavedModelPredictor(args.saved_model, args.blocks_dir, args.top_k, args.max_answer_length)
-
-
 def run(argv: Optional[Sequence[str]] = None) -> Dict:
     """Evaluates; returns the metrics ({"exact_match", "f1", "recall@k", ..., "num_questions"})."""
-    from realm_tf.evaluation.open_qa_metrics import score_prediction, score_predictions
-    from realm_tf.evaluation.qa_data import read_qa
+    from realm_tf.configs import ConfigError
+    from realm_tf.inference.open_qa_evaluation import evaluate_model_dir, evaluate_saved_model, read_questions
 
     args = build_arg_parser().parse_args(argv)
-    examples = read_qa(args.qa, args.format)[:args.limit]
-    if args.sample and args.sample < len(examples):
-        # QA files come grouped by article: the first N would be one topic, a sample is all.
-        keep = sorted(random.Random(0).sample(range(len(examples)), args.sample))
-        examples = [examples[i] for i in keep]
+    examples = read_questions(args.qa, args.format, args.limit, args.sample)
+    progress = not args.no_progress
     if args.saved_model:
-        predictor = _saved_model_predictor(args)
-        checkpoint = predictor.metadata["checkpoint"]
-        retrieval = f"{args.saved_model} ({predictor.metadata['retrieval']} retrieval in the SavedModel)"
+        given = [f"--{name}" for name in ("index", "method", "evidence_depth") if getattr(args, name) is not None]
+        given += ["--retrieval"] if args.retrieval != "index" else []
+        if given:
+            raise ConfigError(f"{', '.join(given)}: not with --saved_model, which retrieves as the export was made "
+                              "(export again to change it)")
+        evaluation = evaluate_saved_model(args.saved_model, examples, args.blocks_dir, args.top_k,
+                                          args.max_answer_length, args.batch_size, progress)
     else:
-        predictor, checkpoint = load_predictor(args.model_dir, args.blocks_dir, args.index, args.retrieval,
-                                               args.method, args.top_k, args.max_answer_length, args.evidence_depth)
-        retrieval = predictor.retrieval.path
-    predictions = predictor.predict([e.question for e in examples], batch_size=args.batch_size,
-                                    progress=not args.no_progress)
-    depth = max(predictor.top_k, args.evidence_depth or 0)
-    ks = [k for k in RECALL_KS if k <= depth] or [depth]
-    metrics = {**score_predictions(examples, predictions, ks), "retrieval": retrieval,
-               "checkpoint": checkpoint, "top_k": predictor.top_k, "evidence_depth": depth}
+        evaluation = evaluate_model_dir(args.model_dir, examples, args.blocks_dir, args.index, args.retrieval,
+                                        args.method, args.top_k, args.max_answer_length, args.evidence_depth,
+                                        args.batch_size, progress)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            for example, prediction in zip(examples, predictions):
-                record = {"id": example.id, "question": example.question, "answers": list(example.answers),
-                          "prediction": prediction.answer, "score": prediction.score,
-                          **score_prediction(example, prediction),
-                          "evidence": [dataclasses.asdict(e) for e in prediction.evidence]}
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        evaluation.write_predictions(args.output)
     if args.metrics_output:
-        with open(args.metrics_output, "w", encoding="utf-8") as f:
-            json.dump(metrics, f, indent=2)
-    return metrics
-
-
-def format_metrics(metrics: Dict) -> str:
-    figures = ", ".join(f"{name} {metrics[name]:.3f}" for name in metrics
-                        if name in ("exact_match", "f1") or name.startswith("recall@"))
-    return f"{figures} ({metrics['num_questions']} questions; retrieval: {metrics['retrieval']})"
+        evaluation.write_metrics(args.metrics_output)
+    return evaluation.metrics
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

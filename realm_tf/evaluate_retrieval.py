@@ -9,14 +9,12 @@ blocks.
 """
 
 import argparse
-import json
 import sys
 from typing import Dict, Optional, Sequence
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from realm_tf.cli import add_verbose_flag, run_command
-
-KS = (1, 5, 20)
+from realm_tf.evaluation.retrieval_recall import evaluate_retrieval_recall, format_recall_table
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -35,55 +33,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
     """{"dense": {"recall@k": ...}, "bm25": {...}, "num_questions": Q}."""
-    import tensorflow as tf
-
-    from realm_tf.corpus.block_records import BlockRecord
-    from realm_tf.corpus.manifest import BlocksManifest
-    from realm_tf.evaluation.qa_data import QaDataError, read_qa
-    from realm_tf.evaluation.retrieval_recall import Bm25Retriever, recall_at_k
-    from realm_tf.export.embedder_export import EmbedderExport
-    from realm_tf.retrieval.searcher import Searcher
-
     args = build_arg_parser().parse_args(argv)
-    examples = read_qa(args.qa, "squad_open")
-    for example in examples:
-        # Recall here is "the gold passage is among the top k"; a question without one cannot be scored.
-        if example.gold_passage_id is None:
-            raise QaDataError(f"{args.qa}:{example.line}: missing field 'gold_passage_id' (retrieval "
-                              "recall needs every question's gold passage)")
-    manifest = BlocksManifest.read(args.blocks_dir)
-    blocks = [BlockRecord.from_bytes(raw) for raw in
-              tf.data.TFRecordDataset(manifest.block_paths(args.blocks_dir)).as_numpy_iterator()]
-    doc_of = {b.block_id: b.doc_id for b in blocks}
-    searcher = Searcher.from_directory(args.index, method=args.method)
-    export = EmbedderExport.load(args.embedder_export or searcher.index.manifest["metadata"]["embedder_export"])
-    questions = [e.question for e in examples]
-    gold = [e.gold_passage_id for e in examples]
-
-    def as_docs(block_ids):
-        return [[doc_of.get(int(i)) for i in row] for row in block_ids]
-
-    dense_ids, _ = searcher.search(export.embed_query_texts(questions), k=max(KS))
-    results = {"num_questions": len(examples), "dense": recall_at_k(as_docs(dense_ids), gold, KS)}
-    if not args.no_bm25:
-        results["bm25"] = recall_at_k(as_docs(Bm25Retriever(blocks).search(questions, max(KS))), gold, KS)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-    return results
-
-
-def format_table(results: Dict) -> str:
-    lines = [f"{'retriever':<10}" + "".join(f"{f'recall@{k}':>11}" for k in KS)]
-    for name in ("bm25", "dense"):
-        if name in results:
-            lines.append(f"{name:<10}" + "".join(f"{results[name][f'recall@{k}']:>11.3f}" for k in KS))
-    lines.append(f"({results['num_questions']} questions)")
-    return "\n".join(lines)
+    return evaluate_retrieval_recall(args.qa, args.blocks_dir, args.index, args.embedder_export, args.method,
+                                     bm25=not args.no_bm25, output=args.output)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_command(run, format_table, argv)
+    return run_command(run, format_recall_table, argv)
 
 
 if __name__ == "__main__":

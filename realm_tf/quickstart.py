@@ -34,6 +34,7 @@ Beam stages run on the DirectRunner.
 """
 
 import argparse
+import dataclasses
 import pathlib
 import sys
 import time
@@ -48,85 +49,93 @@ DEFAULT_CORPUS = QA_DIR / "corpus.jsonl"
 SAMPLE_QUESTION = "When was Nikola Tesla born?"
 
 
-def _overrides(args) -> List[str]:
-    return [f"--override={override}" for override in args.override]
+@dataclasses.dataclass
+class Workspace:
+    """What the stages share: where each writes, the experiment config, and what one stage
+    hands the next (the ICT embedder export, the QA export).
+
+    Attributes:
+      workdir: every stage's outputs go under it (blocks/, ict/, index/, examples/, ...).
+      config_name, overrides: the config as named on the command line; `config` is it loaded.
+        The background refresher, a process of its own, loads it again from these.
+      corpus: documents as JSONL with id, title, text.
+      eval_questions: qa_dev questions the evaluate stage answers, a fixed sample; 0: all.
+      question: what the answer stage asks.
+    """
+
+    workdir: pathlib.Path
+    config_name: str = "minilm"
+    overrides: Sequence[str] = ()
+    corpus: pathlib.Path = DEFAULT_CORPUS
+    eval_questions: int = 300
+    question: str = SAMPLE_QUESTION
+    embedder_export: Optional[str] = None
+    export_dir: Optional[str] = None
+
+    def __post_init__(self):
+        from realm_tf.configs import load_config
+
+        self.workdir = pathlib.Path(self.workdir)
+        self.config = load_config(self.config_name, self.overrides)
+
+    def path(self, name: str) -> str:
+        return str(self.workdir / name)
 
 
-def _fetch_stage(args) -> List[str]:
+def _fetch_stage(ws: Workspace) -> List[str]:
     from realm_tf.checkpoints.fetch import fetch_weights, is_pinned_name
-    from realm_tf.configs import load_config
 
-    config = load_config(args.config, args.override)
-    names = sorted({path for path in (config.retriever.init_checkpoint, config.reader.init_checkpoint)
+    names = sorted({path for path in (ws.config.retriever.init_checkpoint, ws.config.reader.init_checkpoint)
                     if path and is_pinned_name(path)})
     if not names:
-        return [f"config {args.config} names no registered pretrained weights: nothing to fetch"]
+        return [f"config {ws.config_name} names no registered pretrained weights: nothing to fetch"]
     return [f"{name}: verified in {fetch_weights(name)}" for name in names]
 
 
-def _chunk_stage(args) -> List[str]:
+def _chunk_stage(ws: Workspace) -> List[str]:
     from beam_pipelines import chunk_corpus
 
-    blocks_dir = args.workdir / "blocks"
-    manifest = chunk_corpus.run(
-        [
-            f"--input={args.corpus}",
-            f"--output_dir={blocks_dir}",
-            f"--config={args.config}",
-            "--overwrite",
-            "--runner=DirectRunner",
-            *_overrides(args),
-        ]
-    )
-    return chunk_corpus.summarize(manifest, str(blocks_dir)).splitlines()
+    manifest = chunk_corpus.chunk_corpus([str(ws.corpus)], ws.path("blocks"), ws.config, overwrite=True)
+    return chunk_corpus.summarize(manifest, ws.path("blocks")).splitlines()
 
 
-def _ict_stage(args) -> List[str]:
-    from realm_tf import train
+def _ict_stage(ws: Workspace) -> List[str]:
+    from realm_tf.training.runs import train_ict
 
-    result = train.run([
-        "--task=ict", f"--config={args.config}", f"--blocks_dir={args.workdir / 'blocks'}",
-        f"--model_dir={args.workdir / 'ict'}", "--skip_heldout_eval", *_overrides(args),
-    ])
-    args.embedder_export = result["export"]
     # The held-out recall would embed every block once more; the retrieval stage measures
     # recall on qa_dev from the index instead.
+    result = train_ict(ws.config, ws.path("blocks"), ws.path("ict"), heldout_eval=False)
+    ws.embedder_export = result["export"]
     trained = (f"loss {result['train']['loss']:.3f}" if "loss" in result["train"]
                else "no training steps: the pretrained towers as imported")
     return [f"step {result['step']}: {trained}", f"embedder exported to {result['export']}"]
 
 
-def _index_stage(args) -> List[str]:
+def _index_stage(ws: Workspace) -> List[str]:
     from beam_pipelines import embed_and_index
 
-    version = embed_and_index.run([
-        f"--blocks_dir={args.workdir / 'blocks'}", f"--embedder_export={args.embedder_export}",
-        f"--index_root={args.workdir / 'index'}", f"--config={args.config}", "--runner=DirectRunner",
-        *_overrides(args),
-    ])
+    version = embed_and_index.embed_and_index(ws.path("blocks"), ws.embedder_export, ws.path("index"), ws.config)
     return embed_and_index.summarize(version).splitlines()
 
 
-def _examples_stage(args) -> List[str]:
+def _examples_stage(ws: Workspace) -> List[str]:
     from beam_pipelines import make_pretraining_examples
 
-    examples_dir = args.workdir / "examples"
-    manifest = make_pretraining_examples.run([
-        f"--blocks_dir={args.workdir / 'blocks'}", f"--output_dir={examples_dir}", f"--config={args.config}",
-        "--overwrite", "--runner=DirectRunner", *_overrides(args),
-    ])
-    return make_pretraining_examples.summarize(manifest, str(examples_dir)).splitlines()
+    manifest = make_pretraining_examples.make_pretraining_examples(ws.path("blocks"), ws.path("examples"), ws.config,
+                                                                   overwrite=True)
+    return make_pretraining_examples.summarize(manifest, ws.path("examples")).splitlines()
 
 
-def _pretrain_stage(args) -> List[str]:
-    from realm_tf import train
+def _pretrain_stage(ws: Workspace) -> List[str]:
+    from beam_pipelines.refresh import start_background_refresher
+    from realm_tf.artifacts.model_dir import ModelDir
+    from realm_tf.training.runs import train_pretrain
 
-    result = train.run([
-        "--task=pretrain", f"--config={args.config}", f"--blocks_dir={args.workdir / 'blocks'}",
-        f"--examples_dir={args.workdir / 'examples'}", f"--index_root={args.workdir / 'index'}",
-        f"--model_dir={args.workdir / 'pretrain'}", f"--init_from={args.workdir / 'ict'}", "--refresh_in_background",
-        *_overrides(args),
-    ])
+    model_dir = ModelDir(ws.path("pretrain"))
+    result = train_pretrain(
+        ws.config, ws.path("blocks"), model_dir.path, ws.path("examples"), ws.path("index"), init_from=ws.path("ict"),
+        start_refresher=lambda: start_background_refresher(model_dir.path, ws.path("blocks"), ws.path("index"),
+                                                           ws.config_name, ws.overrides, model_dir.refresh_log))
     metrics = result["train"]
     return [
         f"step {result['step']} ({result['steps_per_second']:.2f} steps/s): loss {metrics.get('loss', float('nan')):.3f}, "
@@ -134,37 +143,31 @@ def _pretrain_stage(args) -> List[str]:
         f"retrieval utility {metrics.get('retrieval_utility', float('nan')):.4f}, "
         f"index staleness {metrics.get('index_staleness', float('nan')):.0f} steps",
         f"retrieved from {len(result['index_versions_used'])} index version(s) as the refresher published them",
-        f"TensorBoard: {args.workdir / 'pretrain'}; refresher log: {args.workdir / 'pretrain' / 'refresh.log'}",
+        f"TensorBoard: {model_dir.path}; refresher log: {model_dir.refresh_log}",
     ]
 
 
-def _retrieval_stage(args) -> List[str]:
-    from realm_tf import evaluate_retrieval
+def _retrieval_stage(ws: Workspace) -> List[str]:
+    from realm_tf.evaluation.retrieval_recall import evaluate_retrieval_recall, format_recall_table
 
-    results = evaluate_retrieval.run([
-        f"--qa={QA_DIR / 'qa_dev.jsonl'}", f"--blocks_dir={args.workdir / 'blocks'}",
-        f"--index={args.workdir / 'index'}", f"--output={args.workdir / 'retrieval_recall.json'}",
-    ])
-    return evaluate_retrieval.format_table(results).splitlines()
+    results = evaluate_retrieval_recall(str(QA_DIR / "qa_dev.jsonl"), ws.path("blocks"), ws.path("index"),
+                                        output=ws.path("retrieval_recall.json"))
+    return format_recall_table(results).splitlines()
 
 
-def _finetune_stage(args) -> List[str]:
-    return finetune(args, init_from=args.workdir / "pretrain", index=args.workdir / "index",
-                    model_dir=args.workdir / "finetune")
+def _finetune_stage(ws: Workspace) -> List[str]:
+    return finetune(ws, init_from=ws.path("pretrain"), index=ws.path("index"), model_dir=ws.path("finetune"))
 
 
-def finetune(args, init_from: pathlib.Path, index: pathlib.Path, model_dir: pathlib.Path) -> List[str]:
+def finetune(ws: Workspace, init_from: str, index: str, model_dir: str) -> List[str]:
     """Open-QA fine-tuning on qa_train over `index` (a version, or a root's newest), kept
     fixed, starting from the pretrain (or ICT) model_dir `init_from`; the finetune stage
     starts from pre-training, benchmarks.quality also from ICT alone."""
-    from realm_tf import train
+    from realm_tf.training.runs import train_finetune
 
-    result = train.run([
-        "--task=finetune", f"--config={args.config}", f"--blocks_dir={args.workdir / 'blocks'}",
-        f"--index={index}", f"--qa_train={QA_DIR / 'qa_train.jsonl'}",
-        # XLA: measured 5.7 s a step against 8.7 s uncompiled (minilm, batch 8 over 5 blocks).
-        f"--model_dir={model_dir}", f"--init_from={init_from}", "--jit_compile", *_overrides(args),
-    ])
+    # XLA: measured 5.7 s a step against 8.7 s uncompiled (minilm, batch 8 over 5 blocks).
+    result = train_finetune(ws.config, ws.path("blocks"), str(model_dir), str(QA_DIR / "qa_train.jsonl"), str(index),
+                            init_from=str(init_from), jit_compile=True)
     metrics = result["train"]
     return [
         f"step {result['step']} ({result['steps_per_second']:.2f} steps/s): loss {metrics.get('loss', float('nan')):.3f}, "
@@ -175,39 +178,39 @@ def finetune(args, init_from: pathlib.Path, index: pathlib.Path, model_dir: path
     ]
 
 
-def _evaluate_stage(args) -> List[str]:
-    from realm_tf import evaluate
+def _evaluate_stage(ws: Workspace) -> List[str]:
+    from realm_tf.inference.open_qa_evaluation import (evaluate_model_dir, evaluate_saved_model, format_metrics,
+                                                       read_questions)
 
-    questions = [f"--qa={QA_DIR / 'qa_dev.jsonl'}",
-                 *([f"--sample={args.eval_questions}"] if args.eval_questions else [])]
+    questions = read_questions(str(QA_DIR / "qa_dev.jsonl"), sample=ws.eval_questions or None)
     # What is served is what is scored: the export, through its signature.
-    metrics = evaluate.run([f"--saved_model={args.export_dir}", *questions,
-                            f"--output={args.workdir / 'predictions.jsonl'}",
-                            f"--metrics_output={args.workdir / 'qa_dev_metrics.json'}"])
-    baseline = evaluate.run([f"--model_dir={args.workdir / 'finetune'}", *questions, "--retrieval=null",
-                             "--no_progress"])
+    served = evaluate_saved_model(ws.export_dir, questions)
+    served.write_predictions(ws.path("predictions.jsonl"))
+    served.write_metrics(ws.path("qa_dev_metrics.json"))
+    baseline = evaluate_model_dir(ws.path("finetune"), questions, retrieval="null", progress=False).metrics
     return [
-        f"the exported SavedModel: {evaluate.format_metrics(metrics)}",
+        f"the exported SavedModel: {format_metrics(served.metrics)}",
         f"no retrieval:       exact_match {baseline['exact_match']:.3f}, f1 {baseline['f1']:.3f} "
         "(the null document holds no span to extract)",
-        f"predictions with evidence: {args.workdir / 'predictions.jsonl'}",
+        f"predictions with evidence: {ws.path('predictions.jsonl')}",
     ]
 
 
-def _export_stage(args) -> List[str]:
-    from realm_tf.export import __main__ as export
+def _export_stage(ws: Workspace) -> List[str]:
+    from realm_tf.artifacts.serving_root import MODELS_CONFIG
+    from realm_tf.export.qa_export import export_for_serving
 
-    args.export_dir = export.run([f"--model_dir={args.workdir / 'finetune'}", "--retrieval=exact",
-                                  f"--output_root={args.workdir / 'saved_models'}", "--model_name=realm_qa"])
-    return [f"SavedModel: {args.export_dir}",
-            f"TF Serving model config: {args.workdir / 'saved_models' / 'models.config'}"]
+    ws.export_dir = export_for_serving(ws.path("finetune"), output_root=ws.path("saved_models"),
+                                       model_name="realm_qa", retrieval="exact")
+    return [f"SavedModel: {ws.export_dir}",
+            f"TF Serving model config: {ws.workdir / 'saved_models' / MODELS_CONFIG}"]
 
 
-def _answer_stage(args) -> List[str]:
+def _answer_stage(ws: Workspace) -> List[str]:
     from realm_tf.serving.client import format_answers
     from realm_tf.serving.demo import SavedModelAnswerer
 
-    return format_answers(SavedModelAnswerer(args.export_dir).answer([args.question]), snippet_chars=100).splitlines()
+    return format_answers(SavedModelAnswerer(ws.export_dir).answer([ws.question]), snippet_chars=100).splitlines()
 
 
 STAGES: List[Tuple[str, str, Callable]] = [
@@ -249,16 +252,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return add_verbose_flag(parser)
 
 
-def run(argv: Optional[Sequence[str]] = None) -> str:
+def run_stages(ws: Workspace) -> str:
     """Runs every stage, printing progress; returns the summary."""
-    args = build_arg_parser().parse_args(argv)
-    args.workdir.mkdir(parents=True, exist_ok=True)
+    ws.workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     report = []
     for number, (name, title, stage) in enumerate(STAGES, start=1):
         print(f"[{number}/{len(STAGES)}] {name}: {title} ...", flush=True)
         stage_started = time.monotonic()
-        lines = stage(args)
+        lines = stage(ws)
         seconds = time.monotonic() - stage_started
         print(f"[{number}/{len(STAGES)}] {name}: done in {seconds:.1f}s", flush=True)
         report.append((name, seconds, lines))
@@ -266,12 +268,23 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
     for name, seconds, lines in report:
         summary.append(f"- {name} ({seconds:.1f}s)")
         summary.extend(f"    {line}" for line in lines)
-    summary.append(f"Total {time.monotonic() - started:.1f}s; outputs under {args.workdir.resolve()}")
+    summary.append(f"Total {time.monotonic() - started:.1f}s; outputs under {ws.workdir.resolve()}")
     from realm_tf.serving.demo import DEFAULT_PORT
 
-    summary.append(f"Ask it questions in a browser: python -m realm_tf.serving.demo --saved_model {args.export_dir}, "
+    summary.append(f"Ask it questions in a browser: python -m realm_tf.serving.demo --saved_model {ws.export_dir}, "
                    f"then open http://127.0.0.1:{DEFAULT_PORT}/")
     return "\n".join(summary)
+
+
+def workspace_of(argv: Optional[Sequence[str]] = None) -> Workspace:
+    """The `Workspace` the command line describes (a bad config or override fails here)."""
+    args = build_arg_parser().parse_args(argv)
+    return Workspace(args.workdir, args.config, args.override, args.corpus, args.eval_questions, args.question)
+
+
+def run(argv: Optional[Sequence[str]] = None) -> str:
+    """The command line: every stage, in the workspace its flags describe; returns the summary."""
+    return run_stages(workspace_of(argv))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

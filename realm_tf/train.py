@@ -23,13 +23,13 @@ to <model_dir>/train and <model_dir>/eval.
 """
 
 import argparse
-import json
 import logging
 import os
 import sys
 from typing import Dict, Optional, Sequence
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from realm_tf.artifacts.model_dir import ModelDir
 from realm_tf.cli import add_verbose_flag, run_command
 from realm_tf.configs import ConfigError, load_config
 from realm_tf.training.strategies import STRATEGIES
@@ -71,140 +71,39 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def run(argv: Optional[Sequence[str]] = None) -> Dict:
     """Trains (and evaluates and exports); returns what happened, e.g. {"step", "train", "export", ...}."""
-    args = build_arg_parser().parse_args(argv)
-    config = load_config(args.config, args.override)
-
+    from realm_tf.training import runs
     from realm_tf.training.strategies import build_strategy
 
-    strategy = build_strategy(args.strategy, tpu=args.tpu, cpu_devices=args.cpu_devices)
-    import tf_keras
-
-    # Seeds the weight initialization (Python, NumPy and TF), so runs are repeatable.
-    tf_keras.utils.set_random_seed(args.seed)
-    runs = {"ict": _run_ict, "pretrain": _run_pretrain, "finetune": _run_finetune}
-    return {"task": args.task, **runs[args.task](args, config, strategy)}
-
-
-def _build_trainer(task, training, args, config, strategy, init_from_parts=()):
-    """The task's `Trainer`; a run that starts fresh (no checkpoint in `--model_dir`) first
-    loads the pretrained checkpoints `retriever.init_checkpoint` and `reader.init_checkpoint`
-    name, but for the `init_from_parts` that `--init_from` restores afterwards."""
-    from realm_tf.checkpoints.initialize import initialize_from_checkpoints
-    from realm_tf.training.trainer import Trainer
-
-    trainer = Trainer(task, training, args.model_dir, strategy=strategy, seed=args.seed, jit_compile=args.jit_compile)
-    if not trainer.restored_from:
-        initialize_from_checkpoints(trainer.model, config, skip=init_from_parts)
-    return trainer
-
-
-def _run_ict(args, config, strategy) -> Dict:
-    from realm_tf.export.embedder_export import export_embedder
-    from realm_tf.tasks.ict import IctTask
-
-    task = IctTask(config, args.blocks_dir)
-    trainer = _build_trainer(task, config.ict.training, args, config, strategy)
-    train_metrics = trainer.train(progress=not args.no_progress)
-    eval_metrics = {}
-    if not args.skip_heldout_eval:
-        eval_metrics = task.evaluate(trainer.model)
-        _write_eval(args.model_dir, trainer.step, eval_metrics)
-    export_dir = os.path.join(args.model_dir, "embedder", str(trainer.step))
-    if not os.path.exists(export_dir):
-        export_embedder(trainer.model, task.featurizer, export_dir, step=trainer.step)
-    return {"step": trainer.step, "train": train_metrics, "eval": eval_metrics, "export": export_dir}
-
-
-def _run_pretrain(args, config, strategy) -> Dict:
-    from realm_tf.tasks.pretrain import PretrainTask
-
-    for flag in ("examples_dir", "index_root"):
+    args = build_arg_parser().parse_args(argv)
+    config = load_config(args.config, args.override)
+    needed = {"pretrain": ("examples_dir", "index_root"), "finetune": ("qa_train", "index")}.get(args.task, ())
+    for flag in needed:
         if not getattr(args, flag):
-            raise ConfigError(f"--task=pretrain needs --{flag}")
-    task = PretrainTask(config, args.examples_dir, args.blocks_dir, args.index_root, args.model_dir)
-    refresher = None
-    try:
-        trainer = _build_trainer(task, config.pretrain.training, args, config, strategy,
-                                 init_from_parts=("retriever",) if args.init_from else ())
-        if args.init_from and not trainer.restored_from:
-            logging.info("retriever restored from %s", task.restore_retriever(trainer.model, args.init_from))
-        if args.refresh_in_background:
-            from beam_pipelines.refresh import start_background_refresher
-
-            refresher = start_background_refresher(
-                args.model_dir, args.blocks_dir, args.index_root, args.config, args.override,
-                os.path.join(args.model_dir, "refresh.log"))
-        train_metrics = trainer.train(progress=not args.no_progress)
-        export = task.export_embedder(trainer.model, trainer.step)
-    finally:
-        task.finish()
-        if refresher is not None:
-            _wait_for(refresher)
-    return {"step": trainer.step, "train": train_metrics, "export": export,
-            "index_versions_used": task.index_versions_used,
-            "steps_per_second": getattr(trainer, "steps_per_second", 0.0)}
-
-
-def _run_finetune(args, config, strategy) -> Dict:
-    from realm_tf.configs import save_config
-    from realm_tf.evaluate import RUN_INFO, read_run_info
-    from realm_tf.retrieval.index_version import resolve_version
-    from realm_tf.tasks.finetune import FinetuneTask, initial_weight_parts, restore_initial_weights
-
-    for flag in ("qa_train", "index"):
-        if not getattr(args, flag):
-            raise ConfigError(f"--task=finetune needs --{flag}")
-    os.makedirs(args.model_dir, exist_ok=True)
-    if os.path.exists(os.path.join(args.model_dir, RUN_INFO)):  # Resuming: keep the index it started with.
-        index_version = read_run_info(args.model_dir)["index_version"]
+            raise ConfigError(f"--task={args.task} needs --{flag}")
+    common = {"strategy": build_strategy(args.strategy, tpu=args.tpu, cpu_devices=args.cpu_devices),
+              "seed": args.seed, "jit_compile": args.jit_compile, "progress": not args.no_progress}
+    if args.task == "ict":
+        result = runs.train_ict(config, args.blocks_dir, args.model_dir, heldout_eval=not args.skip_heldout_eval,
+                                **common)
+    elif args.task == "pretrain":
+        result = runs.train_pretrain(config, args.blocks_dir, args.model_dir, args.examples_dir, args.index_root,
+                                     init_from=args.init_from, start_refresher=_refresher_of(args), **common)
     else:
-        index_version = resolve_version(args.index)
-    task = FinetuneTask(config, args.qa_train, args.blocks_dir, index_version, qa_format=args.qa_format)
-    init_from_parts = initial_weight_parts(args.init_from)[1] if args.init_from else ()
-    trainer = _build_trainer(task, config.finetune.training, args, config, strategy, init_from_parts)
-    if not trainer.restored_from:
-        config_path = os.path.join(args.model_dir, "config.yaml")
-        save_config(config, config_path)
-        with open(os.path.join(args.model_dir, RUN_INFO), "w", encoding="utf-8") as f:
-            json.dump({"config": os.path.abspath(config_path), "blocks_dir": os.path.abspath(args.blocks_dir),
-                       "index_version": os.path.abspath(index_version)}, f, indent=2)
-        if args.init_from:
-            logging.info("%s restored from %s", " and ".join(init_from_parts),
-                         restore_initial_weights(trainer.model, args.init_from))
-    train_metrics = trainer.train(progress=not args.no_progress)
-    result = {"step": trainer.step, "train": train_metrics, "index_version": index_version,
-              "steps_per_second": getattr(trainer, "steps_per_second", 0.0)}
-    if args.eval_qa:
-        from realm_tf import evaluate
-
-        result["eval"] = evaluate.run([f"--model_dir={args.model_dir}", f"--qa={args.eval_qa}",
-                                       f"--format={args.qa_format}", *(["--no_progress"] if args.no_progress else [])])
-        _write_eval(args.model_dir, trainer.step, result["eval"])
-    return result
+        result = runs.train_finetune(config, args.blocks_dir, args.model_dir, args.qa_train, args.index,
+                                     qa_format=args.qa_format, init_from=args.init_from, eval_qa=args.eval_qa,
+                                     **common)
+    return {"task": args.task, **result}
 
 
-def _wait_for(process, timeout: float = 600.0) -> None:
-    """The refresher indexes the last export and exits after TRAINING_DONE; don't wait forever."""
-    import subprocess
+def _refresher_of(args):
+    """--refresh_in_background: how to start beam_pipelines.refresh beside training (log:
+    <model_dir>/refresh.log); None without it."""
+    if not args.refresh_in_background:
+        return None
+    from beam_pipelines.refresh import start_background_refresher
 
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        logging.warning("the background refresher did not finish within %.0fs; stopping it", timeout)
-        process.kill()
-
-
-def _write_eval(model_dir: str, step: int, metrics: Dict) -> None:
-    import tensorflow as tf
-
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
-    with writer.as_default():
-        for name, value in metrics.items():
-            if isinstance(value, (int, float)):  # Not the paths some evaluations report.
-                tf.summary.scalar(name, value, step=step)
-    writer.flush()
-    with open(os.path.join(model_dir, "eval.json"), "w", encoding="utf-8") as f:
-        json.dump({"step": step, **metrics}, f, indent=2)
+    return lambda: start_background_refresher(args.model_dir, args.blocks_dir, args.index_root, args.config,
+                                              args.override, ModelDir(args.model_dir).refresh_log)
 
 
 def format_result(result: Dict) -> str:
@@ -215,7 +114,7 @@ def format_result(result: Dict) -> str:
         lines.append(f"step {result['step']}: {metrics} ({result['steps_per_second']:.2f} steps/s)")
         lines.append(f"index (fixed): {result['index_version']}")
         if "eval" in result:
-            from realm_tf.evaluate import format_metrics
+            from realm_tf.inference.open_qa_evaluation import format_metrics
 
             lines.append(f"eval: {format_metrics(result['eval'])}")
     elif result["task"] == "ict" and not result["eval"]:

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from checkpoint_writers import Sizes, bert_tf1_tensors, projection_tf1_tensors, write_tf1_checkpoint
 from realm_tf.checkpoints import __main__ as checkpoints_cli
+from realm_tf.checkpoints.inspection import inspect_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def _write_blocks_tfr(path, texts):
 
 def test_release_blocks_and_block_emb_become_an_index_version(tmp_path, tiny_config):
     from realm_tf.corpus.block_store import BlockStore
-    from realm_tf.retrieval.index_version import IndexVersion
+    from realm_tf.artifacts.index_version import IndexVersion
     from realm_tf.retrieval.searcher import Searcher
 
     texts = ["Nikola Tesla was born in 1856 in Smiljan.", "The Eiffel Tower is in Paris.", "Warsaw is on the Vistula.",
@@ -149,7 +150,7 @@ def test_inspect_lists_the_parts_of_an_orqa_style_checkpoint(tmp_path, capsys):
                     "extra/unknown": np.zeros([2], np.float32)})
     prefix = tmp_path / "orqa_nq_model_from_realm" / "model.ckpt-100"
     write_tf1_checkpoint(str(prefix), tensors)  # With adam_m/adam_v of every trained tensor, and global_step.
-    result = checkpoints_cli.inspect(str(prefix.parent / "model.ckpt-100"))
+    result = inspect_checkpoint(str(prefix.parent / "model.ckpt-100"))
     body = 5 + 16 * layers + 2
     assert result["format"] == "tf1"
     assert result["parts"] == {"reader BERT": body, "retriever BERT": body, "retriever projection": 4,

@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from beam_pipelines import chunk_corpus
 from beam_pipelines.document_sources import InputError
+from realm_tf.artifacts.manifests import BlocksManifest
 from realm_tf.corpus.block_records import BlockRecord, block_id_for, parse_block_examples
-from realm_tf.corpus.manifest import BlocksManifest
 from realm_tf.features import Featurizer
 
 from conftest import CORPUS

@@ -21,8 +21,8 @@ import time
 import numpy as np
 import pytest
 
+from realm_tf.artifacts.index_version import IndexVersion, latest_version, list_versions
 from realm_tf.artifacts.staging import STAGING_PREFIX
-from realm_tf.retrieval.index_version import IndexVersion, latest_version, list_versions
 
 from conftest import REPO
 from test_refresh import corpus, finish_training, place_export  # noqa: F401  (corpus: a fixture)

@@ -8,9 +8,10 @@ import pytest
 
 from beam_pipelines import chunk_corpus, embed_and_index
 from realm_tf import evaluate_retrieval, train
-from realm_tf.corpus.manifest import ManifestError
-from realm_tf.export.embedder_export import EmbedderExport, EmbedderExportError
-from realm_tf.retrieval.index_version import IndexVersion, list_versions
+from realm_tf.artifacts.embedder_export import EmbedderExportError
+from realm_tf.artifacts.index_version import IndexVersion, list_versions
+from realm_tf.artifacts.manifests import ManifestError
+from realm_tf.retrieval.embedder_export import EmbedderExport
 from realm_tf.retrieval.searcher import Searcher
 
 from conftest import CORPUS

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
 from realm_tf.configs import load_config
 from realm_tf.corpus.block_records import BlockRecord
-from realm_tf.corpus.manifest import BlocksManifest, ManifestError
-from realm_tf.export.embedder_export import EmbedderExport
 from realm_tf.modeling import Retriever
+from realm_tf.retrieval.embedder_export import EmbedderExport
 from realm_tf.tasks.ict import IctTask
 from realm_tf.training.trainer import Trainer
 

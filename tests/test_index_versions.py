@@ -9,17 +9,10 @@ import time
 import numpy as np
 import pytest
 
+from realm_tf.artifacts.index_version import IndexVersion, IndexVersionError, latest_version, list_versions
 from realm_tf.configs import IndexConfig
-from realm_tf.retrieval import (
-    IndexVersion,
-    IndexVersionError,
-    Searcher,
-    latest_version,
-    list_versions,
-    publish_index_version,
-    scann_parameters,
-)
-from realm_tf.retrieval.index_version import MIN_TREE_AH_BLOCKS
+from realm_tf.retrieval import Searcher, publish_index_version, scann_parameters
+from realm_tf.retrieval.index_build import MIN_TREE_AH_BLOCKS
 
 
 def _random_index(n, dim=16, seed=0):

@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from beam_pipelines import chunk_corpus, make_pretraining_examples
 from beam_pipelines.document_sources import InputError
+from realm_tf.artifacts.manifests import BlocksManifest, ManifestError, PretrainingManifest
 from realm_tf.corpus.block_records import BlockRecord
-from realm_tf.corpus.manifest import BlocksManifest, ManifestError
-from realm_tf.corpus.pretraining_examples import PretrainingExample, PretrainingManifest, read_pretraining_dataset
+from realm_tf.corpus.pretraining_examples import PretrainingExample, read_pretraining_dataset
 from realm_tf.features import Featurizer, get_sentence_splitter
 from realm_tf.features.salient_spans import get_span_detector, mask_sentence, register_span_detector
 

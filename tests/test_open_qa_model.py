@@ -5,10 +5,10 @@ import pytest
 import tensorflow as tf
 
 from realm_tf.features import Featurizer
-from realm_tf.features.answer_spans import AnswerMatcher, find_answer_spans
 from realm_tf.features.reader_inputs import pack_reader_candidates
 from realm_tf.modeling.open_qa import OpenQaModel, finetuning_loss
 from realm_tf.modeling.span_reader import MASKED_LOGIT, SpanScorer, best_span, valid_spans
+from realm_tf.tasks.answer_spans import AnswerMatcher, find_answer_spans
 
 
 @pytest.fixture(scope="module")

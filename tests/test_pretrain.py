@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from realm_tf import train
+from realm_tf.artifacts.index_version import list_versions
 from realm_tf.configs import load_config
-from realm_tf.retrieval.index_version import list_versions
 from realm_tf.tasks.pretrain import PretrainTask
 from realm_tf.training.trainer import Trainer
 

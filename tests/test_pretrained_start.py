@@ -6,15 +6,15 @@ import pytest
 import tensorflow as tf
 
 from realm_tf import train
-from realm_tf.checkpoints.initialize import initialize_from_checkpoints, load_knowledge_encoder
 from realm_tf.checkpoints.formats import open_checkpoint
+from realm_tf.checkpoints.initialize import initialize_from_checkpoints, load_knowledge_encoder
 from realm_tf.configs import ConfigError, load_config
-from realm_tf.export.embedder_export import EmbedderExport
 from realm_tf.features import Featurizer
 from realm_tf.modeling import Retriever
 from realm_tf.modeling.embedder import ProjectedEmbedder
 from realm_tf.modeling.reader import KnowledgeAugmentedEncoder
 from realm_tf.modeling.span_reader import SpanReader
+from realm_tf.retrieval.embedder_export import EmbedderExport
 
 from checkpoint_writers import Sizes, random_hugging_face_model, write_hugging_face
 

@@ -13,8 +13,10 @@ import sys
 
 import pytest
 
+from realm_tf.artifacts.qa_export import METADATA_PATH
+from realm_tf.artifacts.serving_root import next_version_dir
 from realm_tf.export import __main__ as export_cli
-from realm_tf.export.qa_export import METADATA_PATH, OUTPUTS
+from realm_tf.export.qa_export import OUTPUTS
 
 from conftest import CORPUS, QA_TRAIN, REPO, SMALL_CORPUS_DOCS
 
@@ -193,7 +195,7 @@ def stock_report(exact_export, scann_export, grown):
 
 
 def test_scann_export_answers_as_the_predictor_in_a_fresh_process(finetuned, scann_export):
-    from realm_tf.evaluate import load_predictor
+    from realm_tf.inference.open_qa_evaluation import load_predictor
 
     predictor, checkpoint = load_predictor(finetuned)
     predictions = predictor.predict(QUESTIONS)
@@ -219,7 +221,7 @@ def test_exact_export_holds_only_ops_of_tensorflow_and_tf_text(stock_report):
 
 
 def test_exact_export_of_a_grown_corpus_retrieves_its_new_blocks(finetuned, grown, stock_report):
-    from realm_tf.evaluate import load_predictor
+    from realm_tf.inference.open_qa_evaluation import load_predictor
 
     predictor, _ = load_predictor(finetuned, blocks_dir=grown["blocks_dir"], index=grown["index"], method="exact")
     _assert_same_as_predictor(stock_report["answers"], predictor.predict(QUESTIONS))
@@ -289,10 +291,10 @@ def test_serving_layout_has_models_config_batching_and_warmup_requests(serving_r
 
 def test_export_command_versions_and_refuses_bad_arguments(finetuned, tmp_path, capsys):
     base = tmp_path / "realm_qa"
-    assert export_cli.next_version_dir(str(base)) == str(base / "1")
+    assert next_version_dir(str(base)) == str(base / "1")
     for name in ("1", "7", "10", ".tmp-11-abc", "notes"):
         (base / name).mkdir(parents=True)
-    assert export_cli.next_version_dir(str(base)) == str(base / "11")
+    assert next_version_dir(str(base)) == str(base / "11")
     assert export_cli.main([f"--model_dir={finetuned}", f"--output={base / '12'}", "--top_k=0"]) == 2
     assert "top_k must be in [1," in capsys.readouterr().err
     assert export_cli.main([f"--model_dir={finetuned}", f"--output={base / '12'}", "--top_k=5", "--max_k=4"]) == 2

@@ -127,7 +127,7 @@ def test_evaluate_command_with_bm25_retrieval(benchmark, small_data, tmp_path, c
     from realm_tf import evaluate
     from realm_tf.configs import load_config
     from realm_tf.corpus.block_store import BlockStore
-    from realm_tf.evaluation.retrieval_recall import Bm25Retriever
+    from realm_tf.retrieval.bm25_retrieval import Bm25Retriever
     from realm_tf.features import Featurizer
 
     model_dir = benchmark["workdir"] / "finetune_realm"

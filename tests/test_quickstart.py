@@ -5,10 +5,10 @@ import subprocess
 import sys
 
 from realm_tf import quickstart
+from realm_tf.artifacts.index_version import IndexVersion, latest_version
+from realm_tf.artifacts.manifests import BlocksManifest
 from realm_tf.configs import load_config
-from realm_tf.corpus.manifest import BlocksManifest
-from realm_tf.export.embedder_export import EmbedderExport
-from realm_tf.retrieval.index_version import IndexVersion, latest_version
+from realm_tf.retrieval.embedder_export import EmbedderExport
 
 from conftest import REPO
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from beam_pipelines import chunk_corpus, refresh
-from realm_tf.export.embedder_export import METADATA_PATH
-from realm_tf.retrieval.index_version import IndexVersion, latest_version, list_versions
+from realm_tf.artifacts.embedder_export import METADATA_PATH
+from realm_tf.artifacts.index_version import IndexVersion, latest_version, list_versions
+from realm_tf.artifacts.model_dir import ModelDir
 
 from conftest import CORPUS
 
@@ -31,7 +32,7 @@ def corpus(tmp_path_factory):
     (`place_export`) instead of exporting again.
     """
     from realm_tf.configs import load_config
-    from realm_tf.export.embedder_export import export_embedder
+    from realm_tf.retrieval.embedder_export import export_embedder
     from realm_tf.features import Featurizer
     from realm_tf.modeling import Retriever
 
@@ -55,7 +56,7 @@ def corpus(tmp_path_factory):
 def place_export(model_dir, step, source):
     """Copies export `source` to `<model_dir>/embedder/<step>` as the trainer writes one: a hidden
     copy renamed into place, its metadata saying `step`. Returns the export's path."""
-    exports_dir = os.path.join(str(model_dir), refresh.EMBEDDER_DIR)
+    exports_dir = ModelDir(str(model_dir)).exports_dir
     staging = os.path.join(exports_dir, f".staging-{step}-copy")
     shutil.copytree(source, staging)
     metadata_path = os.path.join(staging, METADATA_PATH)
@@ -69,8 +70,7 @@ def place_export(model_dir, step, source):
 
 
 def finish_training(model_dir):
-    with open(os.path.join(str(model_dir), refresh.EMBEDDER_DIR, refresh.TRAINING_DONE), "w") as f:
-        f.write("done\n")
+    ModelDir(str(model_dir)).mark_training_done()
 
 
 def make_refresher(corpus, tmp_path, **kwargs):

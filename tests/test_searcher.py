@@ -3,8 +3,9 @@ import re
 import numpy as np
 import pytest
 
+from realm_tf.artifacts.index_version import IndexVersion, IndexVersionError
 from realm_tf.configs import IndexConfig
-from realm_tf.retrieval import IndexVersion, IndexVersionError, Searcher, publish_index_version
+from realm_tf.retrieval import Searcher, publish_index_version
 
 DIM = 128
 

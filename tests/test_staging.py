@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from realm_tf.artifacts import staging
+from realm_tf.artifacts.index_version import list_versions
 from realm_tf.configs import load_config
-from realm_tf.retrieval.index_version import list_versions, publish_index_version
+from realm_tf.retrieval.index_build import publish_index_version
 
 from conftest import REPO
 

@@ -132,6 +132,18 @@ def staged_directory(target: str) -> Iterator[str]:
             shutil.rmtree(staging)
 
 
+def read_json(path: str, error: type, missing: str) -> Any:
+    """The JSON value in `path`; `error(message)` naming the path when it is missing (the
+    message then ends with `missing`, a hint at what the path should have been) or not JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise error(f"{path}: missing; {missing}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path}: not valid JSON: {e}") from None
+
+
 def write_json(path: str, data: Dict[str, Any]) -> None:
     """Writes `data` as indented, key-sorted JSON, making the parent directory if needed."""
     os.makedirs(os.path.dirname(path), exist_ok=True)

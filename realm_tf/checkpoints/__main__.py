@@ -22,53 +22,13 @@ or a REALM/ORQA TF1 checkpoint (or its TF-Hub module directory), or a fetched NA
 import argparse
 import logging
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
-from realm_tf.checkpoints.bert_layout import MASKED_LM_NAMES, encoder_names
 from realm_tf.checkpoints.fetch import PINNED, fetch_weights
 from realm_tf.checkpoints.fitting import Choice, fitted_config, save_fitted_config
-from realm_tf.checkpoints.formats import PretrainedCheckpoint, is_optimizer_state, open_checkpoint
+from realm_tf.checkpoints.inspection import inspect_checkpoint
 from realm_tf.checkpoints.tensor_sources import CheckpointError
 from realm_tf.cli import add_verbose_flag, run_command
-
-_SPAN_HEAD = ("dense/kernel", "dense/bias", "layer_normalization/gamma", "layer_normalization/beta",
-              "dense_1/kernel", "dense_1/bias")
-
-
-def components(checkpoint: PretrainedCheckpoint) -> Dict[str, List[str]]:
-    """The checkpoint's own names of each model part it holds."""
-    parts = {}
-    num_layers = checkpoint.encoder_sizes["num_layers"]
-    for role in checkpoint.roles():
-        view = checkpoint.bert(role)
-        parts[f"{role} BERT"] = [view.to_source(n) for n in encoder_names(num_layers) if view.has(n)]
-        if role == "reader" and all(view.has(n) for n in MASKED_LM_NAMES):
-            parts[f"{role} masked-LM head"] = [view.to_source(n) for n in MASKED_LM_NAMES]
-    if checkpoint.projection:
-        norm = checkpoint.projection.norm_name
-        parts["retriever projection"] = [checkpoint.projection.view.to_source(n) for n in
-                                         ("dense/kernel", "dense/bias", f"{norm}/gamma", f"{norm}/beta")]
-    if checkpoint.span_head:
-        parts["reader span head"] = [checkpoint.span_head.to_source(n) for n in _SPAN_HEAD]
-    if checkpoint.block_embeddings:
-        parts["block embeddings"] = [checkpoint.block_embeddings]
-    return parts
-
-
-def inspect(path: str) -> Dict:
-    checkpoint = open_checkpoint(path)
-    parts = components(checkpoint)
-    used = {name for names in parts.values() for name in names}
-    names = [n for n in checkpoint.source.names() if n != "_CHECKPOINTABLE_OBJECT_GRAPH"]
-    optimizer = [n for n in names if is_optimizer_state(n)]
-    unread = [n for n in names if n not in used and not is_optimizer_state(n)]
-    return {"path": path, "format": checkpoint.format, "tensors_file": checkpoint.source.path,
-            "encoder": checkpoint.encoder_sizes, "vocab_file": checkpoint.vocab_file,
-            "projection_norm_epsilon": checkpoint.projection.epsilon if checkpoint.projection else None,
-            "pooling": checkpoint.pooling, "pooling_file": checkpoint.pooling_file,
-            "parts": {part: len(names) for part, names in parts.items()},
-            "optimizer_state_skipped": len(optimizer), "unread": unread}
-
 
 def _format_pooling(result: Dict) -> str:
     """How the checkpoint pools, and whether its pooler weights matter then."""
@@ -99,7 +59,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict:
     args = build_arg_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "inspect":
-        return {"command": "inspect", **inspect(args.path)}
+        return {"command": "inspect", **inspect_checkpoint(args.path)}
     if args.command == "fetch":
         directory = fetch_weights(args.name, args.output, args.source)
         weights, digest = next(iter(PINNED[args.name].files.items()))  # The weights file comes first.

@@ -18,13 +18,14 @@ import numpy as np
 from tqdm import tqdm
 
 import realm_tf
+from realm_tf.artifacts.manifests import BLOCK_SHARD_PREFIX
 from realm_tf.checkpoints.formats import checkpoint_prefix
 from realm_tf.checkpoints.tensor_sources import CheckpointError, TfCheckpointSource
 from realm_tf.configs import ExperimentConfig
 
 BLOCK_EMBEDDINGS = "block_emb"
 RELEASE_ENCODED = os.path.join("encoded", "encoded.ckpt")
-CONVERTED_SHARD = "blocks-00000-of-00001.tfrecord"
+CONVERTED_SHARD = f"{BLOCK_SHARD_PREFIX}-00000-of-00001.tfrecord"
 
 
 def find_block_embeddings(path: str) -> TfCheckpointSource:
@@ -42,7 +43,7 @@ def find_block_embeddings(path: str) -> TfCheckpointSource:
 def block_ids_in_order(blocks_dir: str) -> np.ndarray:
     """int64 [N]: the block ids of `blocks_dir` in the order its shards list them."""
     from realm_tf.corpus.block_records import read_parsed_records
-    from realm_tf.corpus.manifest import BlocksManifest
+    from realm_tf.artifacts.manifests import BlocksManifest
     import tensorflow as tf
 
     manifest = BlocksManifest.read(blocks_dir)
@@ -61,7 +62,7 @@ def import_block_embeddings(checkpoint: str, blocks_dir: str, index_root: str, c
     `convert_release_blocks` writes them from the release's blocks.tfr); the counts must
     agree. Returns (the version's path, its metadata).
     """
-    from realm_tf.retrieval.index_version import publish_index_version
+    from realm_tf.retrieval.index_build import publish_index_version
 
     source = find_block_embeddings(checkpoint)
     shape = source.shape(BLOCK_EMBEDDINGS)
@@ -90,9 +91,8 @@ def convert_release_blocks(blocks_tfr: str, output_dir: str, config: ExperimentC
     """
     import tensorflow as tf
 
-    from beam_pipelines.output_dirs import write_manifest
     from realm_tf.corpus.block_records import BlockRecord, block_id_for
-    from realm_tf.corpus.manifest import BlocksManifest
+    from realm_tf.artifacts.manifests import BlocksManifest
     from realm_tf.features.featurizer import Featurizer
 
     if not tf.io.gfile.exists(blocks_tfr):
@@ -133,5 +133,5 @@ def convert_release_blocks(blocks_tfr: str, output_dir: str, config: ExperimentC
                "bodies_over_block_length": over_length},
         block_shards=[CONVERTED_SHARD], dead_letter_shards=[], created_by=f"realm_tf {realm_tf.__version__}",
     )
-    write_manifest(output_dir, manifest.to_json())
+    manifest.write(output_dir)
     return manifest

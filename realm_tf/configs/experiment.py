@@ -118,7 +118,7 @@ class IndexConfig(base_config.Config):
     Below `exact_below` blocks the index scores every block (brute force); above, it
     is a ScaNN tree with asymmetric hashing and exact re-scoring of the best
     `reorder_num_neighbors`. Zeros mean "sized to the corpus" (see
-    `realm_tf.retrieval.index_version`). None of these values are the paper's.
+    `realm_tf.retrieval.index_build`). None of these values are the paper's.
     """
 
     exact_below: int = 20_000

@@ -10,8 +10,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
+from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
 from realm_tf.corpus.block_records import read_block_dataset
-from realm_tf.corpus.manifest import BlocksManifest, ManifestError
 
 NULL_BLOCK_ID = -1
 

@@ -17,15 +17,13 @@ settings they were made with.
 """
 
 import dataclasses
-from typing import ClassVar, Dict, List
+from typing import Dict, List
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
 from realm_tf.corpus.block_records import int64_feature, read_parsed_records, text_feature
-from realm_tf.corpus.manifest import JsonManifest, shard_paths
 
-PRETRAINING_FORMAT = "realm_tf.pretraining_examples.v1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,51 +87,3 @@ def parse_pretraining_examples(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
 def read_pretraining_dataset(paths, parse_batch_size: int = 1024) -> tf.data.Dataset:
     """Pre-training examples from TFRecord shards, one parsed dict per element (id lists as 1-D int64)."""
     return read_parsed_records(paths, parse_pretraining_examples, parse_batch_size)
-
-
-@dataclasses.dataclass
-class PretrainingManifest(JsonManifest):
-    """`manifest.json` of a pre-training examples directory, written after every shard.
-
-    Attributes:
-      blocks_dir: the block directory the sentences came from.
-      num_blocks: blocks read.
-      num_sentences: sentences found in them: `num_examples` plus the skipped ones.
-      num_examples: examples written, over all `example_shards`.
-      examples_by_kind: that count by kind, {"salient": n, "random": m}.
-      skipped_sentences: sentences without an example, by reason ({"too_short": n}:
-        fewer than 2 wordpieces).
-      stats: "sentences_without_spans" (salient masking: the detector found none), "windowed_sentences"
-        (longer than the query, cut to a window).
-      query_length, max_masked_tokens, masking, salient_span_detector,
-      random_mask_probability, sentence_splitter, seed: the settings used.
-      vocabulary: the blocks manifest's vocabulary ({"path", "size", "sha256", "lower_case"}).
-      example_shards: file names, relative to the directory.
-      created_by: the realm_tf version.
-    """
-
-    blocks_dir: str
-    num_blocks: int
-    num_sentences: int
-    num_examples: int
-    examples_by_kind: Dict[str, int]
-    skipped_sentences: Dict[str, int]
-    stats: Dict[str, int]
-    query_length: int
-    max_masked_tokens: int
-    masking: str
-    salient_span_detector: str
-    random_mask_probability: float
-    sentence_splitter: str
-    seed: int
-    vocabulary: Dict[str, object]
-    example_shards: List[str]
-    created_by: str
-    format: str = PRETRAINING_FORMAT
-
-    FORMAT: ClassVar[str] = PRETRAINING_FORMAT
-    WRITTEN_BY: ClassVar[str] = "beam_pipelines.make_pretraining_examples"
-
-    def example_paths(self, directory: str) -> List[str]:
-        """Full paths of the example shards."""
-        return shard_paths(directory, self.example_shards)

@@ -37,45 +37,43 @@ bytes plus the title and text per block, 2 KB for a tiny block (3,869 take 7.7 M
 5 KB for a full 288-wordpiece block (Wikipedia's 13M blocks: some 60 GB). Past what one
 server holds, search a separate index service and serve the reader on its own.
 
-`assets.extra/realm_qa.json` records the retrieval kind, top_k, the checkpoint, the
-blocks and the index version, and the config. `assets.extra/tf_serving_warmup_requests`
+The export's record (`realm_tf.artifacts.qa_export.QaExportInfo`, assets.extra/realm_qa.json)
+holds the retrieval kind, top_k, the checkpoint, the blocks and the index version, and the
+config. `assets.extra/tf_serving_warmup_requests`
 holds a request per signature (PredictionLog records) that TF Serving runs when it loads
 the model, so that the first client does not wait for the graph's set-up; writing it
 needs tensorflow-serving-api (installed with realm_tf), without which it is left out.
 """
 
-import datetime
 import itertools
-import json
 import logging
 import os
 import re
 import uuid
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
+from realm_tf.artifacts.index_version import IndexVersion, embedder_export_of, resolve_version
+from realm_tf.artifacts.manifests import BlocksManifest
+from realm_tf.artifacts.model_dir import ModelDir
+from realm_tf.artifacts.qa_export import WARMUP_PATH, QaExportError, QaExportInfo
+from realm_tf.artifacts.staging import staged_directory
 from realm_tf.configs import load_config
 from realm_tf.corpus.block_store import BlockStore
-from realm_tf.corpus.manifest import BlocksManifest
-from realm_tf.errors import RealmError
-from realm_tf.evaluate import read_run_info
-from realm_tf.artifacts.staging import staged_directory, write_json
-from realm_tf.features import Featurizer
+from realm_tf.features import FEATURE_KEYS, Featurizer
 from realm_tf.modeling.open_qa import OpenQaModel
 from realm_tf.modeling.span_reader import best_span
-from realm_tf.retrieval.index_version import MANIFEST_NAME, IndexVersion, configured_scann_builder, resolve_version
+from realm_tf.retrieval.index_build import configured_scann_builder
 from realm_tf.tasks.finetune import build_open_qa_model, restore_finetuned
 
-METADATA_PATH = os.path.join("assets.extra", "realm_qa.json")
-WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 WARMUP_QUESTIONS = ("who wrote the declaration of independence?",)
-# v2: answer_begin and answer_end among the outputs. v3: k bounded by max_k, chunks by question-block pairs.
-QA_FORMAT = "realm_tf.qa.v3"
 RETRIEVAL_KINDS = ("scann", "exact")
-_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+# The model (base path) each kind goes to under a serving root: apart, because TF Serving
+# serves the newest version of a base path, which must not be one whose ops it lacks.
+MODEL_NAMES = {"exact": "realm_qa", "scann": "realm_qa_scann"}
 # Output name -> (dtype, shape with None for B and K).
 OUTPUTS = {
     "answer": (tf.string, [None]),
@@ -93,28 +91,7 @@ _QUESTIONS = tf.TensorSpec([None], tf.string, name="questions")
 # a request's memory grows with k, and one asking for every block would hold the reader's
 # activations for all of them at once.
 DEFAULT_MAX_K = 100
-
-
-class QaExportError(RealmError, ValueError):
-    """A QA export that cannot be made from the given model, blocks and index."""
-
-
-def read_qa_metadata(export_dir: str) -> Dict[str, Any]:
-    """The `assets.extra/realm_qa.json` of a QA export (what `export_qa_model` wrote).
-
-    Raises QaExportError, naming the path, when export_dir is not a QA export.
-    """
-    path = os.path.join(export_dir, METADATA_PATH)
-    try:
-        with open(path, encoding="utf-8") as f:
-            metadata = json.load(f)
-    except FileNotFoundError:
-        raise QaExportError(f"{path}: missing; is {export_dir!r} a QA export of python -m realm_tf.export?") from None
-    except json.JSONDecodeError as e:
-        raise QaExportError(f"{path}: not valid JSON: {e}") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != QA_FORMAT:
-        raise QaExportError(f"{path}: format is not {QA_FORMAT!r}; not a QA export of this version of realm_tf")
-    return metadata
+DEFAULT_READER_BATCH_SIZE = 16
 
 
 def refusal_message(error: "tf.errors.InvalidArgumentError") -> str:
@@ -126,16 +103,6 @@ def refusal_message(error: "tf.errors.InvalidArgumentError") -> str:
             kept = list(itertools.takewhile(lambda part: not part.startswith("Condition "), parts))
             return " ".join(kept) or line
     return error.message.splitlines()[0] if error.message else type(error).__name__
-
-
-def load_qa_export(export_dir: str) -> Tuple[Dict[str, Any], Any]:
-    """(`read_qa_metadata`, the SavedModel `tf.saved_model.load`ed) of a QA export, the ops its
-    graph needs (TF Text's, and ScaNN's for a scann export) registered before the load."""
-    metadata = read_qa_metadata(export_dir)
-    if metadata.get("retrieval") == "scann":
-        import scann  # noqa: F401
-    import tensorflow_text  # noqa: F401
-    return metadata, tf.saved_model.load(export_dir)
 
 
 def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.ndarray]:
@@ -169,7 +136,7 @@ def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.nda
 
 def _scann_layer(embeddings: np.ndarray, build: Dict[str, Any], top_k: int):
     """tensorflow-recommenders' ScaNN layer over `embeddings` (float32 [N, D]), built with the
-    index version's parameters (`IndexVersion.manifest["build"]`) and called once, as saving needs."""
+    index version's parameters (`IndexVersion.build`) and called once, as saving needs."""
     from scann.scann_ops.py import scann_ops
     from tensorflow_recommenders.layers.factorized_top_k import ScaNN
 
@@ -302,7 +269,7 @@ class _QaModule(tf.Module):
         outputs = self._read({
             "query": query,
             "candidate_embeddings": tf.gather(tables["embeddings"], rows),
-            "reader": {key: tf.reshape(reader[key], [b, k, config.reader_length]) for key in _KEYS},
+            "reader": {key: tf.reshape(reader[key], [b, k, config.reader_length]) for key in FEATURE_KEYS},
         })
 
         score, column, position, width, found = best_span(outputs["span_logits"], max_answer_length)
@@ -352,23 +319,14 @@ def _write_warmup_requests(path: str, top_k: int, max_answer_length: int) -> int
     return len(options)
 
 
-def _embedder_of(index_version: str) -> Optional[str]:
-    """The embedder export an index version was built with, if its manifest is still there."""
-    try:
-        with open(os.path.join(index_version, MANIFEST_NAME), encoding="utf-8") as f:
-            return json.load(f).get("metadata", {}).get("embedder_export")
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", blocks_dir: Optional[str] = None,
                     index: Optional[str] = None, top_k: Optional[int] = None,
                     max_answer_length: Optional[int] = None, max_k: int = DEFAULT_MAX_K,
-                    reader_batch_size: int = 16) -> str:
+                    reader_batch_size: int = DEFAULT_READER_BATCH_SIZE) -> str:
     """Exports a fine-tuned open-QA model with its blocks and index as one SavedModel.
 
     Args:
-      model_dir: a `--task=finetune` model_dir (its newest checkpoint and `open_qa.json`).
+      model_dir: a `--task=finetune` model_dir (its newest checkpoint and its `RunInfo`).
       export_dir: where to write the SavedModel; must not exist yet.
       retrieval: "scann" or "exact" (see the module docstring).
       blocks_dir, index: the corpus and the index version (or root: its newest version)
@@ -391,19 +349,19 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
         raise QaExportError(f"reader_batch_size must be positive, got {reader_batch_size}")
     if tf.io.gfile.exists(export_dir):
         raise QaExportError(f"{export_dir} already exists; exports are never overwritten")
-    info = read_run_info(model_dir)
-    config = load_config(info["config"])
+    info = ModelDir(model_dir).read_run_info()
+    config = load_config(info.config)
     featurizer = Featurizer(config.features)
-    blocks_dir = blocks_dir or info["blocks_dir"]
+    blocks_dir = blocks_dir or info.blocks_dir
     BlocksManifest.read(blocks_dir).check_compatible(blocks_dir, config.features.block_length,
                                                      featurizer.vocabulary.sha256)
-    index_version = resolve_version(index or info["index_version"])
+    index_version = resolve_version(index or info.index_version)
     version = IndexVersion.load(index_version, verify=True)
     if version.dim != config.retriever.projection_size:
         raise QaExportError(f"{index_version}: embeddings of dim {version.dim}, but the model's query tower "
                             f"projects to {config.retriever.projection_size}")
-    trained_with = _embedder_of(info["index_version"])
-    embedder = version.manifest["metadata"].get("embedder_export")
+    trained_with = embedder_export_of(info.index_version)
+    embedder = version.embedder_export or None
     if trained_with and embedder != trained_with:
         logging.warning("%s was built with embedder %s, but the model was fine-tuned against one built with %s: "
                         "its query tower matches only the document tower it was trained with",
@@ -423,7 +381,7 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
     model = build_open_qa_model(config, featurizer)
     checkpoint = restore_finetuned(model, model_dir)
     tables = _block_tables(version, BlockStore(blocks_dir, featurizer))
-    scann = _scann_layer(tables["embeddings"], version.manifest["build"], top_k) if retrieval == "scann" else None
+    scann = _scann_layer(tables["embeddings"], version.build, top_k) if retrieval == "scann" else None
     module = _QaModule(model, featurizer, tables, scann, top_k, max_answer_length, max_k, reader_batch_size)
     # The functions themselves, not concrete functions traced here: saving traces them
     # again in its own context, and tracing is most of an export's time.
@@ -433,27 +391,38 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
         tf.saved_model.save(module, staging, signatures=signatures)
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
         warmup_requests = _write_warmup_requests(os.path.join(staging, WARMUP_PATH), top_k, max_answer_length)
-        metadata = {
-            "format": QA_FORMAT,
-            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "created_by": f"realm_tf {realm_tf.__version__}",
-            "retrieval": retrieval,
-            "scann_build": version.manifest["build"] if retrieval == "scann" else None,
-            "top_k": top_k,
-            "max_answer_length": max_answer_length,
-            "max_k": max_k,
-            "reader_batch_size": reader_batch_size,
-            "warmup_requests": warmup_requests,
-            "num_blocks": version.num_blocks,
-            "model_dir": os.path.abspath(model_dir),
-            "checkpoint": os.path.abspath(checkpoint),
-            "blocks_dir": os.path.abspath(blocks_dir),
-            "index_version": os.path.abspath(index_version),
-            "embedder_export": embedder,
-            "vocabulary": {"sha256": featurizer.vocabulary.sha256, "size": featurizer.vocabulary.size},
-            "outputs": {name: {"dtype": dtype.name, "shape": ["B" if i == 0 else "K" for i in range(len(shape))]}
-                        for name, (dtype, shape) in OUTPUTS.items()},
-            "config": config.as_dict(),
-        }
-        write_json(os.path.join(staging, METADATA_PATH), metadata)
+        QaExportInfo.now(
+            retrieval=retrieval,
+            scann_build=version.build if retrieval == "scann" else None,
+            top_k=top_k,
+            max_answer_length=max_answer_length,
+            max_k=max_k,
+            reader_batch_size=reader_batch_size,
+            warmup_requests=warmup_requests,
+            num_blocks=version.num_blocks,
+            model_dir=os.path.abspath(model_dir),
+            checkpoint=os.path.abspath(checkpoint),
+            blocks_dir=os.path.abspath(blocks_dir),
+            index_version=os.path.abspath(index_version),
+            embedder_export=embedder,
+            vocabulary={"sha256": featurizer.vocabulary.sha256, "size": featurizer.vocabulary.size},
+            outputs={name: {"dtype": dtype.name, "shape": ["B" if i == 0 else "K" for i in range(len(shape))]}
+                     for name, (dtype, shape) in OUTPUTS.items()},
+            config=config.as_dict(),
+        ).write(staging)
+    return export_dir
+
+
+def export_for_serving(model_dir: str, output: Optional[str] = None, output_root: str = "saved_models",
+                       model_name: Optional[str] = None, retrieval: str = "scann", **options) -> str:
+    """`export_qa_model` into TF Serving's layout (`realm_tf.artifacts.serving_root`): the next
+    version under `output_root/<model_name>` (default `MODEL_NAMES[retrieval]`), then the
+    root's serving files rewritten. With `output`, the export goes there and no serving
+    files are written. `options` are `export_qa_model`'s. Returns the export directory."""
+    from realm_tf.artifacts.serving_root import next_version_dir, write_serving_files
+
+    export_dir = output or next_version_dir(os.path.join(output_root, model_name or MODEL_NAMES[retrieval]))
+    export_qa_model(model_dir, export_dir, retrieval=retrieval, **options)
+    if not output:
+        write_serving_files(output_root, options.get("reader_batch_size", DEFAULT_READER_BATCH_SIZE))
     return export_dir

@@ -23,8 +23,9 @@ from official.nlp.modeling.layers import text_layers
 from realm_tf.configs import FeaturesConfig
 from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary
 
-# {"input_word_ids", "input_mask", "input_type_ids"}: int32 [batch, L], the inputs of
-# Model Garden's BertEncoder.
+# The keys of one packing, the inputs of Model Garden's BertEncoder, in its order.
+FEATURE_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+# {FEATURE_KEYS}: int32 [batch, L].
 PackedInputs = Dict[str, tf.Tensor]
 
 

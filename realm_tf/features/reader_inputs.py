@@ -12,9 +12,8 @@ from typing import Sequence
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from realm_tf.features.featurizer import FEATURE_KEYS
 import tensorflow as tf
-
-_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 @dataclasses.dataclass
@@ -49,7 +48,7 @@ def pack_reader_candidates(featurizer, query_tokens: tf.RaggedTensor,
     room = np.maximum(config.reader_length - 3 - query_kept, 0)
     lengths = np.array([len(body) for body in flat_bodies], np.int64).reshape(b, k)
     return ReaderInputs(
-        features={key: packed[key].numpy().reshape(b, k, config.reader_length) for key in _KEYS},
+        features={key: packed[key].numpy().reshape(b, k, config.reader_length) for key in FEATURE_KEYS},
         body_offsets=np.repeat((query_kept + 2)[:, None], k, axis=1).astype(np.int32),
         body_lengths=np.minimum(lengths, room[:, None]).astype(np.int32),
     )

@@ -11,7 +11,6 @@ reference the exported SavedModel is checked against.
 import dataclasses
 from typing import Callable, List, Optional, Sequence
 
-import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 from tqdm.auto import tqdm
@@ -21,8 +20,6 @@ from realm_tf.features import Featurizer
 from realm_tf.features.reader_inputs import pack_reader_candidates
 from realm_tf.modeling.open_qa import OpenQaModel
 from realm_tf.modeling.span_reader import best_span
-
-_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 @dataclasses.dataclass

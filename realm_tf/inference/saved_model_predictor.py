@@ -14,9 +14,9 @@ from typing import Dict, List, Optional, Sequence
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
+from realm_tf.artifacts.manifests import ManifestError
+from realm_tf.artifacts.qa_export import QaExportError, load_qa_export
 from realm_tf.corpus.block_store import read_doc_ids
-from realm_tf.corpus.manifest import ManifestError
-from realm_tf.export.qa_export import QaExportError, load_qa_export
 from realm_tf.inference.predictor import Evidence, Prediction, predict_in_batches
 
 
@@ -31,21 +31,21 @@ class SavedModelPredictor:
       max_answer_length: longest answer in wordpieces (default: the export's).
 
     Attributes:
-      metadata: the export's `assets.extra/realm_qa.json`.
+      info: the export's record (`QaExportInfo`).
       top_k: blocks read (and returned as evidence) per question.
     """
 
     def __init__(self, export_dir: str, blocks_dir: Optional[str] = None, top_k: Optional[int] = None,
                  max_answer_length: Optional[int] = None):
-        self.metadata, loaded = load_qa_export(export_dir)
-        blocks_dir = blocks_dir or self.metadata["blocks_dir"]
+        self.info, loaded = load_qa_export(export_dir)
+        blocks_dir = blocks_dir or self.info.blocks_dir
         try:
             self._doc_ids: Dict[int, str] = read_doc_ids(blocks_dir)
         except ManifestError as e:
             raise QaExportError(f"{e} (the blocks the export {export_dir} was made from, for the evidence's "
                                 "passages; pass the blocks directory if they moved)") from None
-        self.top_k = top_k or int(self.metadata["top_k"])
-        self.max_answer_length = max_answer_length or int(self.metadata["max_answer_length"])
+        self.top_k = top_k or self.info.top_k
+        self.max_answer_length = max_answer_length or self.info.max_answer_length
         if top_k is None and max_answer_length is None:
             self._answer = loaded.signatures["serving_default"]
         else:

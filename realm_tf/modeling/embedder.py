@@ -4,8 +4,9 @@ import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 import tf_keras
 
-from realm_tf.modeling.encoders import build_bert_encoder
 from realm_tf.configs import RetrieverConfig
+from realm_tf.features import FEATURE_KEYS
+from realm_tf.modeling.encoders import build_bert_encoder
 
 POOLINGS = ("cls", "mean")
 
@@ -40,7 +41,7 @@ class ProjectedEmbedder(tf_keras.layers.Layer):
 
     def call(self, features, training=None):
         outputs = self.encoder(
-            {key: features[key] for key in ("input_word_ids", "input_mask", "input_type_ids")}, training=training
+            {key: features[key] for key in FEATURE_KEYS}, training=training
         )
         if self.pooling == "cls":
             pooled = outputs["pooled_output"]

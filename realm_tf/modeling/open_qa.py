@@ -30,10 +30,9 @@ import tensorflow as tf
 import tf_keras
 
 from realm_tf.configs import ExperimentConfig
+from realm_tf.features import FEATURE_KEYS
 from realm_tf.modeling.embedder import ProjectedEmbedder
 from realm_tf.modeling.span_reader import MASKED_LOGIT, SpanReader
-
-_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 class OpenQaModel(tf_keras.Model):
@@ -65,7 +64,7 @@ class OpenQaModel(tf_keras.Model):
         # logits include, are then the ones evaluation and serving compute.
         queries = self.query_embedder(batch["query"], training=training if self.query_embedder.trainable else False)
         retrieval_logits = tf.einsum("bp,bkp->bk", queries, batch["candidate_embeddings"])
-        flat = {k: tf.reshape(batch["reader"][k], [batch_size * num_candidates, length]) for k in _KEYS}
+        flat = {k: tf.reshape(batch["reader"][k], [batch_size * num_candidates, length]) for k in FEATURE_KEYS}
         logits, valid = self.reader(flat, training=training)
         grid = tf.concat([[batch_size, num_candidates], tf.shape(logits)[1:]], axis=0)
         logits, valid = tf.reshape(logits, grid), tf.reshape(valid, grid)

@@ -6,6 +6,7 @@ import tf_keras
 from official.nlp.modeling import layers
 
 from realm_tf.configs import ReaderConfig
+from realm_tf.features import FEATURE_KEYS
 from realm_tf.modeling.encoders import activation, build_bert_encoder, freeze_lower_layers
 
 
@@ -22,7 +23,7 @@ class KnowledgeAugmentedEncoder(tf_keras.Model):
         self.encoder = build_bert_encoder(config.encoder, name="bert")
         freeze_lower_layers(self.encoder, config.trainable_layers)
         # The head shares the word embeddings, which exist once the encoder is built.
-        self.encoder({k: tf.zeros([1, 1], tf.int32) for k in ("input_word_ids", "input_mask", "input_type_ids")})
+        self.encoder({k: tf.zeros([1, 1], tf.int32) for k in FEATURE_KEYS})
         self.masked_lm = layers.MaskedLM(
             embedding_table=self.encoder.get_embedding_table(),
             activation=activation(config.encoder.hidden_activation),
@@ -41,7 +42,7 @@ class KnowledgeAugmentedEncoder(tf_keras.Model):
           float32 [N, M, vocab_size] logits.
         """
         sequence = self.encoder(
-            {k: features[k] for k in ("input_word_ids", "input_mask", "input_type_ids")}, training=training
+            {k: features[k] for k in FEATURE_KEYS}, training=training
         )["sequence_output"]
         # Logits in float32 under mixed precision: the marginal's logsumexp needs the range.
         return tf.cast(self.masked_lm(sequence, masked_positions=masked_positions), tf.float32)

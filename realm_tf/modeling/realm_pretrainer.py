@@ -7,11 +7,10 @@ import tensorflow as tf
 import tf_keras
 
 from realm_tf.configs import ExperimentConfig
+from realm_tf.features import FEATURE_KEYS
 from realm_tf.modeling.marginal import marginal_token_log_likelihood, retrieval_log_probs
 from realm_tf.modeling.reader import KnowledgeAugmentedEncoder
 from realm_tf.modeling.retriever import Retriever
-
-_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 class RealmPretrainer(tf_keras.Model):
@@ -44,7 +43,7 @@ class RealmPretrainer(tf_keras.Model):
     def call(self, batch, training=None) -> Dict[str, tf.Tensor]:
         candidates = batch["candidates"]["input_word_ids"]
         batch_size, num_candidates = tf.shape(candidates)[0], tf.shape(candidates)[1]
-        flat = lambda features: {k: tf.reshape(features[k], [batch_size * num_candidates, -1]) for k in _KEYS}  # noqa: E731
+        flat = lambda features: {k: tf.reshape(features[k], [batch_size * num_candidates, -1]) for k in FEATURE_KEYS}  # noqa: E731
 
         queries = self.retriever.embed_queries(batch["query"], training=training)
         blocks = self.retriever.embed_blocks(flat(batch["candidates"]), training=training)

@@ -15,13 +15,12 @@ import tensorflow as tf
 import tf_keras
 
 from realm_tf.configs import ReaderConfig
+from realm_tf.features import FEATURE_KEYS
 from realm_tf.modeling.encoders import build_bert_encoder, freeze_lower_layers
 
 # Large enough that an invalid span never wins nor counts in a softmax, small enough
 # to stay finite in float16/bfloat16 sums.
 MASKED_LOGIT = -10000.0
-_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
-
 
 def _shift_left(values: tf.Tensor, shift: int, fill) -> tf.Tensor:
     """values[:, p + shift] at position p of axis 1 (`fill` past the end)."""
@@ -143,7 +142,7 @@ class SpanReader(tf_keras.Model):
         self._is_continuation = tf.constant(np.asarray(is_continuation, bool))
 
     def call(self, features, training=None) -> Tuple[tf.Tensor, tf.Tensor]:
-        sequence = self.encoder({k: features[k] for k in _KEYS}, training=training)["sequence_output"]
+        sequence = self.encoder({k: features[k] for k in FEATURE_KEYS}, training=training)["sequence_output"]
         valid = valid_spans(features, self._is_continuation, self.config.max_span_length)
         logits = tf.where(valid, self.span_scorer(sequence), MASKED_LOGIT)
         return logits, valid

@@ -1,27 +1,16 @@
-"""Retrieval: immutable, atomically published index versions and the `Searcher` over them.
+"""Retrieval: building index versions, searching them, and the embedder behind them.
 
-`publish_index_version` writes a version (embeddings, block ids, a serialized ScaNN
-searcher, a manifest) under an index root; `latest_version` and `Searcher.from_directory`
-pick up the newest; `Searcher.search` returns the top-k block ids and scores, by ScaNN
-or exactly.
+`publish_index_version` builds a version's ScaNN searcher as the `IndexConfig` says and
+publishes it (the files are `realm_tf.artifacts.index_version`'s); `Searcher` returns the
+top-k block ids and scores of the newest version, by ScaNN or exactly; the embedder
+export (`embedder_export`) turns questions and blocks into the vectors searched.
 """
 
-from realm_tf.retrieval.index_version import (
-    IndexVersion,
-    IndexVersionError,
-    latest_version,
-    list_versions,
-    publish_index_version,
-    scann_parameters,
-)
+from realm_tf.retrieval.index_build import publish_index_version, scann_parameters
 from realm_tf.retrieval.searcher import Searcher
 
 __all__ = [
-    "IndexVersion",
-    "IndexVersionError",
     "Searcher",
-    "latest_version",
-    "list_versions",
     "publish_index_version",
     "scann_parameters",
 ]

@@ -1,4 +1,4 @@
-"""`Bm25Retrieval`: open-QA candidates by BM25 over the blocks' words, for the predictor.
+"""BM25 over the blocks' words: `Bm25Retriever`, and `Bm25Retrieval`, its open-QA candidates for the predictor.
 
 The lexical baseline of the open-QA papers (ORQA's and REALM's "BM25 + BERT" rows): the
 blocks a reader reads are the best BM25 matches of the question's words, not the nearest
@@ -7,13 +7,60 @@ block embeddings. It has the interface of `FixedIndex` and `NullRetrieval` (`pat
 `needs_questions`: BM25 scores words, so `QaPredictor` hands it the question texts too.
 """
 
-from typing import Optional, Sequence, Tuple
+import logging
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from realm_tf.corpus.block_store import BlockStore
-from realm_tf.corpus.manifest import ManifestError
-from realm_tf.evaluation.retrieval_recall import Bm25Retriever
+from realm_tf.artifacts.manifests import ManifestError
+from realm_tf.corpus.block_records import BlockRecord
+from realm_tf.corpus.block_store import NULL_BLOCK_ID, BlockStore
+
+
+class BlockText(NamedTuple):
+    """What BM25 indexes of a block: its id, title and text."""
+
+    block_id: int
+    title: str
+    text: str
+
+
+class Bm25Retriever:
+    """BM25 (the bm25s library, English stop words) over each block's title and text.
+
+    Args:
+      blocks: `BlockRecord`s, or anything with `block_id`, `title` and `text` (`BlockText`).
+    """
+
+    def __init__(self, blocks: Sequence[BlockRecord]):
+        if not blocks:
+            raise ValueError("BM25 needs at least one block")
+        import bm25s
+
+        # bm25s logs each indexing step at DEBUG, which drowns the report when another
+        # library has set the root logger to DEBUG.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        self._bm25s = bm25s
+        self._block_ids = np.asarray([b.block_id for b in blocks], np.int64)
+        self._index = bm25s.BM25()
+        self._index.index(self._tokenize([f"{b.title} {b.text}" for b in blocks]), show_progress=False)
+
+    @classmethod
+    def from_block_store(cls, store) -> "Bm25Retriever":
+        """Over every block of a `BlockStore` read with a featurizer (which keeps titles and texts)."""
+        return cls([BlockText(i, store.title_texts[i], store.texts[i]) for i in store.texts if i != NULL_BLOCK_ID])
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self._block_ids)
+
+    def _tokenize(self, texts: List[str]):
+        return self._bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+
+    def search(self, questions: List[str], k: int) -> np.ndarray:
+        """Block ids int64 [Q, k], best first."""
+        rows, _ = self._index.retrieve(self._tokenize(questions), k=min(k, len(self._block_ids)), show_progress=False)
+        return self._block_ids[rows]
 
 
 class Bm25Retrieval:

@@ -11,8 +11,8 @@ watcher on its last good one, with a warning.
 import dataclasses
 import logging
 import threading
-from realm_tf.export.embedder_export import EmbedderExport
-from realm_tf.retrieval.index_version import IndexVersion, IndexVersionError, latest_version
+from realm_tf.artifacts.index_version import IndexVersion, IndexVersionError, latest_version
+from realm_tf.retrieval.embedder_export import EmbedderExport
 from realm_tf.retrieval.searcher import Searcher
 
 logger = logging.getLogger(__name__)
@@ -31,8 +31,9 @@ class LoadedIndex:
 
 def load_index(path: str, method: str = "scann") -> LoadedIndex:
     index = IndexVersion.load(path, verify=False)
-    export = EmbedderExport.load(index.manifest["metadata"]["embedder_export"])
-    return LoadedIndex(path, int(index.manifest["metadata"]["step"]), Searcher(index, method=method), export)
+    if not index.embedder_export:
+        raise IndexVersionError(f"{path}: built from imported embeddings, with no embedder export to embed queries")
+    return LoadedIndex(path, index.step, Searcher(index, method=method), EmbedderExport.load(index.embedder_export))
 
 
 class IndexWatcher:

@@ -10,8 +10,8 @@ from typing import Tuple
 
 import numpy as np
 
+from realm_tf.artifacts.index_version import IndexVersion, IndexVersionError
 from realm_tf.corpus.block_store import NULL_BLOCK_ID
-from realm_tf.retrieval.index_version import IndexVersion, IndexVersionError
 from realm_tf.retrieval.searcher import Searcher
 
 

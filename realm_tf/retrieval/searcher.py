@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from realm_tf.retrieval.index_version import IndexVersion, resolve_version
+from realm_tf.artifacts.index_version import IndexVersion, resolve_version
 
 METHODS = ("scann", "exact")
 # Scores of at most this many query x block pairs are held at once by exact search
@@ -116,7 +116,7 @@ class Searcher:
 
     def _scann_candidates(self, queries: np.ndarray, n: int) -> Tuple[np.ndarray, np.ndarray]:
         """Like `_exact_candidates`, from ScaNN; approximate for a tree_ah index."""
-        reorder = self.index.manifest["build"].get("reorder_num_neighbors") or 0
+        reorder = self.index.build.get("reorder_num_neighbors") or 0
         rows, scores = self.index.searcher.search_batched(
             queries,
             final_num_neighbors=n,

@@ -77,12 +77,12 @@ class SavedModelAnswerer:
     def __init__(self, export_dir: str):
         import tensorflow as tf
 
-        from realm_tf.export.qa_export import load_qa_export
+        from realm_tf.artifacts.qa_export import load_qa_export
 
         self._tf = tf
-        metadata, self._loaded = load_qa_export(export_dir)
-        self.description = {"source": f"SavedModel {export_dir}", "retrieval": metadata.get("retrieval"),
-                            "top_k": metadata.get("top_k"), "max_answer_length": metadata.get("max_answer_length")}
+        info, self._loaded = load_qa_export(export_dir)
+        self.description = {"source": f"SavedModel {export_dir}", "retrieval": info.retrieval,
+                            "top_k": info.top_k, "max_answer_length": info.max_answer_length}
         self._source = export_dir
 
     def answer(self, questions: List[str], k: Optional[int] = None,

@@ -6,7 +6,7 @@ Per batch of questions, on the host:
     their top `finetune.retriever_beam_size` blocks from the fixed index, with the blocks' stored
     embeddings, marking those whose text contains an answer;
   - pack `[CLS] question [SEP] body [SEP]` for the first `finetune.top_k` of them and
-    mark every span that matches an answer (`realm_tf.features.answer_spans`).
+    mark every span that matches an answer (`realm_tf.tasks.answer_spans`).
 In the step (static shapes): the retrieval logits with the current query tower, the span
 logits, and the marginal log-likelihood of `realm_tf.modeling.open_qa.finetuning_loss`.
 
@@ -14,35 +14,33 @@ Many questions per batch: the released code, and ports of it, take one per step.
 """
 
 import logging
-import os
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
+from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
+from realm_tf.artifacts.model_dir import ModelDir
 from realm_tf.configs import ExperimentConfig
 from realm_tf.corpus.block_store import BlockStore
-from realm_tf.corpus.manifest import BlocksManifest, ManifestError
 from realm_tf.evaluation.answer_metrics import normalize_answer
 from realm_tf.evaluation.qa_data import QaExample, read_qa
-from realm_tf.features import Featurizer
-from realm_tf.features.answer_spans import AnswerMatcher, find_answer_spans
+from realm_tf.features import FEATURE_KEYS, Featurizer
 from realm_tf.features.reader_inputs import pack_reader_candidates
 from realm_tf.modeling.embedder import ProjectedEmbedder
 from realm_tf.modeling.open_qa import OpenQaModel, finetuning_loss
 from realm_tf.retrieval.fixed_index import FixedIndex
+from realm_tf.tasks.answer_spans import AnswerMatcher, find_answer_spans
 from realm_tf.tasks.example_order import epoch_batches
 
 logger = logging.getLogger(__name__)
-_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
-
 
 def build_open_qa_model(config: ExperimentConfig, featurizer: Featurizer) -> OpenQaModel:
     """An `OpenQaModel` with its variables created, so checkpoints restore into it at once."""
     model = OpenQaModel(config, featurizer.vocabulary.continuation_mask())
     f = config.features
-    zeros = lambda *shape: {k: tf.zeros(shape, tf.int32) for k in _KEYS}  # noqa: E731
+    zeros = lambda *shape: {k: tf.zeros(shape, tf.int32) for k in FEATURE_KEYS}  # noqa: E731
     model({"query": zeros(1, f.query_length), "reader": zeros(1, 1, f.reader_length),
            "candidate_embeddings": tf.zeros([1, 1, config.retriever.projection_size])})
     return model
@@ -52,9 +50,7 @@ def initial_weight_parts(init_dir: str) -> Tuple[str, Tuple[str, ...]]:
     """The newest checkpoint of a pre-training or ICT `--model_dir`, and the parts of the
     open-QA model it fills: ("retriever", "reader") after pre-training (the query tower
     and the reader's BERT), ("retriever",) after ICT."""
-    path = tf.train.latest_checkpoint(os.path.join(init_dir, "checkpoints"))
-    if path is None:
-        raise FileNotFoundError(f"{init_dir}: no checkpoint under checkpoints/")
+    path = ModelDir(init_dir).require_checkpoint()
     names = {name for name, _ in tf.train.list_variables(path)}
     if any(name.startswith("model/reader/encoder/") for name in names):  # REALM pre-training.
         return path, ("retriever", "reader")
@@ -77,9 +73,7 @@ def restore_initial_weights(model: OpenQaModel, init_dir: str) -> str:
 
 def restore_finetuned(model: OpenQaModel, model_dir: str) -> str:
     """Loads the newest fine-tuning checkpoint of `model_dir` (the optimizer's slots are left out)."""
-    path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if path is None:
-        raise FileNotFoundError(f"{model_dir}: no fine-tuning checkpoint under checkpoints/")
+    path = ModelDir(model_dir).require_checkpoint("fine-tuning")
     tf.train.Checkpoint(model=model).restore(path).assert_existing_objects_matched().expect_partial()
     return path
 
@@ -143,7 +137,7 @@ class FinetuneTask:
 
     def _signature(self, batch_size: int):
         f, c, k, w = self.config.features, self.beam_size, self.top_k, self.max_span_length
-        features = lambda *shape: {key: tf.TensorSpec(shape, tf.int32) for key in _KEYS}  # noqa: E731
+        features = lambda *shape: {key: tf.TensorSpec(shape, tf.int32) for key in FEATURE_KEYS}  # noqa: E731
         return {
             "query": features(batch_size, f.query_length),
             "candidate_embeddings": tf.TensorSpec((batch_size, c, self.config.retriever.projection_size), tf.float32),
@@ -177,7 +171,7 @@ class FinetuneTask:
                 if spans:  # Whatever the whole-text test says, a block with a matching span holds the answer.
                     retrieval_correct[row, column] = 1.0
         return {
-            "query": {key: query[key].numpy() for key in _KEYS},
+            "query": {key: query[key].numpy() for key in FEATURE_KEYS},
             "candidate_embeddings": candidate_embeddings.astype(np.float32),
             "candidate_ids": candidate_ids,
             "retrieval_correct": retrieval_correct,

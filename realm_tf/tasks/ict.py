@@ -15,16 +15,16 @@ import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
+from realm_tf.artifacts.manifests import BlocksManifest
 from realm_tf.configs import ExperimentConfig
 from realm_tf.corpus.block_records import read_block_dataset
-from realm_tf.corpus.manifest import BlocksManifest
-from realm_tf.features import Featurizer
+from realm_tf.features import FEATURE_KEYS, Featurizer
 from realm_tf.modeling import Retriever
 from realm_tf.modeling.retriever import relevance
 
 
 def _zero_features(length: int):
-    return {k: tf.zeros([1, length], tf.int32) for k in ("input_word_ids", "input_mask", "input_type_ids")}
+    return {k: tf.zeros([1, length], tf.int32) for k in FEATURE_KEYS}
 
 
 class IctTask:

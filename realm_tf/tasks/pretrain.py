@@ -25,22 +25,20 @@ import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
+from realm_tf.artifacts.manifests import BlocksManifest, ManifestError, PretrainingManifest
+from realm_tf.artifacts.model_dir import ModelDir
 from realm_tf.configs import ExperimentConfig
 from realm_tf.corpus.block_store import BlockStore
-from realm_tf.corpus.manifest import BlocksManifest, ManifestError
-from realm_tf.corpus.pretraining_examples import PretrainingExample, PretrainingManifest
-from realm_tf.export.embedder_export import export_embedder
-from realm_tf.features import Featurizer
+from realm_tf.corpus.pretraining_examples import PretrainingExample
+from realm_tf.features import FEATURE_KEYS, Featurizer
 from realm_tf.features.reader_inputs import pack_reader_candidates
 from realm_tf.modeling.marginal import pretraining_loss
 from realm_tf.modeling.realm_pretrainer import RealmPretrainer
 from realm_tf.retrieval.candidates import IndexWatcher
+from realm_tf.retrieval.embedder_export import export_embedder
 from realm_tf.tasks.example_order import epoch_batches
 
 logger = logging.getLogger(__name__)
-_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
-EXPORTS_DIR = "embedder"
-TRAINING_DONE = "TRAINING_DONE"
 
 
 class PretrainTask:
@@ -49,7 +47,7 @@ class PretrainTask:
     def __init__(self, config: ExperimentConfig, examples_dir: str, blocks_dir: str, index_root: str,
                  model_dir: str, poll_seconds: float = 2.0):
         self.config = config
-        self.model_dir = model_dir
+        self.model_dir = ModelDir(model_dir)
         self.featurizer = Featurizer(config.features)
         BlocksManifest.read(blocks_dir).check_compatible(
             blocks_dir, config.features.block_length, self.featurizer.vocabulary.sha256)
@@ -87,9 +85,7 @@ class PretrainTask:
 
     def restore_retriever(self, model: RealmPretrainer, ict_model_dir: str) -> str:
         """Starts the towers from the newest ICT checkpoint in `ict_model_dir` (REALM's warm start)."""
-        path = tf.train.latest_checkpoint(os.path.join(ict_model_dir, "checkpoints"))
-        if path is None:
-            raise FileNotFoundError(f"{ict_model_dir}: no ICT checkpoint under checkpoints/")
+        path = ModelDir(ict_model_dir).require_checkpoint("ICT")
         tf.train.Checkpoint(model=model.retriever).restore(path).assert_existing_objects_matched().expect_partial()
         return path
 
@@ -105,7 +101,7 @@ class PretrainTask:
     def _signature(self, batch_size: int):
         f = self.config.features
         k, m = self.num_candidates, self.max_masks
-        features = lambda *shape: {key: tf.TensorSpec(shape, tf.int32) for key in _KEYS}  # noqa: E731
+        features = lambda *shape: {key: tf.TensorSpec(shape, tf.int32) for key in FEATURE_KEYS}  # noqa: E731
         return {
             "query": features(batch_size, f.query_length),
             "candidates": features(batch_size, k, f.block_length),
@@ -146,9 +142,9 @@ class PretrainTask:
             positions[row, :n] = np.asarray(example.masked_positions) + 1  # After [CLS].
             targets[row, :n] = example.masked_token_ids
             weights[row, :n] = 1.0
-        reshape = lambda features, length: {key: features[key].numpy().reshape(b, k, length) for key in _KEYS}  # noqa: E731
+        reshape = lambda features, length: {key: features[key].numpy().reshape(b, k, length) for key in FEATURE_KEYS}  # noqa: E731
         return {
-            "query": {key: query[key].numpy() for key in _KEYS},
+            "query": {key: query[key].numpy() for key in FEATURE_KEYS},
             "candidates": reshape(candidates, self.config.features.block_length),
             "reader": reader.features,
             "candidate_ids": candidate_ids,
@@ -162,8 +158,7 @@ class PretrainTask:
     def _pretraining_step_of(self, index) -> int:
         """The pre-training step of the embedder an index was built with; 0 for the
         initial index, built from an embedder of another run (the ICT warm start)."""
-        exports = os.path.abspath(os.path.join(self.model_dir, EXPORTS_DIR))
-        return index.step if os.path.abspath(index.export.path).startswith(exports + os.sep) else 0
+        return index.step if self.model_dir.holds_export(index.export.path) else 0
 
     # --- loss and metrics --------------------------------------------------------------
 
@@ -179,14 +174,12 @@ class PretrainTask:
         return {"index_staleness": step - metrics.get("index_step", step)}
 
     def export_embedder(self, model: RealmPretrainer, step: int) -> Optional[str]:
-        path = os.path.join(self.model_dir, EXPORTS_DIR, str(step))
+        path = self.model_dir.export_dir(step)
         if os.path.exists(path):  # Already exported before a restart.
             return None
         return export_embedder(model.retriever, self.featurizer, path, step=step)
 
     def finish(self) -> None:
         """Tells the refresher that no more exports will come, and stops watching."""
-        os.makedirs(os.path.join(self.model_dir, EXPORTS_DIR), exist_ok=True)
-        with open(os.path.join(self.model_dir, EXPORTS_DIR, TRAINING_DONE), "w", encoding="utf-8") as f:
-            f.write("done\n")
+        self.model_dir.mark_training_done()
         self.watcher.close()

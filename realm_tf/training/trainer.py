@@ -16,7 +16,6 @@ resumes from the newest checkpoint in `model_dir`.
 """
 
 import logging
-import os
 import time
 from typing import Dict, Optional
 
@@ -25,6 +24,7 @@ import tensorflow as tf
 from official.nlp import optimization
 from tqdm.auto import tqdm
 
+from realm_tf.artifacts.model_dir import ModelDir
 from realm_tf.configs import TrainingConfig
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Trainer:
         self.task = task
         self.jit_compile = jit_compile
         self.training = training
-        self.model_dir = model_dir
+        self.model_dir = ModelDir(model_dir)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.seed = seed
         with self.strategy.scope():
@@ -58,13 +58,13 @@ class Trainer:
             )
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
         self.checkpoints = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, "checkpoints"), max_to_keep=max_checkpoints,
+            self.checkpoint, self.model_dir.checkpoints_dir, max_to_keep=max_checkpoints,
             step_counter=self.optimizer.iterations, checkpoint_interval=training.checkpoint_every_steps,
         )
         self.restored_from = self.checkpoints.restore_or_initialize()
         if self.restored_from:
             logger.info("resumed from %s at step %d", self.restored_from, self.step)
-        self._summaries = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+        self._summaries = tf.summary.create_file_writer(self.model_dir.summaries_dir("train"))
 
     @property
     def step(self) -> int:

@@ -1,7 +1,16 @@
-"""`manifest.json` of a block directory: what the chunking pipeline wrote, and from what.
+"""`manifest.json` of the Beam pipelines' output folders: what was written, and from what.
 
-Later stages (ICT, the embed-and-index pipeline) read it to find the shards and to
-refuse blocks built with another vocabulary or block length.
+    <blocks_dir>/                   beam_pipelines.chunk_corpus
+      blocks-SSSSS-of-NNNNN.tfrecord      block records (realm_tf.corpus.block_records)
+      dead_letters-*.jsonl                rejected input records (dead-letter mode)
+      manifest.json                       `BlocksManifest`, written after every shard
+    <examples_dir>/                 beam_pipelines.make_pretraining_examples
+      examples-SSSSS-of-NNNNN.tfrecord    pre-training examples (realm_tf.corpus.pretraining_examples)
+      manifest.json                       `PretrainingManifest`
+
+Later stages (ICT, the embed-and-index pipeline, pre-training) read the manifest to find
+the shards, which it lists by name, and to refuse blocks built with another vocabulary
+or block length. Paths may be anything Beam's FileSystems opens (gs:// with the gcp extra).
 """
 
 import dataclasses
@@ -12,6 +21,11 @@ from realm_tf.errors import RealmError
 
 MANIFEST_NAME = "manifest.json"
 BLOCKS_FORMAT = "realm_tf.blocks.v1"
+PRETRAINING_FORMAT = "realm_tf.pretraining_examples.v1"
+# The shards' name prefixes (Beam adds -SSSSS-of-NNNNN and the suffix).
+BLOCK_SHARD_PREFIX = "blocks"
+EXAMPLE_SHARD_PREFIX = "examples"
+DEAD_LETTER_SHARD_PREFIX = "dead_letters"
 
 
 class ManifestError(RealmError, ValueError):
@@ -30,6 +44,13 @@ class JsonManifest:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def write(self, directory: str) -> None:
+        """Writes `directory/manifest.json`; called after every shard is in place."""
+        from apache_beam.io.filesystems import FileSystems
+
+        with FileSystems.create(FileSystems.join(directory, MANIFEST_NAME)) as f:
+            f.write(self.to_json().encode("utf-8"))
 
     @classmethod
     def read(cls, directory: str):
@@ -113,3 +134,50 @@ class BlocksManifest(JsonManifest):
         """Full paths of the block shards."""
         return shard_paths(directory, self.block_shards)
 
+
+@dataclasses.dataclass
+class PretrainingManifest(JsonManifest):
+    """`manifest.json` of a pre-training examples directory, written after every shard.
+
+    Attributes:
+      blocks_dir: the block directory the sentences came from.
+      num_blocks: blocks read.
+      num_sentences: sentences found in them: `num_examples` plus the skipped ones.
+      num_examples: examples written, over all `example_shards`.
+      examples_by_kind: that count by kind, {"salient": n, "random": m}.
+      skipped_sentences: sentences without an example, by reason ({"too_short": n}:
+        fewer than 2 wordpieces).
+      stats: "sentences_without_spans" (salient masking: the detector found none), "windowed_sentences"
+        (longer than the query, cut to a window).
+      query_length, max_masked_tokens, masking, salient_span_detector,
+      random_mask_probability, sentence_splitter, seed: the settings used.
+      vocabulary: the blocks manifest's vocabulary ({"path", "size", "sha256", "lower_case"}).
+      example_shards: file names, relative to the directory.
+      created_by: the realm_tf version.
+    """
+
+    blocks_dir: str
+    num_blocks: int
+    num_sentences: int
+    num_examples: int
+    examples_by_kind: Dict[str, int]
+    skipped_sentences: Dict[str, int]
+    stats: Dict[str, int]
+    query_length: int
+    max_masked_tokens: int
+    masking: str
+    salient_span_detector: str
+    random_mask_probability: float
+    sentence_splitter: str
+    seed: int
+    vocabulary: Dict[str, object]
+    example_shards: List[str]
+    created_by: str
+    format: str = PRETRAINING_FORMAT
+
+    FORMAT: ClassVar[str] = PRETRAINING_FORMAT
+    WRITTEN_BY: ClassVar[str] = "beam_pipelines.make_pretraining_examples"
+
+    def example_paths(self, directory: str) -> List[str]:
+        """Full paths of the example shards."""
+        return shard_paths(directory, self.example_shards)

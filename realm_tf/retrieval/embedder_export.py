@@ -8,35 +8,25 @@ Signatures (N = batch):
   embed_block_texts(titles, bodies: string [N]) -> {"embeddings": ...}
   embed_query_texts(queries: string [N]) -> {"embeddings": ...}   (also serving_default)
 
-The vocabulary travels as an asset; `assets.extra/realm_embedder.json` records the
-training step, the packing lengths and the vocabulary's digest, which the indexing
-pipeline checks against the blocks it embeds. An export is written beside its target
-and renamed into place, so a watcher never sees half of one.
+The vocabulary travels as an asset; the export's record
+(`realm_tf.artifacts.embedder_export.EmbedderExportInfo`) holds the training step, the
+packing lengths and the vocabulary's digest, which the indexing pipeline checks against
+the blocks it embeds. An export is written beside its target and renamed into place, so
+a watcher never sees half of one.
 """
 
 import dataclasses
-import datetime
-import json
 import os
-from typing import Dict
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
+from realm_tf.artifacts.embedder_export import EmbedderExportError, EmbedderExportInfo
+from realm_tf.artifacts.staging import staged_directory
 from realm_tf.configs import FeaturesConfig
-from realm_tf.errors import RealmError
-from realm_tf.features import Featurizer
-from realm_tf.artifacts.staging import staged_directory, write_json
+from realm_tf.features import FEATURE_KEYS, Featurizer
 from realm_tf.modeling import Retriever
-
-METADATA_PATH = os.path.join("assets.extra", "realm_embedder.json")
-EMBEDDER_FORMAT = "realm_tf.embedder.v1"
-_FEATURES = ("input_word_ids", "input_mask", "input_type_ids")
-
-
-class EmbedderExportError(RealmError, ValueError):
-    """An embedder export that is missing, incomplete or does not fit what it is used with."""
 
 
 class _EmbedderModule(tf.Module):
@@ -60,7 +50,7 @@ class _EmbedderModule(tf.Module):
 def _features_function(embed, length: int):
     """A tf.function over packed features int32 [None, length] -> {"embeddings": float32 [None, P]}."""
 
-    @tf.function(input_signature=[tf.TensorSpec([None, length], tf.int32, name=k) for k in _FEATURES])
+    @tf.function(input_signature=[tf.TensorSpec([None, length], tf.int32, name=k) for k in FEATURE_KEYS])
     def embed_features(input_word_ids, input_mask, input_type_ids):
         features = {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
         return {"embeddings": embed(features, training=False)}
@@ -83,16 +73,11 @@ def export_embedder(retriever: Retriever, featurizer: Featurizer, export_dir: st
     with staged_directory(export_dir) as staging:
         tf.saved_model.save(module, staging, signatures=signatures)
         vocabulary = featurizer.vocabulary
-        metadata = {
-            "format": EMBEDDER_FORMAT,
-            "step": int(step),
-            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "projection_size": retriever.config.projection_size,
-            "share_towers": retriever.config.share_towers,
-            "features": dict(featurizer.config.as_dict(), vocab_file=os.path.basename(vocabulary.path)),
-            "vocabulary": {"sha256": vocabulary.sha256, "size": vocabulary.size},
-        }
-        write_json(os.path.join(staging, METADATA_PATH), metadata)
+        EmbedderExportInfo.now(
+            step=int(step), projection_size=retriever.config.projection_size,
+            share_towers=retriever.config.share_towers,
+            features=dict(featurizer.config.as_dict(), vocab_file=os.path.basename(vocabulary.path)),
+            vocabulary_sha256=vocabulary.sha256, vocabulary_size=vocabulary.size).write(staging)
     return export_dir
 
 
@@ -102,47 +87,34 @@ class EmbedderExport:
 
     Attributes:
       path: the export directory.
-      metadata: its `realm_embedder.json`.
+      info: its record (`EmbedderExportInfo`).
       featurizer: packs inputs exactly as the export expects, from its own vocabulary asset.
     """
 
     path: str
-    metadata: Dict
+    info: EmbedderExportInfo
     featurizer: Featurizer
     _saved: object
 
     @classmethod
     def load(cls, path: str) -> "EmbedderExport":
-        metadata_path = os.path.join(path, METADATA_PATH)
-        if not tf.io.gfile.isdir(path):
-            raise EmbedderExportError(f"embedder export not found: {path}")
-        if not tf.io.gfile.exists(metadata_path):
-            raise EmbedderExportError(f"{path}: no {METADATA_PATH}; not an embedder export of realm_tf.export")
-        try:
-            with tf.io.gfile.GFile(metadata_path) as f:
-                metadata = json.load(f)
-        except json.JSONDecodeError as e:
-            raise EmbedderExportError(f"{metadata_path}: not valid JSON: {e}") from e
-        if metadata.get("format") != EMBEDDER_FORMAT:
-            raise EmbedderExportError(f"{metadata_path}: format {metadata.get('format')!r}, expected {EMBEDDER_FORMAT!r}")
-        features = dict(metadata["features"])
-        features["vocab_file"] = os.path.join(path, "assets", features["vocab_file"])
-        featurizer = Featurizer(FeaturesConfig(**features))
-        if featurizer.vocabulary.sha256 != metadata["vocabulary"]["sha256"]:
-            raise EmbedderExportError(f"{path}: the vocabulary asset does not match {METADATA_PATH}")
+        info = EmbedderExportInfo.read(path)
+        featurizer = Featurizer(FeaturesConfig(**dict(info.features, vocab_file=info.vocab_path(path))))
+        if featurizer.vocabulary.sha256 != info.vocabulary_sha256:
+            raise EmbedderExportError(f"{path}: the vocabulary asset does not match its export record")
         try:
             saved = tf.saved_model.load(path)
         except (OSError, ValueError, tf.errors.OpError) as e:
             raise EmbedderExportError(f"{path}: cannot load the SavedModel: {e}") from e
-        return cls(path, metadata, featurizer, saved)
+        return cls(path, info, featurizer, saved)
 
     @property
     def step(self) -> int:
-        return int(self.metadata["step"])
+        return self.info.step
 
     def embed_blocks(self, features) -> np.ndarray:
         """Block packings (int32 [N, block_length] each) -> float32 [N, projection_size]."""
-        return self._saved.signatures["embed_blocks"](**{k: features[k] for k in _FEATURES})["embeddings"].numpy()
+        return self._saved.signatures["embed_blocks"](**{k: features[k] for k in FEATURE_KEYS})["embeddings"].numpy()
 
     def embed_block_tokens(self, title_token_ids, body_token_ids) -> np.ndarray:
         """Blocks as token ids (ragged int64 [N, (tokens)] or lists of lists) -> float32 [N, projection_size]."""
@@ -154,8 +126,8 @@ class EmbedderExport:
         embed = self._saved.signatures["embed_query_texts"]
         rows = [embed(queries=tf.constant(queries[i:i + batch_size]))["embeddings"].numpy()
                 for i in range(0, len(queries), batch_size)]
-        return np.concatenate(rows) if rows else np.zeros((0, self.metadata["projection_size"]), np.float32)
+        return np.concatenate(rows) if rows else np.zeros((0, self.info.projection_size), np.float32)
 
     def embed_queries(self, features) -> np.ndarray:
         """Query packings (int32 [N, query_length] each) -> float32 [N, projection_size]."""
-        return self._saved.signatures["embed_queries"](**{k: features[k] for k in _FEATURES})["embeddings"].numpy()
+        return self._saved.signatures["embed_queries"](**{k: features[k] for k in FEATURE_KEYS})["embeddings"].numpy()

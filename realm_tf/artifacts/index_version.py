@@ -22,19 +22,17 @@ import datetime
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import threading
 import time
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 import realm_tf  # First: TF_USE_LEGACY_KERAS before scann imports TensorFlow.
 from realm_tf.artifacts import staging
-from realm_tf.configs import IndexConfig
 from realm_tf.errors import RealmError
 
 MANIFEST_NAME = "manifest.json"
@@ -42,10 +40,6 @@ EMBEDDINGS_NAME = "embeddings.npy"
 BLOCK_IDS_NAME = "block_ids.npy"
 SCANN_DIR = "scann"
 INDEX_FORMAT = "realm_tf.index.v1"
-# Asymmetric hashing trains 16 centres per block of dimensions, so ScaNN refuses fewer
-# training points than that; and a tree over a few hundred blocks saves nothing over
-# scoring them all. Below this many blocks the index is brute force whatever the config.
-MIN_TREE_AH_BLOCKS = 256
 
 _MANIFEST_FIELDS = (
     "format", "name", "created_at", "num_blocks", "dim", "embeddings_sha256",
@@ -57,100 +51,12 @@ class IndexVersionError(RealmError, ValueError):
     """An index version directory (or its inputs) that is missing, partial or corrupt."""
 
 
-def _scann_pybind():
+def scann_pybind():
     # Imported on first use: `import scann` imports TensorFlow (seconds), which listing
     # versions does not need.
     from scann import scann_ops_pybind
 
     return scann_ops_pybind
-
-
-def scann_parameters(num_blocks: int, config: IndexConfig) -> Dict[str, Any]:
-    """The ScaNN build parameters for `num_blocks` blocks; recorded in the manifest.
-
-    Below `max(config.exact_below, MIN_TREE_AH_BLOCKS)` blocks: brute force, exact and
-    fast enough (a 20k x 128 float32 matmul is ~5 MFLOP per query). Otherwise a k-means
-    tree with asymmetric hashing (AH) inside the searched leaves and exact re-scoring of
-    the best `reorder_num_neighbors`, ScaNN's recommended setup for MIPS:
-
-    - num_leaves: `config.num_leaves`, or round(sqrt(num_blocks)) when 0, so that a leaf
-      holds about as many blocks as there are leaves (ScaNN's rule of thumb); never more
-      than the training sample.
-    - num_leaves_to_search: `config.num_leaves_to_search`, or ceil(num_leaves / 10) when
-      0: about a tenth of the corpus is scored with AH. Clamped to [1, num_leaves].
-    - training_sample_size: min(num_blocks, config.training_sample_size), used for both
-      the tree's k-means and the AH codebooks.
-    - dims_per_block, anisotropic_quantization_threshold, reorder_num_neighbors: as
-      configured (reorder 0 means no re-scoring).
-    - spherical_tree: always True. Spherical k-means partitions by direction, which is
-      what an inner product ranks by; on clustered synthetic 128-d data (4k blocks,
-      7 of 63 leaves searched) it gave recall@10 0.97-1.0 against 0.84-0.96 for
-      ScaNN's default Euclidean k-means.
-
-    Returns:
-      A dict with keys method ("brute_force" or "tree_ah"), num_leaves,
-      num_leaves_to_search, training_sample_size, dims_per_block,
-      anisotropic_quantization_threshold, reorder_num_neighbors, spherical_tree; the
-      tree and AH keys are None for brute force.
-    """
-    if num_blocks < 1:
-        raise ValueError(f"num_blocks must be positive, got {num_blocks}")
-    params: Dict[str, Any] = {
-        "method": "brute_force",
-        "num_leaves": None,
-        "num_leaves_to_search": None,
-        "training_sample_size": None,
-        "dims_per_block": None,
-        "anisotropic_quantization_threshold": None,
-        "reorder_num_neighbors": None,
-        "spherical_tree": None,
-    }
-    if num_blocks < max(config.exact_below, MIN_TREE_AH_BLOCKS):
-        return params
-    training_sample_size = min(num_blocks, config.training_sample_size)
-    num_leaves = min(config.num_leaves or max(1, round(math.sqrt(num_blocks))), training_sample_size)
-    to_search = config.num_leaves_to_search or math.ceil(num_leaves / 10)
-    params.update(
-        method="tree_ah",
-        num_leaves=num_leaves,
-        num_leaves_to_search=min(max(1, to_search), num_leaves),
-        training_sample_size=training_sample_size,
-        dims_per_block=config.dims_per_block,
-        anisotropic_quantization_threshold=config.anisotropic_quantization_threshold,
-        reorder_num_neighbors=config.reorder_num_neighbors,
-        spherical_tree=True,
-    )
-    return params
-
-
-def configured_scann_builder(builder, params: Dict[str, Any]):
-    """A ScaNN builder set up as `params` say (an index version's `manifest["build"]`).
-
-    `builder` is what `builder(embeddings, k, "dot_product")` of ScaNN's pybind or TF-ops
-    module returned; the caller builds it (the two `build()`s take different arguments), so
-    the host-side searcher and the QA export's ScaNN layer search alike.
-    """
-    if params["method"] == "brute_force":
-        return builder.score_brute_force()
-    builder = builder.tree(
-        num_leaves=params["num_leaves"],
-        num_leaves_to_search=params["num_leaves_to_search"],
-        training_sample_size=params["training_sample_size"],
-        spherical=params["spherical_tree"],
-    ).score_ah(
-        params["dims_per_block"],
-        anisotropic_quantization_threshold=params["anisotropic_quantization_threshold"],
-        training_sample_size=params["training_sample_size"],
-    )
-    if params["reorder_num_neighbors"]:
-        builder = builder.reorder(params["reorder_num_neighbors"])
-    return builder
-
-
-def _build_scann(embeddings: np.ndarray, params: Dict[str, Any]):
-    """A ScaNN searcher over `embeddings` (float32 [N, D]) built with `params`."""
-    return configured_scann_builder(_scann_pybind().builder(embeddings, min(10, len(embeddings)), "dot_product"),
-                                    params).build()
 
 
 def _sha256(array: np.ndarray) -> str:
@@ -218,31 +124,37 @@ def _fsync_tree(path: str) -> None:
                 os.close(fd)
 
 
-def publish_index_version(
+def write_index_version(
     root: str,
     embeddings: np.ndarray,
     block_ids: np.ndarray,
-    config: IndexConfig,
+    build: Dict[str, Any],
+    write_searcher: Callable[[np.ndarray, str], None],
     metadata: Dict[str, Any],
+    keep_versions: int,
     name: Optional[str] = None,
 ) -> str:
-    """Builds an index version and publishes it atomically as `root/<name>`.
+    """Writes an index version and publishes it atomically as `root/<name>`.
 
     Everything is written into a hidden `root/.staging-*` directory (realm_tf.artifacts.staging),
     the manifest last, and then renamed to `root/<name>`: rename is atomic on POSIX filesystems
     (local disks, NFS within a server), so readers see the version whole or not at
     all. Object stores (GCS) have no atomic directory rename; publish to local disk
     or a POSIX mount. Afterwards older versions are pruned to keep the
-    `config.keep_versions` newest by name (never the one just published).
+    `keep_versions` newest by name (never the one just published).
 
     Args:
       root: the index root; created if missing.
       embeddings: float [N, D], finite; stored as float32.
       block_ids: int [N], unique, non-negative; row i of `embeddings` embeds
         block `block_ids[i]`.
-      config: sizes the ScaNN searcher (`scann_parameters`) and the pruning.
+      build: the ScaNN build parameters, recorded as the manifest's "build".
+      write_searcher: `write_searcher(embeddings, scann_dir)` serializes the searcher
+        built with `build` into `scann_dir` (relative asset paths), e.g.
+        `realm_tf.retrieval.index_build`'s.
       metadata: JSON-serialisable facts about the version, e.g. {"embedder_export":
         path, "step": 500, "blocks_dir": path}; stored under "metadata".
+      keep_versions: how many versions to keep, at least 1.
       name: the version's directory name; default f"{time_ns:020d}-step{step:010d}" with
         step = metadata.get("step", 0). Names sort by publication time, so the latest
         version is the one published last: steps of different runs (an ICT warm start,
@@ -258,8 +170,8 @@ def publish_index_version(
     embeddings, block_ids = _validate_inputs(embeddings, block_ids)
     if not isinstance(metadata, dict):
         raise IndexVersionError(f"metadata must be a dict, got {type(metadata).__name__}")
-    if config.keep_versions < 1:
-        raise ValueError(f"index.keep_versions must be at least 1, got {config.keep_versions}")
+    if keep_versions < 1:
+        raise ValueError(f"index.keep_versions must be at least 1, got {keep_versions}")
     if name is None:
         step = metadata.get("step", 0)
         if not isinstance(step, int) or step < 0:
@@ -270,7 +182,6 @@ def publish_index_version(
     path = os.path.join(root, name)
     if os.path.exists(path):
         raise IndexVersionError(f"{path}: an index version of that name already exists; versions are immutable")
-    params = scann_parameters(len(embeddings), config)
     manifest = {
         "format": INDEX_FORMAT,
         "name": name,
@@ -280,7 +191,7 @@ def publish_index_version(
         "dim": int(embeddings.shape[1]),
         "embeddings_sha256": _sha256(embeddings),
         "block_ids_sha256": _sha256(block_ids),
-        "build": params,
+        "build": build,
         "metadata": metadata,
     }
     try:
@@ -294,8 +205,7 @@ def publish_index_version(
     try:
         np.save(os.path.join(tmp, EMBEDDINGS_NAME), embeddings)
         np.save(os.path.join(tmp, BLOCK_IDS_NAME), block_ids)
-        # Relative asset paths: absolute ones would point into the temporary directory.
-        _build_scann(embeddings, params).serialize(scann_dir, relative_path=True)
+        write_searcher(embeddings, scann_dir)
         manifest["scann_files_sha256"] = _scann_checksums(scann_dir)
         with open(os.path.join(tmp, MANIFEST_NAME), "w", encoding="utf-8") as f:
             f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -304,8 +214,8 @@ def publish_index_version(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logging.info("Published index version %s (%d blocks, %s)", path, len(embeddings), params["method"])
-    _prune(root, config.keep_versions, keep=path)
+    logging.info("Published index version %s (%d blocks, %s)", path, len(embeddings), build["method"])
+    _prune(root, keep_versions, keep=path)
     return path
 
 
@@ -343,6 +253,16 @@ def list_versions(root: str) -> List[str]:
         for entry in sorted(entries)
         if not entry.startswith(".") and os.path.isfile(os.path.join(root, entry, MANIFEST_NAME))
     ]
+
+
+def embedder_export_of(path: str) -> Optional[str]:
+    """The embedder export the version at `path` was built with; None if it had none or
+    is gone (pruned since), which its users (the QA export's consistency check) allow."""
+    try:
+        with open(os.path.join(path, MANIFEST_NAME), encoding="utf-8") as f:
+            return json.load(f).get("metadata", {}).get("embedder_export") or None
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
 
 
 def latest_version(root: str) -> Optional[str]:
@@ -398,6 +318,26 @@ class IndexVersion:
     @property
     def dim(self) -> int:
         return int(self.manifest["dim"])
+
+    @property
+    def build(self) -> Dict[str, Any]:
+        """The ScaNN build parameters it was built with (`index_build.scann_parameters`)."""
+        return self.manifest["build"]
+
+    @property
+    def metadata(self) -> Dict[str, Any]:
+        """What its publisher recorded: "step", "embedder_export", "blocks_dir", ..."""
+        return self.manifest["metadata"]
+
+    @property
+    def step(self) -> int:
+        """The training step of the embedder it was built with (0 for imported embeddings)."""
+        return int(self.metadata.get("step", 0))
+
+    @property
+    def embedder_export(self) -> str:
+        """The embedder export it was built with; "" for embeddings imported from a checkpoint."""
+        return str(self.metadata.get("embedder_export") or "")
 
     @classmethod
     def load(cls, path: str, verify: bool = True) -> "IndexVersion":
@@ -477,7 +417,7 @@ class IndexVersion:
                 scann_dir = os.path.join(self.path, SCANN_DIR)
                 try:
                     # No back-compat shim: it would write into this immutable directory.
-                    self._searcher = _scann_pybind().load_searcher(scann_dir, assets_backcompat_shim=False)
+                    self._searcher = scann_pybind().load_searcher(scann_dir, assets_backcompat_shim=False)
                 except (OSError, ValueError, RuntimeError) as e:
                     raise IndexVersionError(f"{scann_dir}: cannot load the ScaNN searcher: {e}") from e
             return self._searcher
