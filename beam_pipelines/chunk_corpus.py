@@ -27,6 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 import realm_tf
+from realm_tf.artifacts.block_arrays import COMPACT_DIR
 from realm_tf.artifacts.manifests import BLOCK_SHARD_PREFIX, DEAD_LETTER_SHARD_PREFIX, BlocksManifest
 from realm_tf.cli import add_verbose_flag, run_command
 from realm_tf.configs import ExperimentConfig, load_config
@@ -266,6 +267,10 @@ def chunk_corpus(inputs: Sequence[str], output_dir: str, config: ExperimentConfi
     """
     input_files = list_input_files(inputs, input_format)
     prepare_output_dir(output_dir, overwrite, (BLOCK_SHARD_PREFIX, DEAD_LETTER_SHARD_PREFIX), "chunked blocks")
+    # The compact store of blocks being replaced is theirs, not the new ones'; BlockStore builds it again.
+    stale_store = FileSystems.join(output_dir, COMPACT_DIR)
+    if FileSystems.exists(stale_store):
+        FileSystems.delete([stale_store])
     options = pipeline_options(beam_args)
     logging.info("chunking %d file(s) into %s", len(input_files), output_dir)
     try:

@@ -16,6 +16,7 @@ and dtype policy do not weigh on the next), calling its `main(argv)`:
   load       benchmarks.serving_load          the exact export behind a gRPC PredictionService, 16
                                               concurrent clients, good and bad requests mixed
   quality    benchmarks.quality               recall@k and exact match of REALM vs its baselines
+  store      benchmarks.block_store           the compact block store vs the in-memory one it replaced
 
 Each writes its JSON under --results_dir (benchmarks/results/); then summary.json records
 the machine, the size, and each benchmark's wall time and status (merged with the entries
@@ -54,6 +55,7 @@ BENCHMARKS = {
     "demo": ("benchmarks.demo_page", "demo_page.json"),
     "load": ("benchmarks.serving_load", "serving_load.json"),
     "quality": ("benchmarks.quality", "quality.json"),
+    "store": ("benchmarks.block_store", "block_store.json"),
 }
 GPU_TRAINING_RESULTS = "training_throughput_gpu.json"
 # Arguments per size, besides --output and --workdir.
@@ -66,6 +68,7 @@ SIZE_ARGS = {
         "demo": ["--calls=30", "--warmup=3"],
         "load": ["--seconds=60"],
         "quality": ["--size=small"],
+        "store": ["--num_blocks=100000"],
     },
     "large": {
         "retrieval": ["--num_blocks=2000000", "--queries=500", "--batches=16", "--sweep_queries=200"],
@@ -75,6 +78,7 @@ SIZE_ARGS = {
         "demo": ["--calls=100", "--warmup=5"],
         "load": ["--seconds=300", "--pool=300"],
         "quality": ["--size=full", "--sample=0"],
+        "store": ["--num_blocks=1000000"],
     },
 }
 # Benchmarks without a --workdir (nothing on disk besides the results).

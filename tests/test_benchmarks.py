@@ -239,3 +239,21 @@ def test_indexing_times_the_pipeline_against_a_plain_loop(tmp_path):
         # Both figures are rounded (seconds to 0.01, blocks/s to 0.1).
         assert run["blocks_per_second"] == pytest.approx(results["num_blocks"] / run["seconds"], rel=0.02, abs=0.06)
     assert results["command"].startswith("python -m benchmarks.indexing_throughput")
+
+
+def test_block_store_measures_the_compact_store_against_the_dicts_it_replaced(tmp_path):
+    from benchmarks import block_store
+
+    output = tmp_path / "block_store.json"
+    results = block_store.main(["--num_blocks=400", f"--workdir={tmp_path / 'work'}", f"--output={output}"])
+    assert json.loads(output.read_text()) == results
+    assert results["body_tokens"] == 400 * block_store.BODY_TOKENS
+    compact, baseline = results["compact"], results["baseline"]
+    # uint16 ids: 2 bytes a token, the offsets index and part-filled pages (400 blocks fill enough of them).
+    assert 2.0 <= compact["token_bytes_per_token_resident"] < 3.0
+    assert baseline["bytes_per_token"] > 10 * compact["token_bytes_per_token_resident"]
+    assert results["ratios"]["memory_reduction"] == pytest.approx(
+        baseline["heap_bytes"] / (results["body_tokens"] * (compact["token_bytes_per_token_resident"]
+                                                             + compact["offset_bytes_per_token_resident"])),
+        rel=0.02)
+    assert results["command"].startswith("python -m benchmarks.block_store")

@@ -1,77 +1,172 @@
-"""`BlockStore`: every block of a chunked corpus in memory, by block id, for host-side batching.
+"""`BlockStore`: every block of a chunked corpus by block id, for host-side batching.
 
 Retrieval returns block ids; the reader needs the blocks' token ids, and open-QA needs
 their text too (answers are slices of it). The null document is block id -1: no title,
 no body, no text.
+
+The blocks are read from the directory's compact store (`realm_tf.artifacts.block_arrays`:
+uint16 token ids and offset-indexed texts, memory-mapped), built from the TFRecord shards
+the first time the directory is opened and reused afterwards. Building it re-tokenizes
+every text with the directory's own vocabulary to find each body token's characters; a
+block whose text does not give back its stored ids gets no offsets, and opening the
+store with a featurizer (to cut answers from the texts) refuses such a directory.
 """
 
-from typing import Dict, List, Optional
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from typing import Dict, Iterator, Optional
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
+from realm_tf.artifacts.block_arrays import (BlockArrays, blocks_manifest_sha256, compact_dir, read_block_arrays_info,
+                                             write_block_arrays)
 from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
 from realm_tf.corpus.block_records import read_block_dataset
 
 NULL_BLOCK_ID = -1
+logger = logging.getLogger(__name__)
 
 
 def read_doc_ids(blocks_dir: str) -> Dict[int, str]:
     """Block id -> doc id (the passage it was cut from) of every block of a chunked corpus."""
-    manifest = BlocksManifest.read(blocks_dir)
-    records = read_block_dataset(manifest.block_paths(blocks_dir)).map(
-        lambda record: (record["block_id"], record["doc_id"]))
-    return {NULL_BLOCK_ID: "",
-            **{int(block_id): doc_id.decode("utf-8") for block_id, doc_id in records.as_numpy_iterator()}}
+    return dict(BlockStore(blocks_dir).doc_ids.items())
+
+
+class _Column:
+    """A read-only mapping block id -> one field of the block (the null document included),
+    in the directory's record order, read from the compact store on access."""
+
+    def __init__(self, arrays: BlockArrays, read, null):
+        self._arrays, self._read, self._null = arrays, read, null
+
+    def __getitem__(self, block_id: int):
+        if block_id == NULL_BLOCK_ID:
+            return self._null
+        row = self._arrays.row_of(int(block_id))
+        if row is None:
+            raise KeyError(block_id)
+        return self._read(row)
+
+    def __contains__(self, block_id) -> bool:
+        return int(block_id) == NULL_BLOCK_ID or self._arrays.row_of(int(block_id)) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        yield NULL_BLOCK_ID
+        yield from (int(i) for i in self._arrays.block_ids)
+
+    def __len__(self) -> int:
+        return self._arrays.info.num_blocks + 1
+
+    def items(self):
+        return ((block_id, self[block_id]) for block_id in self)
+
+    def values(self):
+        return (self[block_id] for block_id in self)
 
 
 class BlockStore:
-    """Token ids (and optionally texts and token offsets) of every block.
+    """Token ids, texts and token offsets of every block.
 
-    Attributes:
-      titles, bodies: block id -> WordPiece ids of the title / body (lists of int).
-      doc_ids, title_texts, texts: block id -> str (with `with_text`).
-      token_begins, token_ends: block id -> int64 [len(body)], the characters of
-        `texts[id]` each body token came from (with `with_text`).
+    Attributes (mappings block id -> value, the null document -1 included, iterated in
+    the directory's record order):
+      titles, bodies: the WordPiece ids of the title / body (lists of int).
+      doc_ids, title_texts, texts: str.
+      token_begins, token_ends: int64 [len(body)], the characters of `texts[id]` each body
+        token came from; None unless opened with a featurizer, whose vocabulary and casing
+        must be the blocks' (the offsets are theirs).
     """
 
     def __init__(self, blocks_dir: str, featurizer=None):
-        """Reads every block of `blocks_dir`; with a `Featurizer`, also the texts and
-        the character offsets of the body tokens (re-tokenized, and checked against the
-        stored ids)."""
         manifest = BlocksManifest.read(blocks_dir)
-        self.titles: Dict[int, List[int]] = {NULL_BLOCK_ID: []}
-        self.bodies: Dict[int, List[int]] = {NULL_BLOCK_ID: []}
-        self.doc_ids: Dict[int, str] = {NULL_BLOCK_ID: ""}
-        self.title_texts: Dict[int, str] = {NULL_BLOCK_ID: ""}
-        self.texts: Dict[int, str] = {NULL_BLOCK_ID: ""}
-        self.token_begins: Optional[Dict[int, np.ndarray]] = None
-        self.token_ends: Optional[Dict[int, np.ndarray]] = None
-        for record in read_block_dataset(manifest.block_paths(blocks_dir)).as_numpy_iterator():
-            block_id = int(record["block_id"])
-            self.titles[block_id] = record["title_token_ids"].tolist()
-            self.bodies[block_id] = record["body_token_ids"].tolist()
-            if featurizer is not None:
-                self.doc_ids[block_id] = record["doc_id"].decode("utf-8")
-                self.title_texts[block_id] = record["title"].decode("utf-8")
-                self.texts[block_id] = record["text"].decode("utf-8")
         if featurizer is not None:
-            self._locate_tokens(blocks_dir, featurizer)
+            if featurizer.vocabulary.sha256 != manifest.vocabulary.get("sha256") or \
+                    featurizer.config.lower_case != manifest.vocabulary.get("lower_case"):
+                raise ManifestError(
+                    f"{blocks_dir}: blocks were tokenized with vocabulary {manifest.vocabulary.get('path')} "
+                    f"(lower_case={manifest.vocabulary.get('lower_case')}), not the featurizer's "
+                    f"{featurizer.vocabulary.path} (lower_case={featurizer.config.lower_case}); were the blocks "
+                    "made with another features.vocab_file / features.lower_case?")
+        self.arrays = open_block_arrays(blocks_dir, manifest, featurizer)
+        arrays = self.arrays
+        empty = np.zeros([0], np.int64)
+        self.titles = _Column(arrays, lambda row: arrays.tokens("title", row).tolist(), [])
+        self.bodies = _Column(arrays, lambda row: arrays.tokens("body", row).tolist(), [])
+        self.doc_ids = _Column(arrays, lambda row: arrays.string("doc_id", row), "")
+        self.title_texts = _Column(arrays, lambda row: arrays.string("title", row), "")
+        self.texts = _Column(arrays, lambda row: arrays.string("text", row), "")
+        self.token_begins: Optional[_Column] = None
+        self.token_ends: Optional[_Column] = None
+        if featurizer is not None:
+            if arrays.info.unlocated_blocks:
+                raise ManifestError(
+                    f"{blocks_dir}: block {arrays.info.first_unlocated} (and {arrays.info.unlocated_blocks - 1} "
+                    "more) does not re-tokenize to its stored body_token_ids, so answers cannot be cut from its "
+                    "text; were the blocks made with another vocabulary or casing than features.vocab_file / "
+                    "features.lower_case?")
+            self.token_begins = _Column(arrays, lambda row: arrays.char_offsets("begins", row).astype(np.int64), empty)
+            self.token_ends = _Column(arrays, lambda row: arrays.char_offsets("ends", row).astype(np.int64), empty)
 
     def __len__(self) -> int:
-        return len(self.bodies) - 1  # The null document is not a block of the corpus.
+        return self.arrays.info.num_blocks  # The null document is not a block of the corpus.
 
-    def _locate_tokens(self, blocks_dir: str, featurizer, batch_size: int = 512) -> None:
-        empty = np.zeros([0], np.int64)
-        self.token_begins, self.token_ends = {NULL_BLOCK_ID: empty}, {NULL_BLOCK_ID: empty}
-        block_ids = [i for i in self.texts if i != NULL_BLOCK_ID]
-        for start in range(0, len(block_ids), batch_size):
-            batch = block_ids[start:start + batch_size]
-            for block_id, (ids, begins, ends) in zip(
-                    batch, featurizer.tokenize_with_char_offsets([self.texts[i] for i in batch])):
-                if ids.tolist() != self.bodies[block_id]:
-                    raise ManifestError(
-                        f"{blocks_dir}: block {block_id} (document {self.doc_ids[block_id]!r}) does not "
-                        "re-tokenize to its stored body_token_ids; were the blocks made with another "
-                        "vocabulary or casing than features.vocab_file / features.lower_case?")
-                self.token_begins[block_id], self.token_ends[block_id] = begins, ends
+
+def open_block_arrays(blocks_dir: str, manifest: Optional[BlocksManifest] = None, featurizer=None) -> BlockArrays:
+    """The compact store of `blocks_dir`, built first if it is missing or was built from
+    another manifest (the directory was chunked again). `featurizer` tokenizes the texts
+    for the character offsets; by default one of the directory's own vocabulary."""
+    manifest = manifest or BlocksManifest.read(blocks_dir)
+    digest = blocks_manifest_sha256(blocks_dir)
+    local = "://" not in blocks_dir
+    target = compact_dir(blocks_dir) if local else os.path.join(tempfile.mkdtemp(prefix="realm_blocks_"), "compact")
+    info = read_block_arrays_info(target)
+    if info is not None and info.blocks_manifest_sha256 == digest:
+        return BlockArrays(target)
+    if info is not None:  # Stale: out of sight first, then built again.
+        trash = os.path.join(os.path.dirname(target), f".trash-{uuid.uuid4().hex}")
+        os.rename(target, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    featurizer = featurizer or _featurizer_of(blocks_dir, manifest)
+    logger.info("building the compact block store of %s (%d blocks)", blocks_dir, manifest.num_blocks)
+    try:
+        write_block_arrays(target, _blocks_with_offsets(blocks_dir, manifest, featurizer), digest,
+                           featurizer.vocabulary.sha256)
+    except OSError:
+        # Another process (the refresher beside the trainer) published it first.
+        info = read_block_arrays_info(target)
+        if info is None or info.blocks_manifest_sha256 != digest:
+            raise
+    return BlockArrays(target)
+
+
+def _featurizer_of(blocks_dir: str, manifest: BlocksManifest):
+    """A `Featurizer` of the vocabulary and casing the blocks were tokenized with."""
+    from realm_tf.configs import FeaturesConfig
+    from realm_tf.features import BUNDLED_VOCAB_PATH, Featurizer, Vocabulary
+
+    vocabulary = manifest.vocabulary
+    for path in (str(vocabulary.get("path")), BUNDLED_VOCAB_PATH):
+        if os.path.isfile(path) and Vocabulary.from_file(path).sha256 == vocabulary.get("sha256"):
+            return Featurizer(FeaturesConfig(vocab_file=path, lower_case=bool(vocabulary.get("lower_case"))))
+    raise ManifestError(f"{blocks_dir}: its vocabulary {vocabulary.get('path')} (sha256 "
+                        f"{str(vocabulary.get('sha256'))[:12]}...) is not on this machine; open the blocks with a "
+                        "Featurizer of that vocabulary")
+
+
+def _blocks_with_offsets(blocks_dir: str, manifest: BlocksManifest, featurizer, batch_size: int = 512):
+    """`write_block_arrays`' tuples for every record, in file order, with the body tokens'
+    character offsets (None for a block whose text does not re-tokenize to its stored ids)."""
+    records = read_block_dataset(manifest.block_paths(blocks_dir)).ragged_batch(batch_size)
+    for batch in records.as_numpy_iterator():
+        texts = [text.decode("utf-8") for text in batch["text"]]
+        titles, bodies = ([np.asarray(row).tolist() for row in batch[key]] for key in ("title_token_ids",
+                                                                                        "body_token_ids"))
+        for i, (ids, begins, ends) in enumerate(featurizer.tokenize_with_char_offsets(texts)):
+            doc_id = batch["doc_id"][i].decode("utf-8")
+            if ids.tolist() != bodies[i]:  # No offsets: the text does not hold these tokens.
+                begins = ends = None
+            yield (int(batch["block_id"][i]), doc_id, batch["title"][i].decode("utf-8"), texts[i], titles[i],
+                   bodies[i], begins, ends)

@@ -1,0 +1,231 @@
+"""The compact block store: a block directory's blocks as flat, memory-mapped arrays.
+
+    <blocks_dir>/compact/
+      arrays.json                         `BlockArraysInfo`, written last
+      block_ids.i64                       int64 [N], the blocks in record order
+      title_tokens.u16, title_offsets.i64 the WordPiece ids of every title, uint16 [T];
+                                          block i's are [title_offsets[i], title_offsets[i + 1])
+      body_tokens.u16, body_offsets.i64   the same for the bodies, uint16 [B]
+      token_begins.i32, token_ends.i32    int32 [B]: the characters of block i's text each
+                                          body token came from (indexed by body_offsets)
+      doc_ids.utf8, titles.utf8, texts.utf8   UTF-8 strings back to back, with
+      doc_id_offsets.i64, title_text_offsets.i64, text_offsets.i64   byte offsets [N + 1]
+
+Raw little-endian arrays, opened with `numpy.memmap`: nothing is read until a block is
+touched, and what stays resident is the pages touched. A token costs 2 bytes (the
+vocabulary has 30,522 ids, under 2**16) plus 8 for its character offsets, read only for
+the blocks answered from. The directory is staged and renamed into place like every
+artifact here; `BlockArraysInfo.blocks_manifest_sha256` ties it to the `manifest.json`
+it was built from, so a re-chunked directory's stale arrays are rebuilt, not read.
+"""
+
+import array
+import dataclasses
+import hashlib
+import os
+from typing import Dict, Iterator, Optional, Tuple
+
+import numpy as np
+
+from realm_tf.artifacts.manifests import MANIFEST_NAME
+from realm_tf.artifacts.staging import read_json, staged_directory, write_json
+from realm_tf.errors import RealmError
+
+COMPACT_DIR = "compact"
+INFO_NAME = "arrays.json"
+ARRAYS_FORMAT = "realm_tf.block_arrays.v1"
+MAX_TOKEN_ID = np.iinfo(np.uint16).max
+_TOKENS = {"title": "title_tokens.u16", "body": "body_tokens.u16"}
+_TOKEN_OFFSETS = {"title": "title_offsets.i64", "body": "body_offsets.i64"}
+_CHARS = {"begins": "token_begins.i32", "ends": "token_ends.i32"}
+_STRINGS = {"doc_id": ("doc_ids.utf8", "doc_id_offsets.i64"), "title": ("titles.utf8", "title_text_offsets.i64"),
+            "text": ("texts.utf8", "text_offsets.i64")}
+_DTYPES = {".u16": np.uint16, ".i32": np.int32, ".i64": np.int64}
+
+
+class BlockArraysError(RealmError, ValueError):
+    """Compact block arrays that are missing, stale, or cannot hold the blocks."""
+
+
+def compact_dir(blocks_dir: str) -> str:
+    return os.path.join(blocks_dir, COMPACT_DIR)
+
+
+def blocks_manifest_sha256(blocks_dir: str) -> str:
+    """The digest of the block directory's manifest, which names its shards and counts."""
+    import tensorflow as tf  # tf.io.gfile: block directories may be on gs://.
+
+    with tf.io.gfile.GFile(os.path.join(blocks_dir, MANIFEST_NAME), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockArraysInfo:
+    """Attributes:
+      num_blocks, num_title_tokens, num_body_tokens: the arrays' lengths.
+      blocks_manifest_sha256: of the `manifest.json` the arrays were built from.
+      vocabulary_sha256: of the vocabulary the character offsets were computed with.
+      unlocated_blocks: blocks whose text does not re-tokenize to their token ids (a
+        word cut between wordpieces by the chunker), so their offsets are -1.
+      first_unlocated: "<block id> (document <doc id>)" of the first of them, for errors.
+    """
+
+    num_blocks: int
+    num_title_tokens: int
+    num_body_tokens: int
+    blocks_manifest_sha256: str
+    vocabulary_sha256: str
+    unlocated_blocks: int = 0
+    first_unlocated: str = ""
+
+    @classmethod
+    def read(cls, directory: str) -> "BlockArraysInfo":
+        path = os.path.join(directory, INFO_NAME)
+        record = read_json(path, BlockArraysError, "not a compact block store")
+        if not isinstance(record, dict) or record.get("format") != ARRAYS_FORMAT:
+            raise BlockArraysError(f"{path}: format is not {ARRAYS_FORMAT!r}")
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        missing = [name for name in required if name not in record]
+        if missing:
+            raise BlockArraysError(f"{path}: no field {missing[0]!r}")
+        return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls) if f.name in record})
+
+
+class BlockArraysWriter:
+    """Appends blocks to the arrays of a staging directory, holding only the offsets
+    (8 bytes a block each) in memory; `close` writes the record last."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        names = [*_TOKENS.values(), *_CHARS.values(), "block_ids.i64", *(data for data, _ in _STRINGS.values())]
+        self._files = {name: open(os.path.join(directory, name), "wb") for name in names}
+        self._offsets = {name: array.array("q", [0]) for name in [*_TOKEN_OFFSETS.values(),
+                                                                  *(offsets for _, offsets in _STRINGS.values())]}
+
+    def _append(self, name: str, values, dtype) -> int:
+        data = np.asarray(values, dtype)
+        data.astype(data.dtype.newbyteorder("<"), copy=False).tofile(self._files[name])
+        return len(data)
+
+    def add(self, block_id: int, doc_id: str, title: str, text: str, title_ids, body_ids, begins, ends) -> None:
+        """One block: its id, strings, token ids (title and body) and the body tokens'
+        character offsets in `text` ([begins, ends), one pair per body token)."""
+        for part, ids in (("title", title_ids), ("body", body_ids)):
+            ids = np.asarray(ids, np.int64)
+            if ids.size and (ids.min() < 0 or ids.max() > MAX_TOKEN_ID):
+                raise BlockArraysError(f"block {block_id}: token id {int(ids.max())} does not fit uint16; the "
+                                       "compact store holds vocabularies of at most 65,536 ids")
+            offsets = self._offsets[_TOKEN_OFFSETS[part]]
+            offsets.append(offsets[-1] + self._append(_TOKENS[part], ids, np.uint16))
+        if not len(begins) == len(ends) == len(body_ids):
+            raise BlockArraysError(f"block {block_id}: {len(begins)} character offsets for {len(body_ids)} tokens")
+        self._append(_CHARS["begins"], begins, np.int32)
+        self._append(_CHARS["ends"], ends, np.int32)
+        self._append("block_ids.i64", [block_id], np.int64)
+        for part, value in (("doc_id", doc_id), ("title", title), ("text", text)):
+            data_name, offsets_name = _STRINGS[part]
+            encoded = value.encode("utf-8")
+            self._files[data_name].write(encoded)
+            offsets = self._offsets[offsets_name]
+            offsets.append(offsets[-1] + len(encoded))
+
+    def close(self, blocks_manifest_sha256: str, vocabulary_sha256: str, unlocated_blocks: int = 0,
+              first_unlocated: str = "") -> BlockArraysInfo:
+        for f in self._files.values():
+            f.close()
+        for name, offsets in self._offsets.items():
+            with open(os.path.join(self.directory, name), "wb") as f:
+                np.frombuffer(offsets, np.int64).astype("<i8").tofile(f)
+        info = BlockArraysInfo(num_blocks=len(self._offsets[_STRINGS["text"][1]]) - 1,
+                               num_title_tokens=self._offsets[_TOKEN_OFFSETS["title"]][-1],
+                               num_body_tokens=self._offsets[_TOKEN_OFFSETS["body"]][-1],
+                               blocks_manifest_sha256=blocks_manifest_sha256, vocabulary_sha256=vocabulary_sha256,
+                               unlocated_blocks=unlocated_blocks, first_unlocated=first_unlocated)
+        write_json(os.path.join(self.directory, INFO_NAME), {"format": ARRAYS_FORMAT, **dataclasses.asdict(info)})
+        return info
+
+
+def write_block_arrays(output_dir: str, blocks: Iterator[Tuple], blocks_manifest_sha256: str,
+                       vocabulary_sha256: str) -> BlockArraysInfo:
+    """Writes `blocks` (the arguments of `BlockArraysWriter.add`, one tuple a block; a
+    block whose offsets are None is unlocated, see `BlockArraysInfo`) as the compact store
+    `output_dir`, staged beside it and renamed into place."""
+    unlocated, first = 0, ""
+    with staged_directory(output_dir) as staging:
+        writer = BlockArraysWriter(staging)
+        for block_id, doc_id, title, text, title_ids, body_ids, begins, ends in blocks:
+            if begins is None:
+                unlocated, first = unlocated + 1, first or f"{block_id} (document {doc_id!r})"
+                begins = ends = np.full([len(body_ids)], -1, np.int32)
+            writer.add(block_id, doc_id, title, text, title_ids, body_ids, begins, ends)
+        return writer.close(blocks_manifest_sha256, vocabulary_sha256, unlocated, first)
+
+
+class BlockArrays:
+    """The compact store of one block directory, memory-mapped (see the module docstring).
+
+    Attributes:
+      info: its `BlockArraysInfo`.
+      block_ids: int64 [N], record order.
+    """
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.info = BlockArraysInfo.read(directory)
+        sizes = {"block_ids.i64": self.info.num_blocks,
+                 _TOKENS["title"]: self.info.num_title_tokens, _TOKENS["body"]: self.info.num_body_tokens,
+                 _CHARS["begins"]: self.info.num_body_tokens, _CHARS["ends"]: self.info.num_body_tokens}
+        sizes.update({name: self.info.num_blocks + 1 for name in _TOKEN_OFFSETS.values()})
+        sizes.update({offsets: self.info.num_blocks + 1 for _, offsets in _STRINGS.values()})
+        self._arrays: Dict[str, np.ndarray] = {name: self._map(name, size) for name, size in sizes.items()}
+        for data_name, offsets_name in _STRINGS.values():
+            self._arrays[data_name] = self._map(data_name, int(self._arrays[offsets_name][-1]), np.uint8)
+        self.block_ids = self._arrays["block_ids.i64"]
+        self._order = np.argsort(self.block_ids, kind="stable")
+        self._sorted_ids = self.block_ids[self._order]
+
+    def _map(self, name: str, size: int, dtype=None) -> np.ndarray:
+        path = os.path.join(self.directory, name)
+        dtype = np.dtype(dtype or _DTYPES[os.path.splitext(name)[1]]).newbyteorder("<")
+        expected = size * dtype.itemsize
+        found = os.path.getsize(path) if os.path.exists(path) else None
+        if found != expected:
+            raise BlockArraysError(f"{path}: {found} bytes, {INFO_NAME} says {expected}; the store is damaged")
+        # An empty file cannot be memory-mapped; nothing would be read from it anyway.
+        return np.memmap(path, dtype, mode="r", shape=(size,)) if size else np.zeros([0], dtype)
+
+    def row_of(self, block_id: int) -> Optional[int]:
+        """The row of `block_id`, None if the store has no such block."""
+        at = int(np.searchsorted(self._sorted_ids, block_id))
+        if at < len(self._sorted_ids) and self._sorted_ids[at] == block_id:
+            return int(self._order[at])
+        return None
+
+    def tokens(self, part: str, row: int) -> np.ndarray:
+        """uint16 [tokens]: the title's ("title") or body's ("body") WordPiece ids of `row`."""
+        offsets = self._arrays[_TOKEN_OFFSETS[part]]
+        return self._arrays[_TOKENS[part]][offsets[row]:offsets[row + 1]]
+
+    def char_offsets(self, which: str, row: int) -> np.ndarray:
+        """int32 [body tokens]: the body tokens' first characters ("begins") or ends ("ends")."""
+        offsets = self._arrays[_TOKEN_OFFSETS["body"]]
+        return self._arrays[_CHARS[which]][offsets[row]:offsets[row + 1]]
+
+    def string(self, part: str, row: int) -> str:
+        """The "doc_id", "title" or "text" of `row`."""
+        data_name, offsets_name = _STRINGS[part]
+        offsets = self._arrays[offsets_name]
+        return bytes(self._arrays[data_name][offsets[row]:offsets[row + 1]]).decode("utf-8")
+
+    def resident_bytes(self) -> Dict[str, int]:
+        """Bytes on disk by array: what a reader touching every block would map."""
+        return {name: int(array.nbytes) for name, array in self._arrays.items()}
+
+
+def read_block_arrays_info(directory: str) -> Optional[BlockArraysInfo]:
+    """The store's record, None if there is no complete store there."""
+    try:
+        return BlockArraysInfo.read(directory)
+    except BlockArraysError:
+        return None
+

@@ -1,0 +1,144 @@
+"""The compact block store gives exactly the blocks of the TFRecord shards it is built from."""
+
+import dataclasses
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from realm_tf.artifacts.block_arrays import COMPACT_DIR, INFO_NAME, BlockArraysError
+from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
+from realm_tf.configs import load_config
+from realm_tf.corpus.block_records import read_block_dataset
+from realm_tf.corpus.block_store import NULL_BLOCK_ID, BlockStore, read_doc_ids
+from realm_tf.features import Featurizer
+
+
+@pytest.fixture()
+def blocks_dir(small_blocks_dir, tmp_path):
+    """A copy of the small corpus's blocks without a compact store, for the tests that build one."""
+    copy = tmp_path / "blocks"
+    shutil.copytree(small_blocks_dir, copy, ignore=shutil.ignore_patterns(COMPACT_DIR, ".staging-*"))
+    return str(copy)
+
+
+def _records(blocks_dir):
+    manifest = BlocksManifest.read(blocks_dir)
+    return list(read_block_dataset(manifest.block_paths(blocks_dir)).as_numpy_iterator())
+
+
+def test_every_field_of_every_block_is_the_records(blocks_dir):
+    featurizer = Featurizer(load_config("tiny").features)
+    store = BlockStore(blocks_dir, featurizer)
+    records = _records(blocks_dir)
+    assert len(store) == len(records) > 10
+    for record in records:
+        block_id = int(record["block_id"])
+        assert store.titles[block_id] == record["title_token_ids"].tolist()
+        assert store.bodies[block_id] == record["body_token_ids"].tolist()
+        assert store.doc_ids[block_id] == record["doc_id"].decode("utf-8")
+        assert store.title_texts[block_id] == record["title"].decode("utf-8")
+        assert store.texts[block_id] == record["text"].decode("utf-8")
+        ids, begins, ends = featurizer.tokenize_with_char_offsets([record["text"].decode("utf-8")])[0]
+        assert ids.tolist() == store.bodies[block_id]
+        assert store.token_begins[block_id].dtype == np.int64
+        np.testing.assert_array_equal(store.token_begins[block_id], begins)
+        np.testing.assert_array_equal(store.token_ends[block_id], ends)
+    # The null document, first, then the blocks in record order; unknown ids are not there.
+    assert list(store.bodies) == [NULL_BLOCK_ID] + [int(r["block_id"]) for r in records]
+    assert store.bodies[NULL_BLOCK_ID] == [] and store.texts[NULL_BLOCK_ID] == ""
+    assert len(store.token_begins[NULL_BLOCK_ID]) == 0
+    assert NULL_BLOCK_ID in store.texts and 12345 not in store.texts
+    with pytest.raises(KeyError):
+        store.bodies[12345]
+    assert read_doc_ids(blocks_dir) == {NULL_BLOCK_ID: "", **{int(r["block_id"]): r["doc_id"].decode("utf-8")
+                                                              for r in records}}
+
+
+def test_token_ids_take_two_bytes_and_the_store_is_built_once(blocks_dir):
+    store = BlockStore(blocks_dir)
+    assert store.token_begins is None  # Offsets come with a featurizer, whose vocabulary is checked.
+    tokens = sum(len(store.bodies[i]) for i in store.bodies)
+    assert store.arrays.resident_bytes()["body_tokens.u16"] == 2 * tokens
+    info = os.path.join(blocks_dir, COMPACT_DIR, INFO_NAME)
+    built = os.stat(info).st_mtime_ns
+    again = BlockStore(blocks_dir, Featurizer(load_config("tiny").features))
+    assert os.stat(info).st_mtime_ns == built
+    assert again.bodies[next(iter(_ids(again)))] == store.bodies[next(iter(_ids(store)))]
+    assert not [name for name in os.listdir(blocks_dir) if name.startswith(".staging-")]
+
+
+def _ids(store):
+    return (i for i in store.bodies if i != NULL_BLOCK_ID)
+
+
+def test_a_store_of_another_manifest_is_built_again(blocks_dir):
+    first = BlockStore(blocks_dir)
+    manifest_path = os.path.join(blocks_dir, "manifest.json")
+    manifest = json.loads(open(manifest_path, encoding="utf-8").read())
+    manifest["created_by"] = "realm_tf (re-chunked)"
+    with open(manifest_path, "w", encoding="utf-8") as f:
+        json.dump(manifest, f)
+    info = json.loads(open(os.path.join(blocks_dir, COMPACT_DIR, INFO_NAME), encoding="utf-8").read())
+    second = BlockStore(blocks_dir)
+    rebuilt = json.loads(open(os.path.join(blocks_dir, COMPACT_DIR, INFO_NAME), encoding="utf-8").read())
+    assert rebuilt["blocks_manifest_sha256"] != info["blocks_manifest_sha256"]
+    assert list(second.bodies) == list(first.bodies)
+    assert not [name for name in os.listdir(blocks_dir) if name.startswith((".staging-", ".trash-"))]
+
+
+def test_a_featurizer_of_another_casing_is_refused(blocks_dir):
+    config = load_config("tiny", ["features.lower_case=false"])
+    with pytest.raises(ManifestError, match=f"{blocks_dir}: blocks were tokenized with vocabulary .*lower_case=True"):
+        BlockStore(blocks_dir, Featurizer(config.features))
+
+
+def test_a_block_whose_text_does_not_hold_its_tokens_has_no_answers_to_cut(blocks_dir):
+    import tensorflow as tf
+
+    from realm_tf.corpus.block_records import BlockRecord
+
+    manifest = BlocksManifest.read(blocks_dir)
+    for path in manifest.block_paths(blocks_dir):
+        records = [BlockRecord.from_bytes(raw) for raw in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+        with tf.io.TFRecordWriter(path) as writer:
+            for i, record in enumerate(records):
+                if path == manifest.block_paths(blocks_dir)[0] and i == 1:
+                    changed = record
+                    record = dataclasses.replace(record, body_token_ids=record.body_token_ids[::-1])
+                writer.write(record.serialize())
+    store = BlockStore(blocks_dir)  # Pre-training reads token ids only.
+    assert store.bodies[changed.block_id] == changed.body_token_ids[::-1]
+    with pytest.raises(ManifestError, match=f"{blocks_dir}: block {changed.block_id} .*and 0 more\\) does not "
+                                            "re-tokenize"):
+        BlockStore(blocks_dir, Featurizer(load_config("tiny").features))
+
+
+def test_a_damaged_store_is_named(blocks_dir):
+    BlockStore(blocks_dir)
+    body = os.path.join(blocks_dir, COMPACT_DIR, "body_tokens.u16")
+    with open(body, "r+b") as f:
+        f.truncate(os.path.getsize(body) - 2)
+    with pytest.raises(BlockArraysError, match=f"{body}: .* bytes, arrays.json says .*; the store is damaged"):
+        BlockStore(blocks_dir)
+
+
+def test_rechunking_into_the_directory_drops_its_store(small_blocks_dir, tmp_path):
+    from beam_pipelines import chunk_corpus
+
+    from conftest import CORPUS
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)[:3]), encoding="utf-8")
+    output = tmp_path / "blocks"
+    config = load_config("tiny")
+    chunk_corpus.chunk_corpus([str(docs)], str(output), config)
+    first = set(BlockStore(str(output)).doc_ids.values())
+    docs.write_text("".join(CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)[3:5]), encoding="utf-8")
+    chunk_corpus.chunk_corpus([str(docs)], str(output), config, overwrite=True)
+    assert not (output / COMPACT_DIR).exists()
+    rechunked = set(BlockStore(str(output)).doc_ids.values()) - {""}
+    assert rechunked == {r["doc_id"].decode("utf-8") for r in _records(str(output))}
+    assert not rechunked & first
