@@ -136,3 +136,13 @@ def test_bundled_vocabulary_special_ids():
     assert (vocab.size, vocab.pad_id, vocab.unk_id, vocab.cls_id, vocab.sep_id, vocab.mask_id) == (
         30522, 0, 100, 101, 102, 103)
     assert vocab.sha256 == "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
+
+
+@pytest.mark.parametrize("lower_case", [True, False])
+def test_the_ascii_shortcut_of_the_character_offsets_is_the_per_character_view(lower_case):
+    featurizer = Featurizer(load_config("tiny", [f"features.lower_case={str(lower_case).lower()}"]).features)
+    for text in ["Tesla, born 10 July 1856 in Smiljan.", "Éléphant ½ \u200bcafé NAÏVE ﬁne Ⅻ ß İstanbul",
+                 "中文 and 😀, then ASCII again", ""]:
+        by_character = [len(featurizer._tokenizer_view(ch)) for ch in text]
+        np.testing.assert_array_equal(featurizer._char_of_tokenizer_byte(text),
+                                      np.repeat(np.arange(len(text)), by_character))

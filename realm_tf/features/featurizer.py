@@ -12,6 +12,7 @@ the query to `query_length - 2` wordpieces first, as the query tower sees it, an
 truncates the block, not the question, as the original REALM reader does.
 """
 
+import re
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -27,6 +28,7 @@ from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary
 FEATURE_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 # {FEATURE_KEYS}: int32 [batch, L].
 PackedInputs = Dict[str, tf.Tensor]
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 class Featurizer(tf.Module):
@@ -79,7 +81,11 @@ class Featurizer(tf.Module):
         time; the last index is repeated past the end should a rare multi-character
         composition make the two views differ in length.
         """
-        lengths = [len(self._tokenizer_view(ch)) for ch in text]
+        # An ASCII character is one byte in that view (case folding and NFD keep it one, it
+        # has no mark to strip), so only the others are looked up: most texts have few.
+        lengths = np.ones([len(text)], np.int64)
+        for found in _NON_ASCII.finditer(text):
+            lengths[found.start()] = len(self._tokenizer_view(found.group()))
         return np.repeat(np.arange(len(text), dtype=np.int64), lengths)
 
     def _tokenizer_view(self, ch: str) -> bytes:
