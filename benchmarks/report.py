@@ -291,8 +291,9 @@ def store_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
          f"{compact['token_bytes_per_token_resident']} ids (+{compact['offset_bytes_per_token_resident']} offsets)"]])
     lines += [f"Later opens {_times(ratios['open_speedup'])} faster; {_times(ratios['memory_reduction'])} less "
               f"memory with every id and offset read ({compact['on_disk_bytes']:,} bytes on disk). Both first opens "
-              "re-tokenize every text, so they differ mostly by how busy the machine was (the load averages "
-              "below); the baseline paid that on every open, the compact store pays it once, when it is built.", ""]
+              "re-tokenize every text; the baseline paid that on every open, the compact store pays it once, "
+              f"when it is built. The baseline's bytes a token are its Python heap (tracemalloc) over its first "
+              f"{base.get('traced_blocks', 'N')} blocks; the compact store's are the resident pages of its maps.", ""]
     return lines + _provenance(results)
 
 
