@@ -61,7 +61,7 @@ def test_token_ids_take_two_bytes_and_the_store_is_built_once(blocks_dir):
     store = BlockStore(blocks_dir)
     assert store.token_begins is None  # Offsets come with a featurizer, whose vocabulary is checked.
     tokens = sum(len(store.bodies[i]) for i in store.bodies)
-    assert store.arrays.resident_bytes()["body_tokens.u16"] == 2 * tokens
+    assert store.arrays.file_bytes()["body_tokens.u16"] == 2 * tokens
     info = os.path.join(blocks_dir, COMPACT_DIR, INFO_NAME)
     built = os.stat(info).st_mtime_ns
     again = BlockStore(blocks_dir, Featurizer(load_config("tiny").features))

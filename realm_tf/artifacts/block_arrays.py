@@ -95,6 +95,9 @@ class BlockArraysWriter:
     """Appends blocks to the arrays of a staging directory, holding only the offsets
     (8 bytes a block each) in memory; `close` writes the record last."""
 
+    unlocated_blocks = 0
+    first_unlocated = ""
+
     def __init__(self, directory: str):
         self.directory = directory
         names = [*_TOKENS.values(), *_CHARS.values(), "block_ids.i64", *(data for data, _ in _STRINGS.values())]
@@ -109,7 +112,12 @@ class BlockArraysWriter:
 
     def add(self, block_id: int, doc_id: str, title: str, text: str, title_ids, body_ids, begins, ends) -> None:
         """One block: its id, strings, token ids (title and body) and the body tokens'
-        character offsets in `text` ([begins, ends), one pair per body token)."""
+        character offsets in `text` ([begins, ends), one pair per body token; both None
+        for a block whose text does not hold its tokens: it is counted as unlocated)."""
+        if begins is None or ends is None:
+            self.unlocated_blocks += 1
+            self.first_unlocated = self.first_unlocated or f"{block_id} (document {doc_id!r})"
+            begins = ends = np.full([len(body_ids)], -1, np.int32)
         for part, ids in (("title", title_ids), ("body", body_ids)):
             ids = np.asarray(ids, np.int64)
             if ids.size and (ids.min() < 0 or ids.max() > MAX_TOKEN_ID):
@@ -129,8 +137,7 @@ class BlockArraysWriter:
             offsets = self._offsets[offsets_name]
             offsets.append(offsets[-1] + len(encoded))
 
-    def close(self, blocks_manifest_sha256: str, vocabulary_sha256: str, unlocated_blocks: int = 0,
-              first_unlocated: str = "") -> BlockArraysInfo:
+    def close(self, blocks_manifest_sha256: str, vocabulary_sha256: str) -> BlockArraysInfo:
         for f in self._files.values():
             f.close()
         for name, offsets in self._offsets.items():
@@ -140,25 +147,20 @@ class BlockArraysWriter:
                                num_title_tokens=self._offsets[_TOKEN_OFFSETS["title"]][-1],
                                num_body_tokens=self._offsets[_TOKEN_OFFSETS["body"]][-1],
                                blocks_manifest_sha256=blocks_manifest_sha256, vocabulary_sha256=vocabulary_sha256,
-                               unlocated_blocks=unlocated_blocks, first_unlocated=first_unlocated)
+                               unlocated_blocks=self.unlocated_blocks, first_unlocated=self.first_unlocated)
         write_json(os.path.join(self.directory, INFO_NAME), {"format": ARRAYS_FORMAT, **dataclasses.asdict(info)})
         return info
 
 
 def write_block_arrays(output_dir: str, blocks: Iterator[Tuple], blocks_manifest_sha256: str,
                        vocabulary_sha256: str) -> BlockArraysInfo:
-    """Writes `blocks` (the arguments of `BlockArraysWriter.add`, one tuple a block; a
-    block whose offsets are None is unlocated, see `BlockArraysInfo`) as the compact store
-    `output_dir`, staged beside it and renamed into place."""
-    unlocated, first = 0, ""
+    """Writes `blocks` (the arguments of `BlockArraysWriter.add`, one tuple a block) as the
+    compact store `output_dir`, staged beside it and renamed into place."""
     with staged_directory(output_dir) as staging:
         writer = BlockArraysWriter(staging)
-        for block_id, doc_id, title, text, title_ids, body_ids, begins, ends in blocks:
-            if begins is None:
-                unlocated, first = unlocated + 1, first or f"{block_id} (document {doc_id!r})"
-                begins = ends = np.full([len(body_ids)], -1, np.int32)
-            writer.add(block_id, doc_id, title, text, title_ids, body_ids, begins, ends)
-        return writer.close(blocks_manifest_sha256, vocabulary_sha256, unlocated, first)
+        for block in blocks:
+            writer.add(*block)
+        return writer.close(blocks_manifest_sha256, vocabulary_sha256)
 
 
 class BlockArrays:
@@ -217,7 +219,7 @@ class BlockArrays:
         offsets = self._arrays[offsets_name]
         return bytes(self._arrays[data_name][offsets[row]:offsets[row + 1]]).decode("utf-8")
 
-    def resident_bytes(self) -> Dict[str, int]:
+    def file_bytes(self) -> Dict[str, int]:
         """Bytes on disk by array: what a reader touching every block would map."""
         return {name: int(array.nbytes) for name, array in self._arrays.items()}
 

@@ -414,7 +414,8 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
 
 
 def export_for_serving(model_dir: str, output: Optional[str] = None, output_root: str = "saved_models",
-                       model_name: Optional[str] = None, retrieval: str = "scann", **options) -> str:
+                       model_name: Optional[str] = None, retrieval: str = "scann",
+                       reader_batch_size: int = DEFAULT_READER_BATCH_SIZE, **options) -> str:
     """`export_qa_model` into TF Serving's layout (`realm_tf.artifacts.serving_root`): the next
     version under `output_root/<model_name>` (default `MODEL_NAMES[retrieval]`), then the
     root's serving files rewritten. With `output`, the export goes there and no serving
@@ -422,7 +423,7 @@ def export_for_serving(model_dir: str, output: Optional[str] = None, output_root
     from realm_tf.artifacts.serving_root import next_version_dir, write_serving_files
 
     export_dir = output or next_version_dir(os.path.join(output_root, model_name or MODEL_NAMES[retrieval]))
-    export_qa_model(model_dir, export_dir, retrieval=retrieval, **options)
+    export_qa_model(model_dir, export_dir, retrieval=retrieval, reader_batch_size=reader_batch_size, **options)
     if not output:
-        write_serving_files(output_root, options.get("reader_batch_size", DEFAULT_READER_BATCH_SIZE))
+        write_serving_files(output_root, reader_batch_size)
     return export_dir
