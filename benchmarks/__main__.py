@@ -17,6 +17,8 @@ and dtype policy do not weigh on the next), calling its `main(argv)`:
                                               concurrent clients, good and bad requests mixed
   quality    benchmarks.quality               recall@k and exact match of REALM vs its baselines
   store      benchmarks.block_store           the compact block store vs the in-memory one it replaced
+  inputs     benchmarks.pretraining_inputs    streamed pre-training examples and gathered batches vs
+                                              lists and per-example assembly
 
 Each writes its JSON under --results_dir (benchmarks/results/); then summary.json records
 the machine, the size, and each benchmark's wall time and status (merged with the entries
@@ -56,6 +58,7 @@ BENCHMARKS = {
     "load": ("benchmarks.serving_load", "serving_load.json"),
     "quality": ("benchmarks.quality", "quality.json"),
     "store": ("benchmarks.block_store", "block_store.json"),
+    "inputs": ("benchmarks.pretraining_inputs", "pretraining_inputs.json"),
 }
 GPU_TRAINING_RESULTS = "training_throughput_gpu.json"
 # Arguments per size, besides --output and --workdir.
@@ -69,6 +72,7 @@ SIZE_ARGS = {
         "load": ["--seconds=60"],
         "quality": ["--size=small"],
         "store": ["--num_blocks=100000"],
+        "inputs": [],
     },
     "large": {
         "retrieval": ["--num_blocks=2000000", "--queries=500", "--batches=16", "--sweep_queries=200"],
@@ -79,6 +83,7 @@ SIZE_ARGS = {
         "load": ["--seconds=300", "--pool=300"],
         "quality": ["--size=full", "--sample=0"],
         "store": ["--num_blocks=1000000"],
+        "inputs": ["--num_blocks=100000", "--num_examples=2000000", "--batches=100"],
     },
 }
 # Benchmarks without a --workdir (nothing on disk besides the results).

@@ -42,6 +42,7 @@ FILES = {
     "quality": "quality.json",
     "quality_full": "quality_full.json",
     "store": "block_store.json",
+    "inputs": "pretraining_inputs.json",
 }
 
 
@@ -297,6 +298,31 @@ def store_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     return lines + _provenance(results)
 
 
+def inputs_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    examples, batches, ratios = results["examples"], results["batches"], results["ratios"]
+    lengths = results["lengths"]
+    lines = [f"{results['num_examples']:,} synthetic pre-training examples over {results['num_blocks']:,} synthetic "
+             f"blocks ({results['synthetic']}). Reading them for training: held in a list of objects (the baseline, "
+             f"as PretrainTask did before) against streamed from their shards, {results['window']:,} held and "
+             "shuffled at a time.", ""]
+    lines += _table(["examples", "one pass s", "examples/s", "heap at peak MiB"], [
+        [name, examples[key]["seconds"], examples[key]["examples_per_second"],
+         round(examples[key]["peak_heap_bytes"] / 2**20, 1)]
+        for key, name in (("baseline", "baseline (a list)"), ("stream", "streamed (ShardedExampleStream)"))])
+    lines += [f"Streamed, the examples hold {_times(ratios['stream_heap_vs_list'])} the list's heap (Python and numpy "
+              "objects by tracemalloc; that heap stays at one window whatever the number of examples), and one pass "
+              f"runs at {_times(ratios['stream_speed_vs_list'])} the list's speed.", ""]
+    lines += [f"Assembling a batch of {results['batch_size']} examples with {results['num_candidates']} candidates "
+              f"each (query {lengths['query']}, block {lengths['block']}, reader {lengths['reader']} wordpieces; the "
+              "retrieval left out):", ""]
+    lines += _table(["batch assembly", "batches/s", "p50 ms", "p99 ms"], [
+        [name, batches[key]["batches_per_second"], batches[key]["p50_ms"], batches[key]["p99_ms"]]
+        for key, name in (("baseline", "baseline (per example and block)"), ("gathered", "gathered (numpy)"))])
+    lines += [f"Gathered: {_times(ratios['gathered_batches_vs_baseline'])} the baseline's batches a second, on the "
+              "same batches in turns, every output checked equal.", ""]
+    return lines + _provenance(results)
+
+
 def _stage_budgets(results: Dict) -> List[str]:
     training = results.get("stages", {}).get("training", {})
     rows = [[stage, b.get("steps"), b.get("batch_size"), b.get("examples_seen"), b.get("learning_rate"),
@@ -372,6 +398,8 @@ SECTIONS: List[tuple] = [
      "python -m benchmarks.serving_load"),
     ("store", "The block store: compact and memory-mapped vs in memory", store_section,
      "python -m benchmarks.block_store"),
+    ("inputs", "Pre-training inputs: streamed and gathered vs held in lists", inputs_section,
+     "python -m benchmarks.pretraining_inputs"),
     ("quality", "Quality: open-QA on squad_open qa_dev", quality_section, "python -m benchmarks.quality"),
     ("quality_full", "Quality at the full budget: every qa_dev question", lambda r, i, p: quality_section(
         r, i, p, "quality_full"), "python -m benchmarks.quality --size full --sample 0"),

@@ -257,3 +257,21 @@ def test_block_store_measures_the_compact_store_against_the_dicts_it_replaced(tm
                                                              + compact["offset_bytes_per_token_resident"])),
         rel=0.02)
     assert results["command"].startswith("python -m benchmarks.block_store")
+
+
+def test_pretraining_inputs_streams_in_bounded_memory_and_gathers_the_batches_of_before(tmp_path):
+    from benchmarks import pretraining_inputs
+
+    output = tmp_path / "pretraining_inputs.json"
+    results = pretraining_inputs.main(["--num_blocks=300", "--num_examples=4000", "--window=500", "--batches=4",
+                                       f"--workdir={tmp_path / 'work'}", f"--output={output}"])
+    assert json.loads(output.read_text()) == results
+    examples = results["examples"]
+    # One epoch of the stream: every example, in batches of 32 (the last one runs into epoch 2).
+    assert examples["baseline"]["examples"] == 4000 and 4000 <= examples["stream"]["examples"] < 4000 + 32
+    # A window of 500 held, against 4,000 objects.
+    assert examples["stream"]["peak_heap_bytes"] < examples["baseline"]["peak_heap_bytes"] / 2
+    assert results["ratios"]["gathered_batches_vs_baseline"] == pytest.approx(
+        results["batches"]["gathered"]["batches_per_second"] / results["batches"]["baseline"]["batches_per_second"],
+        rel=0.02)
+    assert results["command"].startswith("python -m benchmarks.pretraining_inputs")

@@ -57,6 +57,18 @@ def test_every_field_of_every_block_is_the_records(blocks_dir):
                                                               for r in records}}
 
 
+def test_a_gather_of_many_blocks_gives_each_its_ids(small_blocks_dir):
+    store = BlockStore(small_blocks_dir)
+    ids = [int(i) for i in store.arrays.block_ids]
+    wanted = np.array([ids[5], NULL_BLOCK_ID, ids[0], ids[5], ids[-1]])  # Repeats and the null document.
+    for part, column in (("title", store.titles), ("body", store.bodies)):
+        gathered = store.token_ids(part, wanted)
+        assert gathered.values.dtype == np.uint16
+        assert gathered.to_tensor().to_list() == [column[i] for i in wanted.tolist()]
+    with pytest.raises(KeyError, match="12345"):
+        store.token_ids("body", np.array([ids[0], 12345]))
+
+
 def test_token_ids_take_two_bytes_and_the_store_is_built_once(blocks_dir):
     store = BlockStore(blocks_dir)
     assert store.token_begins is None  # Offsets come with a featurizer, whose vocabulary is checked.

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from realm_tf.features import Featurizer
+from realm_tf.features.ragged_rows import RaggedRows
 from realm_tf.features.reader_inputs import pack_reader_candidates
 from realm_tf.modeling.open_qa import OpenQaModel, finetuning_loss
 from realm_tf.modeling.span_reader import MASKED_LOGIT, SpanScorer, best_span, valid_spans
@@ -49,7 +50,7 @@ def test_valid_spans_stay_inside_the_body_and_on_word_boundaries(featurizer):
     query = featurizer.tokenize(["who"])
     body = featurizer.tokenize(["nikolaus tesla ."])[0].numpy().tolist()
     vocab = featurizer.vocabulary
-    inputs = pack_reader_candidates(featurizer, query, [[body]])
+    inputs = pack_reader_candidates(featurizer, query, RaggedRows.from_lists([body]), 1)
     features = {k: tf.constant(v[0]) for k, v in inputs.features.items()}
     valid = valid_spans(features, tf.constant(vocab.continuation_mask()), 4).numpy()[0]
     continuation = vocab.continuation_mask()[body]
@@ -117,7 +118,7 @@ def test_span_logits_add_the_retrieval_score_to_the_reader_score(tiny_config, fe
     model = OpenQaModel(tiny_config, featurizer.vocabulary.continuation_mask())
     query_tokens = featurizer.tokenize(["who was tesla", "where"])
     bodies = [[featurizer.tokenize(["nikola tesla was an inventor ."])[0].numpy().tolist(), []]] * 2
-    reader = pack_reader_candidates(featurizer, query_tokens, bodies)
+    reader = pack_reader_candidates(featurizer, query_tokens, RaggedRows.from_lists(sum(bodies, [])), 2)
     embeddings = np.random.default_rng(2).normal(size=(2, 2, tiny_config.retriever.projection_size)).astype(np.float32)
     outputs = model({"query": featurizer.pack_query(query_tokens), "candidate_embeddings": tf.constant(embeddings),
                      "reader": {k: tf.constant(v) for k, v in reader.features.items()}})
@@ -162,7 +163,7 @@ def test_a_frozen_query_tower_leaves_only_the_reader_to_train(featurizer):
         config = load_config("tiny", [f"finetune.train_query_tower={str(train_query_tower).lower()}"])
         model = OpenQaModel(config, featurizer.vocabulary.continuation_mask())
         query_tokens = featurizer.tokenize(["who was tesla"])
-        reader = pack_reader_candidates(featurizer, query_tokens, [[[]]])
+        reader = pack_reader_candidates(featurizer, query_tokens, RaggedRows.from_lists([[]]), 1)
         model({"query": featurizer.pack_query(query_tokens), "reader": {k: tf.constant(v) for k, v in reader.features.items()},
                "candidate_embeddings": tf.zeros([1, 1, config.retriever.projection_size])})
         built[train_query_tower] = model
@@ -176,7 +177,7 @@ def test_a_frozen_query_tower_scores_without_dropout_in_training(featurizer):
     from realm_tf.configs import load_config
 
     query_tokens = featurizer.tokenize(["who was tesla"])
-    reader = pack_reader_candidates(featurizer, query_tokens, [[[]]])
+    reader = pack_reader_candidates(featurizer, query_tokens, RaggedRows.from_lists([[]]), 1)
     logits = {}
     for train_query_tower in (True, False):
         config = load_config("tiny", [f"finetune.train_query_tower={str(train_query_tower).lower()}",

@@ -33,7 +33,7 @@ def task(small_examples_dir, small_blocks_dir, small_index_root, tmp_path):
 
 
 def test_candidates_exclude_the_source_block_and_start_with_the_null_document(task):
-    batch = task.make_batch(np.arange(len(task.examples))[:32])
+    batch = task.make_batch(task.stream.head(32))
     ids, sources = batch["candidate_ids"], batch["source_block_id"]
     assert ids.shape == (32, task.config.pretrain.top_k)
     assert (ids[:, 0] == -1).all()  # The null document, always first.

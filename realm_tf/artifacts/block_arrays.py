@@ -203,6 +203,24 @@ class BlockArrays:
             return int(self._order[at])
         return None
 
+    def rows_of(self, block_ids: np.ndarray) -> np.ndarray:
+        """int64 [n]: the rows of `block_ids` (int [n]); KeyError names the first id the store lacks."""
+        block_ids = np.asarray(block_ids, np.int64)
+        if not len(self._sorted_ids):
+            if len(block_ids):
+                raise KeyError(int(block_ids[0]))
+            return np.zeros([0], np.int64)
+        at = np.minimum(np.searchsorted(self._sorted_ids, block_ids), len(self._sorted_ids) - 1)
+        missing = self._sorted_ids[at] != block_ids
+        if missing.any():
+            raise KeyError(int(block_ids[missing][0]))
+        return self._order[at].astype(np.int64)
+
+    def token_arrays(self, part: str) -> Tuple[np.ndarray, np.ndarray]:
+        """(uint16 [tokens], int64 [N + 1]): every title's ("title") or body's ("body") ids
+        end to end, and where row i's begin (memory-mapped, nothing read yet)."""
+        return self._arrays[_TOKENS[part]], self._arrays[_TOKEN_OFFSETS[part]]
+
     def tokens(self, part: str, row: int) -> np.ndarray:
         """uint16 [tokens]: the title's ("title") or body's ("body") WordPiece ids of `row`."""
         offsets = self._arrays[_TOKEN_OFFSETS[part]]

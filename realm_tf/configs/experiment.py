@@ -176,6 +176,9 @@ class PretrainConfig(base_config.Config):
     masking: str = "salient"
     salient_span_detector: str = "dates_and_entities"
     random_mask_probability: float = 0.15
+    # Examples are streamed from their shards; this many are held and shuffled at a time
+    # (`realm_tf.tasks.example_stream`).
+    shuffle_window: int = 100_000
 
 
 @dataclasses.dataclass

@@ -19,11 +19,12 @@ settings they were made with.
 import dataclasses
 from typing import Dict, List
 
+import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
 from realm_tf.corpus.block_records import int64_feature, read_parsed_records, text_feature
-
+from realm_tf.features.ragged_rows import RaggedRows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,3 +88,16 @@ def parse_pretraining_examples(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
 def read_pretraining_dataset(paths, parse_batch_size: int = 1024) -> tf.data.Dataset:
     """Pre-training examples from TFRecord shards, one parsed dict per element (id lists as 1-D int64)."""
     return read_parsed_records(paths, parse_pretraining_examples, parse_batch_size)
+
+
+_BATCHING_FIELDS = ("query_token_ids", "masked_positions", "masked_token_ids", "block_id")
+
+
+def parse_pretraining_columns(serialized: np.ndarray) -> Dict[str, object]:
+    """object [n] serialized examples -> the fields batching needs, as numpy columns:
+    "query_token_ids", "masked_positions", "masked_token_ids" as int64 `RaggedRows`
+    [n, (ids)], "block_id" int64 [n]. The sentence and kind are left unparsed."""
+    parsed = tf.io.parse_example(serialized, {k: PRETRAINING_FEATURE_SPEC[k] for k in _BATCHING_FIELDS})
+    columns = {k: RaggedRows(parsed[k].values.numpy(), parsed[k].row_splits.numpy().astype(np.int64))
+               for k in _BATCHING_FIELDS[:3]}
+    return columns | {"block_id": parsed["block_id"].numpy()}

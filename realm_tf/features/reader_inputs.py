@@ -8,12 +8,13 @@ query cut to `query_length - 2`, then the body cut to what is left).
 """
 
 import dataclasses
-from typing import Sequence
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from realm_tf.features.featurizer import FEATURE_KEYS
 import tensorflow as tf
+
+from realm_tf.features.featurizer import FEATURE_KEYS
+from realm_tf.features.ragged_rows import RaggedRows
 
 
 @dataclasses.dataclass
@@ -29,26 +30,24 @@ class ReaderInputs:
     body_lengths: np.ndarray
 
 
-def pack_reader_candidates(featurizer, query_tokens: tf.RaggedTensor,
-                           bodies: Sequence[Sequence[Sequence[int]]]) -> ReaderInputs:
+def pack_reader_candidates(featurizer, query_tokens: tf.RaggedTensor, bodies: RaggedRows,
+                           num_candidates: int) -> ReaderInputs:
     """Packs each query with each of its K candidate bodies.
 
     Args:
       featurizer: the `Featurizer`.
       query_tokens: int64 ragged [B, (tokens)], the queries' WordPiece ids.
-      bodies: B lists of K token-id lists (the null document: an empty list).
+      bodies: [B * K, (tokens)] the candidates' body ids, query by query (query b's are rows
+        b * K to b * K + K - 1); the null document is an empty row.
+      num_candidates: K.
     """
-    b, k = len(bodies), len(bodies[0])
+    b, k = int(query_tokens.nrows()), num_candidates
     config = featurizer.config
-    flat_bodies = [body for row in bodies for body in row]
-    packed = featurizer.pack_reader(
-        tf.gather(query_tokens, np.repeat(np.arange(b), k)),
-        tf.ragged.constant(flat_bodies, dtype=tf.int64, ragged_rank=1))
+    packed = featurizer.pack_reader(tf.gather(query_tokens, np.repeat(np.arange(b), k)), bodies.to_tensor())
     query_kept = np.minimum(query_tokens.row_lengths().numpy(), config.query_length - 2)
     room = np.maximum(config.reader_length - 3 - query_kept, 0)
-    lengths = np.array([len(body) for body in flat_bodies], np.int64).reshape(b, k)
     return ReaderInputs(
         features={key: packed[key].numpy().reshape(b, k, config.reader_length) for key in FEATURE_KEYS},
         body_offsets=np.repeat((query_kept + 2)[:, None], k, axis=1).astype(np.int32),
-        body_lengths=np.minimum(lengths, room[:, None]).astype(np.int32),
+        body_lengths=np.minimum(bodies.lengths().reshape(b, k), room[:, None]).astype(np.int32),
     )

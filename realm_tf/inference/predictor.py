@@ -99,10 +99,11 @@ class QaPredictor:
         depth = max(self.top_k, self.evidence_depth or 0)
         by_text = {"questions": questions} if getattr(self.retrieval, "needs_questions", False) else {}
         candidate_ids, candidate_embeddings = self.retrieval.search(self._embed(query).numpy(), depth, **by_text)
-        # The model reads the first top_k candidates and scores all of them (C >= K).
+        # The model reads the first top_k candidates (fewer where the retrieval gives fewer, as the null
+        # one does) and scores all of them (C >= K).
+        read = candidate_ids[:, :self.top_k]
         reader = pack_reader_candidates(
-            self.featurizer, query_tokens,
-            [[self.blocks.bodies[i] for i in row[:self.top_k]] for row in candidate_ids.tolist()])
+            self.featurizer, query_tokens, self.blocks.token_ids("body", read.reshape(-1)), read.shape[1])
         outputs = self._read({"query": query, "candidate_embeddings": tf.constant(candidate_embeddings, tf.float32),
                               "reader": {k: tf.constant(v) for k, v in reader.features.items()}})
         best = [t.numpy() for t in best_span(outputs["span_logits"], self.max_answer_length)]

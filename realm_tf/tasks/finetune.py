@@ -11,8 +11,13 @@ In the step (static shapes): the retrieval logits with the current query tower, 
 logits, and the marginal log-likelihood of `realm_tf.modeling.open_qa.finetuning_loss`.
 
 Many questions per batch: the released code, and ports of it, take one per step.
+
+Memory: the questions are held as their text and answers only (a QA training set is some
+10^5 questions, where pre-training streams its 10^8 examples); a batch's questions are
+tokenized, and their answers made ready to match, as the batch is made.
 """
 
+import functools
 import logging
 from typing import Dict, List, Optional, Tuple
 
@@ -35,6 +40,7 @@ from realm_tf.tasks.answer_spans import AnswerMatcher, find_answer_spans
 from realm_tf.tasks.example_order import epoch_batches
 
 logger = logging.getLogger(__name__)
+NORMALIZED_TEXTS_CACHED = 50_000
 
 def build_open_qa_model(config: ExperimentConfig, featurizer: Featurizer) -> OpenQaModel:
     """An `OpenQaModel` with its variables created, so checkpoints restore into it at once."""
@@ -98,7 +104,7 @@ class FinetuneTask:
         self.examples: List[QaExample] = read_qa(qa_path, qa_format)
         self.blocks = BlockStore(blocks_dir, self.featurizer)
         self.index = FixedIndex(index, method=search_method)
-        unknown = np.setdiff1d(self.index.block_ids, np.fromiter(self.blocks.bodies, np.int64))
+        unknown = np.setdiff1d(self.index.block_ids, self.blocks.arrays.block_ids)
         if len(unknown):
             raise ManifestError(f"{self.index.path}: {len(unknown)} indexed blocks (e.g. {unknown[0]}) are not in "
                                 f"{blocks_dir}; was the index built from another corpus?")
@@ -107,14 +113,15 @@ class FinetuneTask:
         if self.beam_size < self.top_k:
             raise ManifestError(f"{self.index.path}: {self.beam_size} blocks, fewer than finetune.top_k={self.top_k}")
         self.max_span_length = config.reader.max_span_length
-        self.matchers = [AnswerMatcher(e.answers, e.answers_are_regex) for e in self.examples]
-        self.question_tokens = self.featurizer.tokenize([e.question for e in self.examples])
         self.is_word_start = ~self.featurizer.vocabulary.continuation_mask()
         # The host's copy of the query tower, which chooses the candidates.
         self.search_embedder = ProjectedEmbedder(config.retriever, name="search_embedder")
-        self.search_embedder(self.featurizer.pack_query(self.question_tokens[:1]))
+        self.search_embedder(self.featurizer.pack_query(self.featurizer.tokenize([self.examples[0].question])))
         self._model: Optional[OpenQaModel] = None
-        self._normalized_texts: Dict[int, str] = {}  # Block id -> normalized text, as blocks come up.
+        # Block id -> normalized text, for the blocks that come up most; bounded, as the
+        # blocks that come up over a run can be most of a large corpus.
+        self._normalized_text = functools.lru_cache(maxsize=NORMALIZED_TEXTS_CACHED)(
+            lambda block_id: normalize_answer(self.blocks.texts[block_id]))
 
     # --- model -------------------------------------------------------------------------
 
@@ -150,19 +157,22 @@ class FinetuneTask:
     def make_batch(self, example_indices: np.ndarray) -> Dict:
         """Retrieves the beam for the questions, packs the top k and marks the answers (numpy)."""
         b, k, w = len(example_indices), self.top_k, self.max_span_length
-        query_tokens = tf.gather(self.question_tokens, example_indices)
+        # Tokenized and matched batch by batch: nothing per question is kept besides its text.
+        examples = [self.examples[i] for i in example_indices]
+        matchers = [AnswerMatcher(e.answers, e.answers_are_regex) for e in examples]
+        query_tokens = self.featurizer.tokenize([e.question for e in examples])
         query = self.featurizer.pack_query(query_tokens)
         candidate_ids, candidate_embeddings = self.index.search(self.search_embedder(query).numpy(), self.beam_size)
         retrieval_correct = np.array(
-            [[self.matchers[e].in_text(self.blocks.texts[i], self._normalized_text(i)) for i in row]
-             for e, row in zip(example_indices, candidate_ids.tolist())], np.float32).reshape(b, self.beam_size)
+            [[matcher.in_text(self.blocks.texts[i], self._normalized_text(i)) for i in row]
+             for matcher, row in zip(matchers, candidate_ids.tolist())], np.float32).reshape(b, self.beam_size)
         reader = pack_reader_candidates(
-            self.featurizer, query_tokens, [[self.blocks.bodies[i] for i in row[:k]] for row in candidate_ids.tolist()])
+            self.featurizer, query_tokens, self.blocks.token_ids("body", candidate_ids[:, :k].reshape(-1)), k)
         answer_spans = np.zeros((b, k, self.config.features.reader_length, w), np.float32)
-        for row, example_index in enumerate(example_indices):
+        for row, matcher in enumerate(matchers):
             for column, block_id in enumerate(candidate_ids[row, :k].tolist()):
                 spans = find_answer_spans(
-                    self.matchers[example_index], self.blocks.texts[block_id], self.blocks.token_begins[block_id],
+                    matcher, self.blocks.texts[block_id], self.blocks.token_begins[block_id],
                     self.blocks.token_ends[block_id], self.is_word_start[self.blocks.bodies[block_id]],
                     int(reader.body_lengths[row, column]), w)
                 offset = reader.body_offsets[row, column]
@@ -178,11 +188,6 @@ class FinetuneTask:
             "reader": reader.features,
             "answer_spans": answer_spans,
         }
-
-    def _normalized_text(self, block_id: int) -> str:
-        if block_id not in self._normalized_texts:
-            self._normalized_texts[block_id] = normalize_answer(self.blocks.texts[block_id])
-        return self._normalized_texts[block_id]
 
     # --- loss --------------------------------------------------------------------------
 

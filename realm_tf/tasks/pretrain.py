@@ -29,16 +29,50 @@ from realm_tf.artifacts.manifests import BlocksManifest, ManifestError, Pretrain
 from realm_tf.artifacts.model_dir import ModelDir
 from realm_tf.configs import ExperimentConfig
 from realm_tf.corpus.block_store import BlockStore
-from realm_tf.corpus.pretraining_examples import PretrainingExample
+from realm_tf.corpus.pretraining_examples import parse_pretraining_columns
 from realm_tf.features import FEATURE_KEYS, Featurizer
+from realm_tf.features.ragged_rows import RaggedRows
 from realm_tf.features.reader_inputs import pack_reader_candidates
 from realm_tf.modeling.marginal import pretraining_loss
 from realm_tf.modeling.realm_pretrainer import RealmPretrainer
 from realm_tf.retrieval.candidates import IndexWatcher
 from realm_tf.retrieval.embedder_export import export_embedder
-from realm_tf.tasks.example_order import epoch_batches
+from realm_tf.tasks.example_stream import Columns, ShardedExampleStream
 
 logger = logging.getLogger(__name__)
+
+
+def pack_pretraining_batch(featurizer: Featurizer, blocks: BlockStore, examples: Columns, candidate_ids: np.ndarray,
+                           max_masked_tokens: int) -> Dict:
+    """The model's inputs for B examples and their K candidates, gathered from the block
+    store in a few numpy calls (no loop over examples or blocks).
+
+    Args:
+      examples: `parse_pretraining_columns` of B examples.
+      candidate_ids: int64 [B, K], the null document -1 first.
+    Returns numpy arrays: "query" [B, query_length], "candidates" [B, K, block_length],
+    "reader" [B, K, reader_length] (each the three FEATURE_KEYS, int32); "candidate_ids",
+    "source_block_id" int64; "masked_positions", "masked_ids" int32 and "masked_weights"
+    float32, [B, max_masked_tokens].
+    """
+    (b, k), m, f = candidate_ids.shape, max_masked_tokens, featurizer.config
+    flat_ids = candidate_ids.reshape(-1)
+    query_tokens = examples["query_token_ids"].to_tensor()
+    query = featurizer.pack_query(query_tokens)
+    bodies = blocks.token_ids("body", flat_ids)
+    candidates = featurizer.pack_block(blocks.token_ids("title", flat_ids).to_tensor(), bodies.to_tensor())
+    reader = pack_reader_candidates(featurizer, query_tokens, bodies, k)
+    masked = examples["masked_positions"]
+    return {
+        "query": {key: query[key].numpy() for key in FEATURE_KEYS},
+        "candidates": {key: candidates[key].numpy().reshape(b, k, f.block_length) for key in FEATURE_KEYS},
+        "reader": reader.features,
+        "candidate_ids": candidate_ids,
+        "source_block_id": examples["block_id"],
+        "masked_positions": masked.to_dense(m, offset=1, dtype=np.int32),  # +1: after [CLS].
+        "masked_ids": examples["masked_token_ids"].to_dense(m, dtype=np.int32),
+        "masked_weights": RaggedRows(np.ones(len(masked.values), np.float32), masked.splits).to_dense(m),
+    }
 
 
 class PretrainTask:
@@ -51,7 +85,8 @@ class PretrainTask:
         self.featurizer = Featurizer(config.features)
         BlocksManifest.read(blocks_dir).check_compatible(
             blocks_dir, config.features.block_length, self.featurizer.vocabulary.sha256)
-        self.examples = self._read_examples(examples_dir)
+        self.stream = self._example_stream(examples_dir)
+        self.num_examples = self.stream.num_examples
         self.blocks = BlockStore(blocks_dir)
         self.watcher = IndexWatcher(index_root, poll_seconds=poll_seconds)
         self.num_candidates = config.pretrain.top_k
@@ -59,7 +94,7 @@ class PretrainTask:
         # Every index version batches were retrieved from, in order of first use.
         self.index_versions_used: List[str] = []
 
-    def _read_examples(self, examples_dir: str) -> List[PretrainingExample]:
+    def _example_stream(self, examples_dir: str) -> ShardedExampleStream:
         manifest = PretrainingManifest.read(examples_dir)
         if manifest.query_length != self.config.features.query_length:
             raise ManifestError(f"{examples_dir}: examples were made for query_length {manifest.query_length}, "
@@ -69,18 +104,15 @@ class PretrainTask:
         if manifest.max_masked_tokens > self.config.pretrain.max_masked_tokens:
             raise ManifestError(f"{examples_dir}: examples mask up to {manifest.max_masked_tokens} tokens, "
                                 f"more than pretrain.max_masked_tokens={self.config.pretrain.max_masked_tokens}")
-        records = tf.data.TFRecordDataset(manifest.example_paths(examples_dir)).as_numpy_iterator()
-        examples = [PretrainingExample.from_bytes(raw) for raw in records]
-        if not examples:
-            raise ManifestError(f"{examples_dir}: no pre-training examples")
-        return examples
+        return ShardedExampleStream(manifest.example_paths(examples_dir), manifest.num_examples,
+                                    parse_pretraining_columns, self.config.pretrain.shuffle_window, examples_dir)
 
     # --- model -------------------------------------------------------------------------
 
     def build_model(self) -> RealmPretrainer:
         """The model with its variables created, so checkpoints restore into it at once."""
         model = RealmPretrainer(self.config)
-        model(self.make_batch(np.arange(1)), training=False)
+        model(self.make_batch(self.stream.head(1)), training=False)
         return model
 
     def restore_retriever(self, model: RealmPretrainer, ict_model_dir: str) -> str:
@@ -92,10 +124,11 @@ class PretrainTask:
     # --- inputs ------------------------------------------------------------------------
 
     def build_train_dataset(self, global_batch_size: int, seed: int, start_step: int = 0) -> tf.data.Dataset:
-        """Endless batches of `make_batch`, in an order fixed by `seed`, from example
-        `start_step * global_batch_size` on (the data position of a resumed run)."""
-        batches = lambda: (self.make_batch(indices) for indices in  # noqa: E731
-                           epoch_batches(len(self.examples), global_batch_size, seed, start_step))
+        """Endless batches of `make_batch`, streamed in an order fixed by `seed`
+        (`ShardedExampleStream`), from example `start_step * global_batch_size` on (the data
+        position of a resumed run)."""
+        batches = lambda: (self.make_batch(examples) for examples in  # noqa: E731
+                           self.stream.batches(global_batch_size, seed, start_step))
         return tf.data.Dataset.from_generator(batches, output_signature=self._signature(global_batch_size)).prefetch(2)
 
     def _signature(self, batch_size: int):
@@ -114,46 +147,21 @@ class PretrainTask:
             "index_step": tf.TensorSpec((batch_size,), tf.int64),
         }
 
-    def make_batch(self, example_indices: np.ndarray) -> Dict:
-        """Retrieves candidates for the examples and packs everything (numpy arrays)."""
-        examples = [self.examples[i] for i in example_indices]
-        b, k, m = len(examples), self.num_candidates, self.max_masks
-        query_tokens = tf.ragged.constant([e.query_token_ids for e in examples], dtype=tf.int64, ragged_rank=1)
-        query = self.featurizer.pack_query(query_tokens)
+    def make_batch(self, examples: Columns) -> Dict:
+        """Retrieves candidates for a batch of examples (`parse_pretraining_columns`) and
+        packs everything (numpy arrays)."""
+        sources = examples["block_id"]
+        b, k = len(sources), self.num_candidates
         index = self.watcher.current
         if not self.index_versions_used or self.index_versions_used[-1] != index.path:
             self.index_versions_used.append(index.path)
-        query_embeddings = index.export.embed_queries(query)
-        sources = np.array([e.block_id for e in examples], np.int64)
+        query_tokens = examples["query_token_ids"].to_tensor()
+        query_embeddings = index.export.embed_queries(self.featurizer.pack_query(query_tokens))
         retrieved, _ = index.searcher.search(query_embeddings, k - 1, exclude_ids=sources[:, None])
         # Candidate 0 is the null document (-1); padding (-1) from a tiny index reads as null too.
         candidate_ids = np.concatenate([np.full((b, 1), -1, np.int64), retrieved], axis=1)
-        flat_ids = candidate_ids.reshape(-1).tolist()
-        titles = tf.ragged.constant([self.blocks.titles[i] for i in flat_ids], dtype=tf.int64, ragged_rank=1)
-        bodies = tf.ragged.constant([self.blocks.bodies[i] for i in flat_ids], dtype=tf.int64, ragged_rank=1)
-        candidates = self.featurizer.pack_block(titles, bodies)
-        reader = pack_reader_candidates(self.featurizer, query_tokens,
-                                        [[self.blocks.bodies[i] for i in row] for row in candidate_ids.tolist()])
-        positions = np.zeros((b, m), np.int32)
-        targets = np.zeros((b, m), np.int32)
-        weights = np.zeros((b, m), np.float32)
-        for row, example in enumerate(examples):
-            n = len(example.masked_positions)
-            positions[row, :n] = np.asarray(example.masked_positions) + 1  # After [CLS].
-            targets[row, :n] = example.masked_token_ids
-            weights[row, :n] = 1.0
-        reshape = lambda features, length: {key: features[key].numpy().reshape(b, k, length) for key in FEATURE_KEYS}  # noqa: E731
-        return {
-            "query": {key: query[key].numpy() for key in FEATURE_KEYS},
-            "candidates": reshape(candidates, self.config.features.block_length),
-            "reader": reader.features,
-            "candidate_ids": candidate_ids,
-            "source_block_id": sources,
-            "masked_positions": positions,
-            "masked_ids": targets,
-            "masked_weights": weights,
-            "index_step": np.full((b,), self._pretraining_step_of(index), np.int64),
-        }
+        batch = pack_pretraining_batch(self.featurizer, self.blocks, examples, candidate_ids, self.max_masks)
+        return batch | {"index_step": np.full((b,), self._pretraining_step_of(index), np.int64)}
 
     def _pretraining_step_of(self, index) -> int:
         """The pre-training step of the embedder an index was built with; 0 for the
