@@ -12,6 +12,7 @@ the query to `query_length - 2` wordpieces first, as the query tower sees it, an
 truncates the block, not the question, as the original REALM reader does.
 """
 
+import functools
 import re
 from typing import Dict, List, Sequence, Tuple
 
@@ -125,12 +126,24 @@ class Featurizer(tf.Module):
         # Token ids may come from the tokenizer (int64 row splits) or from parsed
         # records (tf.io.RaggedFeature: int32 row splits); packing needs one kind.
         segments = [tf.cast(s, tf.int64).with_row_splits_dtype(tf.int64) for s in segments]
-        packed = text_layers.BertPackInputs.bert_pack_inputs(
-            segments,
-            seq_length=length,
-            start_of_sequence_id=self.vocabulary.cls_id,
-            end_of_segment_id=self.vocabulary.sep_id,
-            padding_id=self.vocabulary.pad_id,
-            truncator="waterfall",
-        )
-        return {key: tf.cast(value, tf.int32) for key, value in packed.items()}
+        ids = (length, self.vocabulary.cls_id, self.vocabulary.sep_id, self.vocabulary.pad_id)
+        if tf.executing_eagerly():  # Host-side batching: one traced call, not some fifty eager ops.
+            return _traced_packer(len(segments), *ids)(*segments)
+        return _pack_segments(segments, *ids)
+
+
+def _pack_segments(segments: Sequence[tf.RaggedTensor], length: int, cls_id: int, sep_id: int,
+                   pad_id: int) -> PackedInputs:
+    packed = text_layers.BertPackInputs.bert_pack_inputs(
+        segments, seq_length=length, start_of_sequence_id=cls_id, end_of_segment_id=sep_id, padding_id=pad_id,
+        truncator="waterfall")
+    return {key: tf.cast(value, tf.int32) for key, value in packed.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _traced_packer(num_segments: int, length: int, cls_id: int, sep_id: int, pad_id: int):
+    """`_pack_segments` as a tf.function of `num_segments` int64 ragged [batch, (tokens)]
+    inputs. Kept here, not on the Featurizer: a tf.Module would save it in every SavedModel."""
+    spec = tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1, row_splits_dtype=tf.int64)
+    return tf.function(lambda *segments: _pack_segments(list(segments), length, cls_id, sep_id, pad_id),
+                       input_signature=[spec] * num_segments)
