@@ -19,6 +19,7 @@ and dtype policy do not weigh on the next), calling its `main(argv)`:
   store      benchmarks.block_store           the compact block store vs the in-memory one it replaced
   inputs     benchmarks.pretraining_inputs    streamed pre-training examples and gathered batches vs
                                               lists and per-example assembly
+  scale      benchmarks.scale                 the index stages (build, verify, load, query) against N
 
 Each writes its JSON under --results_dir (benchmarks/results/); then summary.json records
 the machine, the size, and each benchmark's wall time and status (merged with the entries
@@ -59,6 +60,7 @@ BENCHMARKS = {
     "quality": ("benchmarks.quality", "quality.json"),
     "store": ("benchmarks.block_store", "block_store.json"),
     "inputs": ("benchmarks.pretraining_inputs", "pretraining_inputs.json"),
+    "scale": ("benchmarks.scale", "scale.json"),
 }
 GPU_TRAINING_RESULTS = "training_throughput_gpu.json"
 # Arguments per size, besides --output and --workdir.
@@ -73,6 +75,7 @@ SIZE_ARGS = {
         "quality": ["--size=small"],
         "store": ["--num_blocks=100000"],
         "inputs": [],
+        "scale": ["--sizes=100000,1000000"],
     },
     "large": {
         "retrieval": ["--num_blocks=2000000", "--queries=500", "--batches=16", "--sweep_queries=200"],
@@ -84,6 +87,7 @@ SIZE_ARGS = {
         "quality": ["--size=full", "--sample=0"],
         "store": ["--num_blocks=1000000"],
         "inputs": ["--num_blocks=100000", "--num_examples=2000000", "--batches=100"],
+        "scale": [],
     },
 }
 # Benchmarks without a --workdir (nothing on disk besides the results).

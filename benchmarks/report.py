@@ -43,6 +43,7 @@ FILES = {
     "quality_full": "quality_full.json",
     "store": "block_store.json",
     "inputs": "pretraining_inputs.json",
+    "scale": "scale.json",
 }
 
 
@@ -323,6 +324,41 @@ def inputs_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     return lines + _provenance(results)
 
 
+def scale_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    sizes = results["sizes"]
+    gib = lambda b: round(b / 2**30, 2)  # noqa: E731
+    lines = [f"The index stages at each N ({results['synthetic']}; the {results['index_config']} config's index "
+             "settings). Each stage runs in a process of its own; peak RSS counts the mapped file pages it touched and "
+             f"the {gib(sizes[0]['build']['rss_after_imports_bytes'])} GiB TensorFlow and ScaNN take once imported.",
+             ""]
+    rows = []
+    for size in sizes:
+        build, verify, serve = size["build"], size["verify"], size["serve"]
+        rows.append([f"{size['num_blocks']:,}", gib(size["embeddings_bytes"]), build["build"]["method"],
+                     build["build"]["num_leaves"] or "-", build["seconds"], gib(build["peak_rss_bytes"]),
+                     verify["seconds"], serve["load_seconds"], gib(serve["peak_rss_after_load_bytes"]),
+                     serve["one_query"]["p50_ms"], serve["one_query"]["p99_ms"], serve["recall_at_10"],
+                     gib(size["index_bytes_on_disk"])])
+    lines += _table(["N", "embeddings GiB", "method", "leaves", "build s", "build peak GiB", "verify s", "load s",
+                     "loaded GiB", "one query p50 ms", "p99 ms", "recall@10 vs exact", "on disk GiB"], rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    n = [size["num_blocks"] for size in sizes]
+    for stage, key in (("build", "seconds"), ("verify", "seconds"), ("serve", "load_seconds")):
+        left.plot(n, [size[stage][key] for size in sizes], "o-", label="load" if stage == "serve" else stage)
+    for stage, key in (("build", "peak_rss_bytes"), ("serve", "peak_rss_after_load_bytes")):
+        right.plot(n, [gib(size[stage][key]) for size in sizes], "o-", label="load" if stage == "serve" else stage)
+    for ax, label in ((left, "seconds"), (right, "peak RSS GiB")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("blocks N (log)")
+        ax.set_ylabel(f"{label} (log)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(plt, fig, images / "scale.png")
+    lines += [f"![index stages against N]({images.name}/scale.png)", ""]
+    return lines + _provenance(results)
+
+
 def _stage_budgets(results: Dict) -> List[str]:
     training = results.get("stages", {}).get("training", {})
     rows = [[stage, b.get("steps"), b.get("batch_size"), b.get("examples_seen"), b.get("learning_rate"),
@@ -400,6 +436,8 @@ SECTIONS: List[tuple] = [
      "python -m benchmarks.block_store"),
     ("inputs", "Pre-training inputs: streamed and gathered vs held in lists", inputs_section,
      "python -m benchmarks.pretraining_inputs"),
+    ("scale", "Scale: the index stages from 100k blocks to Wikipedia's 13.35M", scale_section,
+     "python -m benchmarks.scale"),
     ("quality", "Quality: open-QA on squad_open qa_dev", quality_section, "python -m benchmarks.quality"),
     ("quality_full", "Quality at the full budget: every qa_dev question", lambda r, i, p: quality_section(
         r, i, p, "quality_full"), "python -m benchmarks.quality --size full --sample 0"),

@@ -9,6 +9,7 @@ with plots that exist. The training and serving runs reuse conftest's small pipe
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from benchmarks import __main__ as runner
@@ -275,3 +276,31 @@ def test_pretraining_inputs_streams_in_bounded_memory_and_gathers_the_batches_of
         results["batches"]["gathered"]["batches_per_second"] / results["batches"]["baseline"]["batches_per_second"],
         rel=0.02)
     assert results["command"].startswith("python -m benchmarks.pretraining_inputs")
+
+
+def test_scale_runs_every_index_stage_at_each_size_in_its_own_process(tmp_path):
+    from benchmarks import scale
+
+    output = tmp_path / "scale.json"
+    results = scale.main(["--sizes=3000,25000", "--queries=20", f"--workdir={tmp_path / 'work'}",
+                          f"--output={output}"])
+    assert json.loads(output.read_text()) == results
+    small, large = results["sizes"]
+    assert small["build"]["build"]["method"] == "brute_force" and large["build"]["build"]["method"] == "tree_ah"
+    assert small["serve"]["recall_at_10"] == 1.0  # Brute force is exact.
+    assert large["serve"]["recall_at_10"] >= 0.9 and large["serve"]["recall_queries"] == 20
+    for size in results["sizes"]:
+        for stage in ("build", "verify", "serve"):
+            assert size[stage]["peak_rss_bytes"] >= size[stage]["rss_after_imports_bytes"] > 0
+        assert size["index_bytes_on_disk"] > size["embeddings_bytes"]  # The embeddings are one of its files.
+    assert not (tmp_path / "work" / "n3000").exists()  # Removed after its size without --keep.
+
+
+def test_scale_exact_search_reads_chunk_by_chunk_and_finds_the_true_top_k(monkeypatch):
+    from benchmarks import scale
+
+    rng = np.random.default_rng(0)
+    embeddings, queries = rng.standard_normal((103, 8)), rng.standard_normal((5, 8))
+    monkeypatch.setattr(scale, "CHUNK_ROWS", 7)  # Many chunks, the last one short.
+    np.testing.assert_array_equal(scale.exact_top_k(embeddings, queries, 10),
+                                  np.argsort(-(queries @ embeddings.T), axis=1)[:, :10])

@@ -1,0 +1,193 @@
+"""How the index stages grow with the corpus: `python -m benchmarks.scale`.
+
+    python -m benchmarks.scale [--sizes 100000,1000000,13353718] [--queries 200]
+        [--workdir runs/bench/scale] [--keep]
+
+For each N, synthetic 128-d block embeddings of the real shape (REALM's `block_emb` is
+[13353718, 128] float32; these are clustered around round(sqrt(N)) random centres, with
+queries near random blocks, as benchmarks.retrieval_latency draws them) are written to
+an .npy file in chunks, and then each stage runs in a process of its own, so that its
+wall time and peak resident memory (ru_maxrss: mapped file pages it touched included)
+are its alone:
+
+  build    realm_tf.retrieval.index_build.publish_index_version over the memory-mapped
+           embeddings, with the base config's index settings: checks, checksums, the
+           ScaNN build and the atomic publication of the version, as embed_and_index and
+           import-index do it.
+  verify   IndexVersion.load with verification: every checksum recomputed, every byte read.
+  serve    IndexVersion.load without re-hashing and its ScaNN searcher (the load's time
+           and peak memory are recorded apart), then one query per call through it
+           (p50/p99 over --queries) and recall@10 against exact search (numpy over the
+           memory-mapped embeddings, in chunks) on the first 100 queries.
+
+Each stage also records the resident memory of its process once TensorFlow and ScaNN
+are imported, before it starts (about 0.65 GiB here), which its peak includes.
+
+Not yet here (issue 15): the block store build and load, pre-training batch assembly
+(benchmarks.pretraining_inputs measures it at one size) and the QA export at each N.
+"""
+
+import argparse
+import json
+import math
+import pathlib
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from benchmarks import common
+
+RESULTS = common.RESULTS_DIR / "scale.json"
+DIM, K, RECALL_QUERIES = 128, 10, 100
+CHUNK_ROWS = 1 << 18
+REALM_BLOCKS = 13_353_718
+# Runs one stage in a child: python -c CHILD stage workdir num_queries
+CHILD = "import sys, benchmarks.scale as s; s.run_stage(*sys.argv[1:])"
+
+
+def write_embeddings(directory: pathlib.Path, num_blocks: int, num_queries: int, seed: int = 0) -> None:
+    """embeddings.npy float32 [N, 128] (written chunk by chunk) and queries.npy [Q, 128]."""
+    rng = np.random.default_rng(seed)
+    num_clusters = max(1, round(math.sqrt(num_blocks)))
+    centres = rng.standard_normal((num_clusters, DIM), dtype=np.float32)
+    directory.mkdir(parents=True, exist_ok=True)
+    blocks = np.lib.format.open_memmap(directory / "embeddings.npy", "w+", np.float32, (num_blocks, DIM))
+    for start in range(0, num_blocks, CHUNK_ROWS):
+        rows = min(CHUNK_ROWS, num_blocks - start)
+        chunk = centres[rng.integers(0, num_clusters, rows)]
+        chunk += 0.5 * rng.standard_normal((rows, DIM), dtype=np.float32)
+        blocks[start:start + rows] = chunk
+    blocks.flush()
+    picked = np.sort(rng.integers(0, num_blocks, num_queries))
+    queries = blocks[picked] + 0.3 * rng.standard_normal((num_queries, DIM), dtype=np.float32)
+    np.save(directory / "queries.npy", queries.astype(np.float32))
+    del blocks
+
+
+def exact_top_k(embeddings: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """int64 [Q, k] rows of the best inner products, best first, read chunk by chunk."""
+    best_scores = np.full((len(queries), 0), -np.inf, np.float32)
+    best_rows = np.zeros((len(queries), 0), np.int64)
+    for start in range(0, len(embeddings), CHUNK_ROWS):
+        scores = queries @ np.asarray(embeddings[start:start + CHUNK_ROWS]).T
+        top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+        best_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], axis=1)
+        best_rows = np.concatenate([best_rows, top + start], axis=1)
+        keep = np.argsort(-best_scores, axis=1)[:, :k]
+        best_scores, best_rows = np.take_along_axis(best_scores, keep, 1), np.take_along_axis(best_rows, keep, 1)
+    return best_rows
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB.
+
+
+def run_stage(stage: str, workdir: str, num_queries: str) -> None:
+    """One stage in this process; prints its figures as one JSON line."""
+    import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before scann imports TensorFlow)
+    from realm_tf.artifacts.index_version import IndexVersion, latest_version
+    from realm_tf.configs import load_config
+    from realm_tf.retrieval.index_build import publish_index_version
+
+    work = pathlib.Path(workdir)
+    figures: Dict = {"rss_after_imports_bytes": _rss_bytes()}
+    started = time.perf_counter()
+    if stage == "build":
+        embeddings = np.load(work / "embeddings.npy", mmap_mode="r")
+        config = load_config("base").index
+        path = publish_index_version(str(work / "index"), embeddings, np.arange(len(embeddings), dtype=np.int64),
+                                     config, {"step": 0, "synthetic": True})
+        figures["build"] = IndexVersion.load(path, verify=False).build
+    elif stage == "verify":
+        IndexVersion.load(latest_version(str(work / "index")), verify=True)
+    elif stage == "serve":
+        version = IndexVersion.load(latest_version(str(work / "index")), verify=False)
+        searcher = version.searcher
+        figures["load_seconds"] = round(time.perf_counter() - started, 2)
+        figures["peak_rss_after_load_bytes"] = _peak_rss_bytes()
+        queries = np.load(work / "queries.npy")[:int(num_queries)]
+        searcher.search(queries[0], final_num_neighbors=K)  # Warm-up.
+        seconds, found = [], []
+        for query in queries:
+            begin = time.perf_counter()
+            rows, _ = searcher.search(query, final_num_neighbors=K)
+            seconds.append(time.perf_counter() - begin)
+            found.append(np.asarray(rows, np.int64))
+        exact = exact_top_k(version.embeddings, queries[:RECALL_QUERIES], K)
+        figures["one_query"] = common.latency_ms(seconds)
+        figures["recall_at_10"] = round(float(np.mean(
+            [len(set(f.tolist()) & set(e.tolist())) / K for f, e in zip(found, exact)])), 4)
+        figures["recall_queries"] = len(exact)
+    else:
+        raise ValueError(f"unknown stage {stage!r}")
+    figures["seconds"] = round(time.perf_counter() - started, 2)
+    figures["peak_rss_bytes"] = _peak_rss_bytes()
+    print("STAGE " + json.dumps(figures), flush=True)
+
+
+def _stage_in_child(stage: str, workdir: pathlib.Path, num_queries: int) -> Dict:
+    done = subprocess.run([sys.executable, "-c", CHILD, stage, str(workdir), str(num_queries)],
+                          cwd=common.REPO, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("STAGE ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"stage {stage} at {workdir} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(lines[-1][len("STAGE "):])
+
+
+def _sizes(text: str) -> List[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated block counts, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"block counts must be positive, got {text!r}")
+    return sizes
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=_sizes, default=_sizes(f"100000,1000000,{REALM_BLOCKS}"),
+                        help="block counts N, comma-separated (default: 100k, 1M and REALM's 13,353,718)")
+    parser.add_argument("--queries", type=int, default=200, help="one-query calls timed (default: %(default)s)")
+    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("runs/bench/scale"))
+    parser.add_argument("--keep", action="store_true", help="keep each size's files (default: delete when done)")
+    parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    common.check_at_least(parser, args, {"queries": 1})
+
+    results = {"benchmark": "scale", "command": common.command_line("benchmarks.scale", argv),
+               "synthetic": "clustered float32 128-d embeddings (round(sqrt(N)) centres), queries near random blocks",
+               "index_config": "base", "sizes": [], "machine": common.machine_info()}
+    for num_blocks in args.sizes:
+        work = args.workdir / f"n{num_blocks}"
+        shutil.rmtree(work, ignore_errors=True)
+        started = time.perf_counter()
+        write_embeddings(work, num_blocks, args.queries)
+        size = {"num_blocks": num_blocks, "embeddings_bytes": num_blocks * DIM * 4,
+                "synthetic_write_seconds": round(time.perf_counter() - started, 1)}
+        for stage in ("build", "verify", "serve"):
+            size[stage] = _stage_in_child(stage, work, args.queries)
+            print(f"N={num_blocks:,} {stage}: {size[stage]['seconds']} s, peak RSS "
+                  f"{size[stage]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+        size["index_bytes_on_disk"] = sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file())
+        results["sizes"].append(size)
+        common.write_results(args.output, results)  # After every size: a long run keeps what it measured.
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
