@@ -341,6 +341,16 @@ def scale_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
                      gib(size["index_bytes_on_disk"])])
     lines += _table(["N", "embeddings GiB", "method", "leaves", "build s", "build peak GiB", "verify s", "load s",
                      "loaded GiB", "one query p50 ms", "p99 ms", "recall@10 vs exact", "on disk GiB"], rows)
+    largest = sizes[-1]
+    met = lambda ok: "met" if ok else "not met"  # noqa: E731
+    build_peak, serve = largest["build"]["peak_rss_bytes"], largest["serve"]
+    lines += [f"Against the targets for {largest['num_blocks']:,} blocks on this machine: the build's peak "
+              f"{gib(build_peak)} GiB against at most 20 GiB ({met(build_peak <= 20 * 2**30)}; it counts the "
+              f"{gib(largest['embeddings_bytes'])} GiB of memory-mapped embeddings the build read), recall@10 "
+              f"{serve['recall_at_10']} against at least 0.95 ({met(serve['recall_at_10'] >= 0.95)}), one query "
+              f"{serve['one_query']['p50_ms']} ms p50 against at most 5 ms ({met(serve['one_query']['p50_ms'] <= 5)}); "
+              f"{largest['build']['build']['num_leaves_to_search']} of {largest['build']['build']['num_leaves']} "
+              "leaves searched.", ""]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     n = [size["num_blocks"] for size in sizes]
     for stage, key in (("build", "seconds"), ("verify", "seconds"), ("serve", "load_seconds")):

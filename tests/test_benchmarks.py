@@ -304,3 +304,19 @@ def test_scale_exact_search_reads_chunk_by_chunk_and_finds_the_true_top_k(monkey
     monkeypatch.setattr(scale, "CHUNK_ROWS", 7)  # Many chunks, the last one short.
     np.testing.assert_array_equal(scale.exact_top_k(embeddings, queries, 10),
                                   np.argsort(-(queries @ embeddings.T), axis=1)[:, :10])
+
+
+def test_report_shows_the_inputs_and_scale_results_beside_their_targets(tmp_path):
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    for name in ("pretraining_inputs.json", "scale.json"):
+        shutil.copy(REPO / "benchmarks" / "results" / name, results_dir / name)
+    page = tmp_path / "docs" / "benchmarks.md"
+    written = report.main([f"--results_dir={results_dir}", f"--output={page}"])
+    text = page.read_text()
+    assert {p.rsplit("/", 1)[-1] for p in written["images"]} == {"scale.png"}
+    inputs = json.loads((results_dir / "pretraining_inputs.json").read_text())
+    assert f"{inputs['ratios']['gathered_batches_vs_baseline']:.2f}x the baseline's batches" in text
+    largest = json.loads((results_dir / "scale.json").read_text())["sizes"][-1]
+    assert f"Against the targets for {largest['num_blocks']:,} blocks" in text
+    assert f"recall@10 {largest['serve']['recall_at_10']} against at least 0.95" in text
