@@ -1,7 +1,8 @@
 """The benchmark suite in one command: `python -m benchmarks`.
 
     python -m benchmarks [--size small|large]
-        [--only retrieval,indexing,training,serving,demo,load,quality,store,inputs,scale] [--workdir runs/bench] [--gpu auto|off] [--results_dir benchmarks/results] [--docs docs/benchmarks.md]
+        [--only retrieval,indexing,training,serving,demo,load,quality,store,inputs,scale]
+        [--workdir runs/bench] [--gpu auto|off] [--results_dir benchmarks/results] [--docs docs/benchmarks.md]
 
 Runs each benchmark, each in a process of its own (so that one's memory, TensorFlow state
 and dtype policy do not weigh on the next), calling its `main(argv)`:
