@@ -6,6 +6,8 @@
       -> batches of blocks -> packed by the export's own featurizer -> the export's
          embed_blocks signature                                  (Beam, parallel)
       -> embeddings-*.tfrecord under a staging folder             (block_id, float32[P])
+      -> sorted by block id into a memory-mapped embeddings.npy there (the ids and one
+         batch held, not every embedding)
       -> ScaNN index built on this machine -> <index_root>/<version>/, published by an
          atomic rename; older versions pruned     (realm_tf.retrieval.index_build)
 
@@ -78,20 +80,37 @@ def _embedding_example(item: Tuple[int, np.ndarray]) -> bytes:
     })).SerializeToString()
 
 
-def read_embedding_shards(pattern: str) -> Tuple[np.ndarray, np.ndarray]:
-    """(block_ids int64 [N], embeddings float32 [N, P]) from embedding shards, sorted by block id."""
+def read_embedding_shards(pattern: str, output_path: str,
+                          batch_size: int = 65536) -> Tuple[np.ndarray, np.ndarray]:
+    """(block_ids int64 [N], embeddings float32 [N, P]) from embedding shards, sorted by block id.
+
+    The embeddings are written into a memory-mapped .npy at `output_path`, batch by batch,
+    each row straight to its sorted place: what is held is the ids and one batch, not the
+    embeddings twice over (13.35M x 128 blocks are 6.8 GB).
+    """
     import tensorflow as tf
 
-    ids, rows = [], []
-    paths = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
-    for raw in tf.data.TFRecordDataset(sorted(paths)).as_numpy_iterator():
-        features = tf.train.Example.FromString(raw).features.feature
-        ids.append(features["block_id"].int64_list.value[0])
-        rows.append(np.asarray(features["embedding"].float_list.value, dtype=np.float32))
-    block_ids = np.asarray(ids, dtype=np.int64)
+    paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    records = tf.data.TFRecordDataset(paths).batch(batch_size)
+    id_spec = {"block_id": tf.io.FixedLenFeature([], tf.int64)}
+    block_ids = np.concatenate([tf.io.parse_example(batch, id_spec)["block_id"].numpy()
+                                for batch in records] or [np.zeros([0], np.int64)])
     order = np.argsort(block_ids, kind="stable")
-    embeddings = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
-    return block_ids[order], embeddings[order]
+    if not len(block_ids):
+        return block_ids, np.zeros((0, 0), np.float32)
+    place = np.empty_like(order)
+    place[order] = np.arange(len(order))  # Row i of the shards goes to row place[i].
+    first = next(iter(tf.data.TFRecordDataset(paths).take(1))).numpy()
+    dim = len(tf.train.Example.FromString(first).features.feature["embedding"].float_list.value)
+    embeddings = np.lib.format.open_memmap(output_path, "w+", np.float32, (len(block_ids), dim))
+    spec = {"embedding": tf.io.FixedLenFeature([dim], tf.float32)}
+    start = 0
+    for batch in records:
+        rows = tf.io.parse_example(batch, spec)["embedding"].numpy()
+        embeddings[place[start:start + len(rows)]] = rows
+        start += len(rows)
+    embeddings.flush()
+    return block_ids[order], embeddings
 
 
 def embed_in_process(blocks_dir: str, export, batch_size: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -154,7 +173,8 @@ def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, conf
                 | "WriteEmbeddings" >> beam.io.WriteToTFRecord(os.path.join(staging, "embeddings"),
                                                                file_name_suffix=".tfrecord")
             )
-        block_ids, embeddings = read_embedding_shards(os.path.join(staging, "embeddings-*"))
+        block_ids, embeddings = read_embedding_shards(os.path.join(staging, "embeddings-*"),
+                                                      os.path.join(staging, "embeddings.npy"))
         embedded_seconds = time.monotonic() - started
         if len(block_ids) != manifest.num_blocks:
             raise ManifestError(

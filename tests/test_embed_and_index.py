@@ -133,3 +133,21 @@ def test_bad_exports_and_block_sets_are_clear_errors(small_blocks_dir, ict_run, 
         chunk_corpus.BlocksManifest.read(str(tmp_path / "nowhere"))
     with pytest.raises(EmbedderExportError):
         EmbedderExport.load(str(not_export))
+
+
+def test_embedding_shards_are_sorted_into_a_memory_mapped_file_batch_by_batch(tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(50) * 7 + 3  # Unsorted, not contiguous.
+    rows = rng.normal(size=(50, 6)).astype(np.float32)
+    for shard, part in enumerate(np.array_split(np.arange(50), 3)):
+        with tf.io.TFRecordWriter(str(tmp_path / f"embeddings-{shard:05d}-of-00003.tfrecord")) as writer:
+            for i in part:
+                writer.write(embed_and_index._embedding_example((int(ids[i]), rows[i])))
+    block_ids, embeddings = embed_and_index.read_embedding_shards(
+        str(tmp_path / "embeddings-*"), str(tmp_path / "embeddings.npy"), batch_size=8)  # Seven batches.
+    order = np.argsort(ids)
+    np.testing.assert_array_equal(block_ids, ids[order])
+    np.testing.assert_array_equal(embeddings, rows[order])
+    assert isinstance(embeddings, np.memmap) and embeddings.filename == str(tmp_path / "embeddings.npy")
