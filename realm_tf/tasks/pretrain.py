@@ -86,7 +86,6 @@ class PretrainTask:
         BlocksManifest.read(blocks_dir).check_compatible(
             blocks_dir, config.features.block_length, self.featurizer.vocabulary.sha256)
         self.stream = self._example_stream(examples_dir)
-        self.num_examples = self.stream.num_examples
         self.blocks = BlockStore(blocks_dir)
         self.watcher = IndexWatcher(index_root, poll_seconds=poll_seconds)
         self.num_candidates = config.pretrain.top_k
