@@ -351,6 +351,14 @@ def scale_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
               f"{serve['one_query']['p50_ms']} ms p50 against at most 5 ms ({met(serve['one_query']['p50_ms'] <= 5)}); "
               f"{largest['build']['build']['num_leaves_to_search']} of {largest['build']['build']['num_leaves']} "
               "leaves searched.", ""]
+    if serve.get("sweep"):
+        lines += [f"Searching other numbers of leaves at {largest['num_blocks']:,} blocks (ScaNN's leaves_to_search at "
+                  "search time, the same searcher):", ""]
+        lines += _table(["leaves searched", "one query p50 ms", "p99 ms", "recall@10 vs exact"], [
+            [p["leaves_to_search"], p["one_query"]["p50_ms"], p["one_query"]["p99_ms"], p["recall_at_10"]]
+            for p in serve["sweep"]] + [[f"{largest['build']['build']['num_leaves_to_search']} (the build's)",
+                                         serve["one_query"]["p50_ms"], serve["one_query"]["p99_ms"],
+                                         serve["recall_at_10"]]])
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     n = [size["num_blocks"] for size in sizes]
     for stage, key in (("build", "seconds"), ("verify", "seconds"), ("serve", "load_seconds")):

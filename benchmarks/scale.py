@@ -1,7 +1,7 @@
 """How the index stages grow with the corpus: `python -m benchmarks.scale`.
 
     python -m benchmarks.scale [--sizes 100000,1000000,13353718] [--queries 200]
-        [--workdir runs/bench/scale] [--keep]
+        [--sweep_leaves 100,200] [--workdir runs/bench/scale] [--keep]
 
 For each N, synthetic 128-d block embeddings of the real shape (REALM's `block_emb` is
 [13353718, 128] float32; these are clustered around round(sqrt(N)) random centres, with
@@ -18,7 +18,8 @@ are its alone:
   serve    IndexVersion.load without re-hashing and its ScaNN searcher (the load's time
            and peak memory are recorded apart), then one query per call through it
            (p50/p99 over --queries) and recall@10 against exact search (numpy over the
-           memory-mapped embeddings, in chunks) on the first 100 queries.
+           memory-mapped embeddings, in chunks) on the first 100 queries; with
+           --sweep_leaves, the same again searching other numbers of leaves.
 
 Each stage also records the resident memory of its process once TensorFlow and ScaNN
 are imported, before it starts (about 0.65 GiB here), which its peak includes.
@@ -46,7 +47,7 @@ RESULTS = common.RESULTS_DIR / "scale.json"
 DIM, K, RECALL_QUERIES = 128, 10, 100
 CHUNK_ROWS = 1 << 18
 REALM_BLOCKS = 13_353_718
-# Runs one stage in a child: python -c CHILD stage workdir num_queries
+# Runs one stage in a child: python -c CHILD stage workdir num_queries sweep_leaves
 CHILD = "import sys, benchmarks.scale as s; s.run_stage(*sys.argv[1:])"
 
 
@@ -92,7 +93,24 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB.
 
 
-def run_stage(stage: str, workdir: str, num_queries: str) -> None:
+def _timed_search(searcher, queries: np.ndarray, exact: np.ndarray, **search_options) -> Dict:
+    """One query per call: p50/p99 over every query and recall@10 against `exact` on the first ones."""
+    searcher.search(queries[0], final_num_neighbors=K, **search_options)  # Warm-up.
+    seconds, found = [], []
+    for query in queries:
+        begin = time.perf_counter()
+        rows, _ = searcher.search(query, final_num_neighbors=K, **search_options)
+        seconds.append(time.perf_counter() - begin)
+        found.append(np.asarray(rows, np.int64))
+    recall = np.mean([len(set(f.tolist()) & set(e.tolist())) / K for f, e in zip(found, exact)])
+    return {"one_query": common.latency_ms(seconds), "recall_at_10": round(float(recall), 4)}
+
+
+def _int_list(text: str) -> List[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = "") -> None:
     """One stage in this process; prints its figures as one JSON line."""
     import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before scann imports TensorFlow)
     from realm_tf.artifacts.index_version import IndexVersion, latest_version
@@ -116,18 +134,15 @@ def run_stage(stage: str, workdir: str, num_queries: str) -> None:
         figures["load_seconds"] = round(time.perf_counter() - started, 2)
         figures["peak_rss_after_load_bytes"] = _peak_rss_bytes()
         queries = np.load(work / "queries.npy")[:int(num_queries)]
-        searcher.search(queries[0], final_num_neighbors=K)  # Warm-up.
-        seconds, found = [], []
-        for query in queries:
-            begin = time.perf_counter()
-            rows, _ = searcher.search(query, final_num_neighbors=K)
-            seconds.append(time.perf_counter() - begin)
-            found.append(np.asarray(rows, np.int64))
         exact = exact_top_k(version.embeddings, queries[:RECALL_QUERIES], K)
-        figures["one_query"] = common.latency_ms(seconds)
-        figures["recall_at_10"] = round(float(np.mean(
-            [len(set(f.tolist()) & set(e.tolist())) / K for f, e in zip(found, exact)])), 4)
+        figures.update(_timed_search(searcher, queries, exact))
         figures["recall_queries"] = len(exact)
+        if version.build["method"] == "tree_ah":
+            # Capped at the tree's leaves: one list serves every N.
+            sweep = sorted({min(leaves, version.build["num_leaves"]) for leaves in _int_list(sweep_leaves)})
+            figures["sweep"] = [{"leaves_to_search": leaves, **_timed_search(searcher, queries, exact,
+                                                                              leaves_to_search=leaves)}
+                                for leaves in sweep]
     else:
         raise ValueError(f"unknown stage {stage!r}")
     figures["seconds"] = round(time.perf_counter() - started, 2)
@@ -135,8 +150,8 @@ def run_stage(stage: str, workdir: str, num_queries: str) -> None:
     print("STAGE " + json.dumps(figures), flush=True)
 
 
-def _stage_in_child(stage: str, workdir: pathlib.Path, num_queries: int) -> Dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, stage, str(workdir), str(num_queries)],
+def _stage_in_child(stage: str, workdir: pathlib.Path, num_queries: int, sweep_leaves: str) -> Dict:
+    done = subprocess.run([sys.executable, "-c", CHILD, stage, str(workdir), str(num_queries), sweep_leaves],
                           cwd=common.REPO, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("STAGE ")]
     if done.returncode or not lines:
@@ -160,11 +175,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     parser.add_argument("--sizes", type=_sizes, default=_sizes(f"100000,1000000,{REALM_BLOCKS}"),
                         help="block counts N, comma-separated (default: 100k, 1M and REALM's 13,353,718)")
     parser.add_argument("--queries", type=int, default=200, help="one-query calls timed (default: %(default)s)")
+    parser.add_argument("--sweep_leaves", default="", metavar="L[,L]",
+                        help="also search each tree index with these numbers of leaves (ScaNN's leaves_to_search at "
+                             "search time, no rebuild), timed and scored as above (default: none)")
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("runs/bench/scale"))
     parser.add_argument("--keep", action="store_true", help="keep each size's files (default: delete when done)")
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
     common.check_at_least(parser, args, {"queries": 1})
+    try:
+        if min(_int_list(args.sweep_leaves), default=1) < 1:
+            raise ValueError
+    except ValueError:
+        parser.error(f"--sweep_leaves must be positive integers, comma-separated; got {args.sweep_leaves!r}")
 
     results = {"benchmark": "scale", "command": common.command_line("benchmarks.scale", argv),
                "synthetic": "clustered float32 128-d embeddings (round(sqrt(N)) centres), queries near random blocks",
@@ -177,7 +200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         size = {"num_blocks": num_blocks, "embeddings_bytes": num_blocks * DIM * 4,
                 "synthetic_write_seconds": round(time.perf_counter() - started, 1)}
         for stage in ("build", "verify", "serve"):
-            size[stage] = _stage_in_child(stage, work, args.queries)
+            size[stage] = _stage_in_child(stage, work, args.queries, args.sweep_leaves)
             print(f"N={num_blocks:,} {stage}: {size[stage]['seconds']} s, peak RSS "
                   f"{size[stage]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
         size["index_bytes_on_disk"] = sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file())

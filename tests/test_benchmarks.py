@@ -282,13 +282,18 @@ def test_scale_runs_every_index_stage_at_each_size_in_its_own_process(tmp_path):
     from benchmarks import scale
 
     output = tmp_path / "scale.json"
-    results = scale.main(["--sizes=3000,25000", "--queries=20", f"--workdir={tmp_path / 'work'}",
-                          f"--output={output}"])
+    results = scale.main(["--sizes=3000,25000", "--queries=20", "--sweep_leaves=5,400",
+                          f"--workdir={tmp_path / 'work'}", f"--output={output}"])
     assert json.loads(output.read_text()) == results
     small, large = results["sizes"]
     assert small["build"]["build"]["method"] == "brute_force" and large["build"]["build"]["method"] == "tree_ah"
     assert small["serve"]["recall_at_10"] == 1.0  # Brute force is exact.
     assert large["serve"]["recall_at_10"] >= 0.9 and large["serve"]["recall_queries"] == 20
+    # The sweep: 400 leaves capped at the tree's; searching every leaf recalls at least what the default does.
+    leaves = large["build"]["build"]["num_leaves"]
+    assert [p["leaves_to_search"] for p in large["serve"]["sweep"]] == [5, leaves]
+    assert large["serve"]["sweep"][1]["recall_at_10"] >= large["serve"]["recall_at_10"]
+    assert "sweep" not in small["serve"]  # Brute force has no leaves.
     for size in results["sizes"]:
         for stage in ("build", "verify", "serve"):
             assert size[stage]["peak_rss_bytes"] >= size[stage]["rss_after_imports_bytes"] > 0
@@ -320,3 +325,5 @@ def test_report_shows_the_inputs_and_scale_results_beside_their_targets(tmp_path
     largest = json.loads((results_dir / "scale.json").read_text())["sizes"][-1]
     assert f"Against the targets for {largest['num_blocks']:,} blocks" in text
     assert f"recall@10 {largest['serve']['recall_at_10']} against at least 0.95" in text
+    assert f"Searching other numbers of leaves at {largest['num_blocks']:,} blocks" in text
+    assert text.count("(the build's)") == 1
