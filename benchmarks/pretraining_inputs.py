@@ -189,7 +189,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         inputs.append((rows, np.concatenate([np.full((args.batch_size, 1), -1), ids], axis=1)))
     seconds, outputs = common.timed_in_turns({
         "baseline": lambda x: baseline_pack(featurizer, blocks, [examples[r] for r in x[0]], x[1], max_masks),
-        "gathered": lambda x: pack_pretraining_batch(featurizer, blocks, take_columns(columns, x[0]), x[1], max_masks),
+        "gathered": lambda x: pack_pretraining_batch(featurizer, blocks, take_columns(columns, x[0]),
+                                                     lambda query, sources: x[1], max_masks),
     }, inputs, warmup=2)
     for expected, got in zip(outputs["baseline"], outputs["gathered"]):
         _assert_same(expected, got)

@@ -19,7 +19,7 @@ version from it, and the `IndexWatcher` swaps it in without stopping the step.
 
 import logging
 import os
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
@@ -42,23 +42,25 @@ from realm_tf.tasks.example_stream import Columns, ShardedExampleStream
 logger = logging.getLogger(__name__)
 
 
-def pack_pretraining_batch(featurizer: Featurizer, blocks: BlockStore, examples: Columns, candidate_ids: np.ndarray,
-                           max_masked_tokens: int) -> Dict:
+def pack_pretraining_batch(featurizer: Featurizer, blocks: BlockStore, examples: Columns,
+                           retrieve: Callable[[Dict, np.ndarray], np.ndarray], max_masked_tokens: int) -> Dict:
     """The model's inputs for B examples and their K candidates, gathered from the block
     store in a few numpy calls (no loop over examples or blocks).
 
     Args:
       examples: `parse_pretraining_columns` of B examples.
-      candidate_ids: int64 [B, K], the null document -1 first.
+      retrieve: (the packed queries, int32 [B, query_length] each FEATURE_KEYS; the source
+        block ids, int64 [B]) -> the candidate ids, int64 [B, K], the null document -1 first.
     Returns numpy arrays: "query" [B, query_length], "candidates" [B, K, block_length],
     "reader" [B, K, reader_length] (each the three FEATURE_KEYS, int32); "candidate_ids",
     "source_block_id" int64; "masked_positions", "masked_ids" int32 and "masked_weights"
     float32, [B, max_masked_tokens].
     """
-    (b, k), m, f = candidate_ids.shape, max_masked_tokens, featurizer.config
-    flat_ids = candidate_ids.reshape(-1)
     query_tokens = examples["query_token_ids"].to_tensor()
     query = featurizer.pack_query(query_tokens)
+    candidate_ids = retrieve(query, examples["block_id"])
+    (b, k), m, f = candidate_ids.shape, max_masked_tokens, featurizer.config
+    flat_ids = candidate_ids.reshape(-1)
     bodies = blocks.token_ids("body", flat_ids)
     candidates = featurizer.pack_block(blocks.token_ids("title", flat_ids).to_tensor(), bodies.to_tensor())
     reader = pack_reader_candidates(featurizer, query_tokens, bodies, k)
@@ -149,18 +151,19 @@ class PretrainTask:
     def make_batch(self, examples: Columns) -> Dict:
         """Retrieves candidates for a batch of examples (`parse_pretraining_columns`) and
         packs everything (numpy arrays)."""
-        sources = examples["block_id"]
-        b, k = len(sources), self.num_candidates
         index = self.watcher.current
         if not self.index_versions_used or self.index_versions_used[-1] != index.path:
             self.index_versions_used.append(index.path)
-        query_tokens = examples["query_token_ids"].to_tensor()
-        query_embeddings = index.export.embed_queries(self.featurizer.pack_query(query_tokens))
-        retrieved, _ = index.searcher.search(query_embeddings, k - 1, exclude_ids=sources[:, None])
-        # Candidate 0 is the null document (-1); padding (-1) from a tiny index reads as null too.
-        candidate_ids = np.concatenate([np.full((b, 1), -1, np.int64), retrieved], axis=1)
-        batch = pack_pretraining_batch(self.featurizer, self.blocks, examples, candidate_ids, self.max_masks)
-        return batch | {"index_step": np.full((b,), self._pretraining_step_of(index), np.int64)}
+
+        def retrieve(query, sources: np.ndarray) -> np.ndarray:
+            retrieved, _ = index.searcher.search(index.export.embed_queries(query), self.num_candidates - 1,
+                                                 exclude_ids=sources[:, None])
+            # Candidate 0 is the null document (-1); padding (-1) from a tiny index reads as null too.
+            return np.concatenate([np.full((len(sources), 1), -1, np.int64), retrieved], axis=1)
+
+        batch = pack_pretraining_batch(self.featurizer, self.blocks, examples, retrieve, self.max_masks)
+        step = self._pretraining_step_of(index)
+        return batch | {"index_step": np.full(batch["source_block_id"].shape, step, np.int64)}
 
     def _pretraining_step_of(self, index) -> int:
         """The pre-training step of the embedder an index was built with; 0 for the
