@@ -11,6 +11,7 @@ work on a shared machine falls on all alike. The load average is recorded at the
 and the end of each benchmark: on 2 shared cores it says how much other work there was.
 """
 
+import argparse
 import datetime
 import json
 import os
@@ -134,6 +135,14 @@ def read_questions(parser, path: pathlib.Path) -> List[str]:
         return [example.question for example in read_qa(str(path))]
     except QaDataError as e:
         parser.error(f"--questions {e}")
+
+
+def int_list(text: str) -> List[int]:
+    """"1,2" -> [1, 2], as an argparse type (ArgumentTypeError naming the text)."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def check_at_least(parser, args, least: Mapping[str, int]) -> None:

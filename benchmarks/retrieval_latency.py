@@ -59,8 +59,12 @@ DIM = 128
 CHUNK_ROWS = 100_000
 
 
-def clustered_embeddings(num_blocks: int, num_queries: int, num_clusters: int, seed: int):
+def clustered_embeddings(num_blocks: int, num_queries: int, num_clusters: int, seed: int,
+                         out: Optional[np.ndarray] = None):
     """Blocks around `num_clusters` random centres, and queries near random blocks.
+
+    `out`, float32 [num_blocks, DIM] (a memory-mapped file, say), receives the blocks chunk
+    by chunk instead of an array allocated here.
 
     Returns:
       blocks float32 [num_blocks, DIM] (centre + N(0, 0.5^2) per dimension) and queries
@@ -68,7 +72,7 @@ def clustered_embeddings(num_blocks: int, num_queries: int, num_clusters: int, s
     """
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((num_clusters, DIM), dtype=np.float32)
-    blocks = np.empty((num_blocks, DIM), np.float32)
+    blocks = np.empty((num_blocks, DIM), np.float32) if out is None else out
     for start in range(0, num_blocks, CHUNK_ROWS):
         rows = min(CHUNK_ROWS, num_blocks - start)
         blocks[start:start + rows] = centres[rng.integers(0, num_clusters, rows)]
@@ -82,13 +86,6 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
     """Mean share of each exact row's ids among the found row's: int [Q, k] x int [Q, k] -> float in [0, 1]."""
     k = exact.shape[1]
     return round(float(np.mean([len(set(f.tolist()) & set(e.tolist())) / k for f, e in zip(found, exact)])), 4)
-
-
-def _int_list(text: str) -> List[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -105,10 +102,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--also_reorder", type=int, default=100,
                         help="also measure a ScaNN layer built alike but re-scoring this many candidates exactly; "
                              "0: not (default: %(default)s)")
-    parser.add_argument("--sweep_reorder", type=_int_list, default=[100, 300, 1000, 3000],
+    parser.add_argument("--sweep_reorder", type=common.int_list, default=[100, 300, 1000, 3000],
                         help="re-scored candidates of the sweep's points, comma-separated; empty: no sweep "
                              "(default: 100,300,1000,3000)")
-    parser.add_argument("--sweep_leaves", type=_int_list, default=[],
+    parser.add_argument("--sweep_leaves", type=common.int_list, default=[],
                         help="leaves searched by the sweep's points, comma-separated (default: half, once and "
                              "twice the index config's num_leaves_to_search)")
     parser.add_argument("--sweep_queries", type=int, default=100,

@@ -42,6 +42,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from benchmarks import common
+from benchmarks.retrieval_latency import clustered_embeddings, recall_at_k
 
 RESULTS = common.RESULTS_DIR / "scale.json"
 DIM, K, RECALL_QUERIES = 128, 10, 100
@@ -53,19 +54,10 @@ CHILD = "import sys, benchmarks.scale as s; s.run_stage(*sys.argv[1:])"
 
 def write_embeddings(directory: pathlib.Path, num_blocks: int, num_queries: int, seed: int = 0) -> None:
     """embeddings.npy float32 [N, 128] (written chunk by chunk) and queries.npy [Q, 128]."""
-    rng = np.random.default_rng(seed)
-    num_clusters = max(1, round(math.sqrt(num_blocks)))
-    centres = rng.standard_normal((num_clusters, DIM), dtype=np.float32)
     directory.mkdir(parents=True, exist_ok=True)
     blocks = np.lib.format.open_memmap(directory / "embeddings.npy", "w+", np.float32, (num_blocks, DIM))
-    for start in range(0, num_blocks, CHUNK_ROWS):
-        rows = min(CHUNK_ROWS, num_blocks - start)
-        chunk = centres[rng.integers(0, num_clusters, rows)]
-        chunk += 0.5 * rng.standard_normal((rows, DIM), dtype=np.float32)
-        blocks[start:start + rows] = chunk
+    _, queries = clustered_embeddings(num_blocks, num_queries, max(1, round(math.sqrt(num_blocks))), seed, out=blocks)
     blocks.flush()
-    picked = np.sort(rng.integers(0, num_blocks, num_queries))
-    queries = blocks[picked] + 0.3 * rng.standard_normal((num_queries, DIM), dtype=np.float32)
     np.save(directory / "queries.npy", queries.astype(np.float32))
     del blocks
 
@@ -102,12 +94,7 @@ def _timed_search(searcher, queries: np.ndarray, exact: np.ndarray, **search_opt
         rows, _ = searcher.search(query, final_num_neighbors=K, **search_options)
         seconds.append(time.perf_counter() - begin)
         found.append(np.asarray(rows, np.int64))
-    recall = np.mean([len(set(f.tolist()) & set(e.tolist())) / K for f, e in zip(found, exact)])
-    return {"one_query": common.latency_ms(seconds), "recall_at_10": round(float(recall), 4)}
-
-
-def _int_list(text: str) -> List[int]:
-    return [int(part) for part in text.split(",") if part.strip()]
+    return {"one_query": common.latency_ms(seconds), "recall_at_10": recall_at_k(np.stack(found[:len(exact)]), exact)}
 
 
 def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = "") -> None:
@@ -139,7 +126,7 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
         figures["recall_queries"] = len(exact)
         if version.build["method"] == "tree_ah":
             # Capped at the tree's leaves: one list serves every N.
-            sweep = sorted({min(leaves, version.build["num_leaves"]) for leaves in _int_list(sweep_leaves)})
+            sweep = sorted({min(leaves, version.build["num_leaves"]) for leaves in common.int_list(sweep_leaves)})
             figures["sweep"] = [{"leaves_to_search": leaves, **_timed_search(searcher, queries, exact,
                                                                               leaves_to_search=leaves)}
                                 for leaves in sweep]
@@ -160,10 +147,7 @@ def _stage_in_child(stage: str, workdir: pathlib.Path, num_queries: int, sweep_l
 
 
 def _sizes(text: str) -> List[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated block counts, got {text!r}") from None
+    sizes = common.int_list(text)
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"block counts must be positive, got {text!r}")
     return sizes
@@ -175,7 +159,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     parser.add_argument("--sizes", type=_sizes, default=_sizes(f"100000,1000000,{REALM_BLOCKS}"),
                         help="block counts N, comma-separated (default: 100k, 1M and REALM's 13,353,718)")
     parser.add_argument("--queries", type=int, default=200, help="one-query calls timed (default: %(default)s)")
-    parser.add_argument("--sweep_leaves", default="", metavar="L[,L]",
+    parser.add_argument("--sweep_leaves", type=common.int_list, default=[], metavar="L[,L]",
                         help="also search each tree index with these numbers of leaves (ScaNN's leaves_to_search at "
                              "search time, no rebuild), timed and scored as above (default: none)")
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("runs/bench/scale"))
@@ -183,11 +167,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
     common.check_at_least(parser, args, {"queries": 1})
-    try:
-        if min(_int_list(args.sweep_leaves), default=1) < 1:
-            raise ValueError
-    except ValueError:
-        parser.error(f"--sweep_leaves must be positive integers, comma-separated; got {args.sweep_leaves!r}")
+    if min(args.sweep_leaves, default=1) < 1:
+        parser.error(f"--sweep_leaves must be positive, got {args.sweep_leaves}")
 
     results = {"benchmark": "scale", "command": common.command_line("benchmarks.scale", argv),
                "synthetic": "clustered float32 128-d embeddings (round(sqrt(N)) centres), queries near random blocks",
@@ -200,7 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         size = {"num_blocks": num_blocks, "embeddings_bytes": num_blocks * DIM * 4,
                 "synthetic_write_seconds": round(time.perf_counter() - started, 1)}
         for stage in ("build", "verify", "serve"):
-            size[stage] = _stage_in_child(stage, work, args.queries, args.sweep_leaves)
+            size[stage] = _stage_in_child(stage, work, args.queries, ",".join(map(str, args.sweep_leaves)))
             print(f"N={num_blocks:,} {stage}: {size[stage]['seconds']} s, peak RSS "
                   f"{size[stage]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
         size["index_bytes_on_disk"] = sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file())
