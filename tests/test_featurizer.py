@@ -138,11 +138,49 @@ def test_bundled_vocabulary_special_ids():
     assert vocab.sha256 == "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
 
 
+def _view_bytes(ch: str, lower_case: bool) -> bytes:
+    """One character as tf_text's BertTokenizer sees it, computed alone (the reference)."""
+    import tensorflow_text as tf_text
+
+    view = tf.constant([ch])
+    if lower_case:
+        view = tf.strings.regex_replace(tf_text.normalize_utf8(tf_text.case_fold_utf8(view), "NFD"), r"\p{Mn}", "")
+    return view.numpy()[0]
+
+
+OFFSET_TEXTS = ["Tesla, born 10 July 1856 in Smiljan.", "Éléphant ½ \u200bcafé NAÏVE ﬁne Ⅻ ß İstanbul",
+                "中文 and 😀, then ASCII again", "", "ﬁ"]
+
+
 @pytest.mark.parametrize("lower_case", [True, False])
-def test_the_ascii_shortcut_of_the_character_offsets_is_the_per_character_view(lower_case):
+def test_character_offsets_map_the_tokenizers_bytes_through_each_characters_view(lower_case):
     featurizer = Featurizer(load_config("tiny", [f"features.lower_case={str(lower_case).lower()}"]).features)
-    for text in ["Tesla, born 10 July 1856 in Smiljan.", "Éléphant ½ \u200bcafé NAÏVE ﬁne Ⅻ ß İstanbul",
-                 "中文 and 😀, then ASCII again", ""]:
-        by_character = [len(featurizer._tokenizer_view(ch)) for ch in text]
-        np.testing.assert_array_equal(featurizer._char_of_tokenizer_byte(text),
-                                      np.repeat(np.arange(len(text)), by_character))
+    ids, byte_begins, byte_ends = (r.merge_dims(-2, -1).to_list() for r in
+                                   featurizer._tokenizer.tokenize_with_offsets(tf.constant(OFFSET_TEXTS)))
+    found = featurizer.tokenize_with_char_offsets(OFFSET_TEXTS)
+    assert len(found) == len(OFFSET_TEXTS)
+    for text, row_ids, row_begins, row_ends, (got_ids, got_begins, got_ends) in zip(
+            OFFSET_TEXTS, ids, byte_begins, byte_ends, found):
+        char_at = np.repeat(np.arange(len(text)), [len(_view_bytes(ch, lower_case)) for ch in text])
+        at = lambda offsets: char_at[np.minimum(np.asarray(offsets, np.int64), len(char_at) - 1)]  # noqa: E731
+        np.testing.assert_array_equal(got_ids, row_ids)
+        if row_ids:
+            np.testing.assert_array_equal(got_begins, at(row_begins))
+            np.testing.assert_array_equal(got_ends, at(np.asarray(row_ends) - 1) + 1)
+        else:
+            assert got_begins.size == got_ends.size == 0
+    # Each token's characters are its word's: "tesla", ",", "born"; the pieces of "Éléphant"
+    # (lower-cased and stripped of accents by the tokenizer) cover its 8 characters.
+    _, begins, ends = found[0]
+    assert [OFFSET_TEXTS[0][b:e] for b, e in zip(begins[:3], ends[:3])] == ["Tesla", ",", "born"]
+    _, begins, ends = found[1]
+    pieces = np.flatnonzero(ends <= 8)
+    assert (begins[pieces[0]], ends[pieces[-1]]) == (0, 8) and OFFSET_TEXTS[1][:8] == "Éléphant"
+
+
+def test_character_offsets_are_the_same_in_a_graph():
+    featurizer = Featurizer(load_config("tiny").features)
+    traced = tf.function(featurizer.tokenize_with_offsets,
+                         input_signature=[tf.TensorSpec([None], tf.string)])
+    for eager, graph in zip(featurizer.tokenize_with_offsets(OFFSET_TEXTS), traced(tf.constant(OFFSET_TEXTS))):
+        assert eager.to_list() == graph.to_list()

@@ -30,12 +30,13 @@ are read in chunks of at most `reader_batch_size` questions, fewer at a k past t
 chunk holds at most reader_batch_size * top_k question-block pairs, or one question's
 k), so a request's memory stays bounded whatever its batch and k.
 
-Size limit: the block embeddings, token ids, per-token character offsets, titles and
-texts are variables of the SavedModel (not graph constants, so the 2 GB GraphDef limit
-does not apply); they are held in memory by whoever serves it: 4 * (D + 3 * tokens)
-bytes plus the title and text per block, 2 KB for a tiny block (3,869 take 7.7 MB), about
-5 KB for a full 288-wordpiece block (Wikipedia's 13M blocks: some 60 GB). Past what one
-server holds, search a separate index service and serve the reader on its own.
+Size: the tables are the block embeddings, ids, titles and texts, variables of the
+SavedModel (not graph constants, so the 2 GB GraphDef limit does not apply) held in memory
+by whoever serves it: 4 * D + 8 bytes plus the title and text per block. No token ids: the
+retrieved texts are tokenized again in the graph, which gives back the stored ids and
+places the answer's characters. A full 288-wordpiece block of English is some 1.3 KB of
+text; `python -m benchmarks.scale` measures the export and its server per million blocks.
+Past what one server holds, search a separate index service and serve the reader on its own.
 
 The export's record (`realm_tf.artifacts.qa_export.QaExportInfo`, assets.extra/realm_qa.json)
 holds the retrieval kind, top_k, the checkpoint, the blocks and the index version, and the
@@ -109,28 +110,23 @@ def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.nda
     """The indexed blocks as flat arrays, in index row order (row r is block `block_ids[r]`).
 
     Returns:
-      embeddings float32 [N, D], block_ids int64 [N], titles and texts object (str) [N];
-      body_splits int64 [N + 1] with row r's body tokens at [body_splits[r], body_splits[r + 1])
-      of body_tokens int32 [T], token_begins and token_ends int32 [T] (the characters of
-      the row's text each token came from).
+      embeddings float32 [N, D], block_ids int64 [N], titles and texts object (str) [N].
+
+    No token ids: the export tokenizes the texts it retrieves, which give back the stored
+    ids (a `BlockStore` opened with a featurizer refuses blocks whose text does not), and
+    the same tokenization places the answer's characters.
     """
     block_ids = np.asarray(version.block_ids, np.int64)
-    missing = [int(i) for i in block_ids if int(i) not in blocks.texts]
-    if missing:
+    missing = block_ids[~np.isin(block_ids, blocks.arrays.block_ids)]
+    if len(missing):
         raise QaExportError(f"{version.path}: {len(missing)} indexed blocks (e.g. {missing[0]}) are not in the "
                             "blocks directory; was the index built from another corpus?")
-    ids = block_ids.tolist()
-    lengths = np.array([len(blocks.bodies[i]) for i in ids], np.int64)
-    flat = lambda table, dtype: np.concatenate([np.asarray(table[i], dtype) for i in ids])  # noqa: E731
+    rows = blocks.arrays.rows_of(block_ids)
     return {
         "embeddings": np.asarray(version.embeddings, np.float32),
         "block_ids": block_ids,
-        "titles": np.array([blocks.title_texts[i] for i in ids], object),
-        "texts": np.array([blocks.texts[i] for i in ids], object),
-        "body_splits": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        "body_tokens": flat(blocks.bodies, np.int32),
-        "token_begins": flat(blocks.token_begins, np.int32),
-        "token_ends": flat(blocks.token_ends, np.int32),
+        "titles": np.array([blocks.arrays.string("title", row) for row in rows], object),
+        "texts": np.array([blocks.arrays.string("text", row) for row in rows], object),
     }
 
 
@@ -260,10 +256,10 @@ class _QaModule(tf.Module):
         query = self.featurizer.pack_query(tokens)
         rows = self._retrieve(self._embed_queries(query), k)
         b = tf.shape(rows)[0]
-        bodies = tf.RaggedTensor.from_row_splits(tables["body_tokens"].read_value(), tables["body_splits"].read_value(),
-                                                 validate=False)
-        reader = self.featurizer.pack_reader(tf.gather(tokens, tf.repeat(tf.range(b), k)),
-                                             tf.gather(bodies, tf.reshape(rows, [-1])))
+        texts = tf.gather(tables["texts"], rows)
+        # Every retrieved text tokenized again: [b * k, (tokens)], the stored body ids.
+        bodies, begins, ends = self.featurizer.tokenize_with_offsets(tf.reshape(texts, [-1]))
+        reader = self.featurizer.pack_reader(tf.gather(tokens, tf.repeat(tf.range(b), k)), bodies)
         # The query tower runs again inside the model: its cost is small next to the reader's
         # K packings, and the model's own call keeps the logits exactly the predictor's.
         outputs = self._read({
@@ -273,15 +269,18 @@ class _QaModule(tf.Module):
         })
 
         score, column, position, width, found = best_span(outputs["span_logits"], max_answer_length)
-        row = tf.gather(rows, column, batch_dims=1)
         # The body starts after [CLS], the query (cut to query_length - 2) and [SEP].
         body_offset = tf.minimum(tokens.row_lengths(), config.query_length - 2) + 2
-        first = tf.gather(tables["body_splits"], row) + tf.cast(position, tf.int64) - body_offset
-        first = tf.where(found, first, 0)  # Keeps the gathers in range when there is no answer.
+        first = tf.where(found, tf.cast(position, tf.int64) - body_offset, 0)
         last = tf.where(found, first + tf.cast(width, tf.int64), 0)
-        begin = tf.gather(tables["token_begins"], first)
-        end = tf.gather(tables["token_ends"], last)
-        answer = tf.strings.substr(tf.gather(tables["texts"], row), begin, end - begin, unit="UTF8_CHAR")
+        # Token t of the answer's text is at row_splits[its row] + t of the flat offsets, one
+        # zero past their end keeping the gathers in range when there is no answer.
+        at = tf.gather(begins.row_splits, tf.range(tf.cast(b, tf.int64)) * tf.cast(k, tf.int64)
+                       + tf.cast(column, tf.int64))
+        padded = lambda offsets: tf.concat([offsets.flat_values, tf.zeros([1], tf.int64)], 0)  # noqa: E731
+        begin = tf.gather(padded(begins), at + first)
+        end = tf.gather(padded(ends), at + last)
+        answer = tf.strings.substr(tf.gather(texts, column, batch_dims=1), begin, end - begin, unit="UTF8_CHAR")
         block_ids = tf.gather(tables["block_ids"], rows)
         none = tf.constant(-1, tf.int64)
         return {
@@ -289,11 +288,11 @@ class _QaModule(tf.Module):
             "score": score,
             "answer_block_id": tf.where(found, tf.gather(block_ids, column, batch_dims=1), none),
             # Where the answer sits in its block, for highlighting it there (the demo page).
-            "answer_begin": tf.where(found, tf.cast(begin, tf.int64), none),
-            "answer_end": tf.where(found, tf.cast(end, tf.int64), none),
+            "answer_begin": tf.where(found, begin, none),
+            "answer_end": tf.where(found, end, none),
             "block_ids": block_ids,
             "titles": tf.gather(tables["titles"], rows),
-            "texts": tf.gather(tables["texts"], rows),
+            "texts": texts,
             "probabilities": tf.nn.softmax(outputs["retrieval_logits"], axis=-1),
         }
 

@@ -13,7 +13,6 @@ truncates the block, not the question, as the original REALM reader does.
 """
 
 import functools
-import re
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -29,7 +28,6 @@ from realm_tf.features.vocabulary import BUNDLED_VOCAB_PATH, Vocabulary
 FEATURE_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 # {FEATURE_KEYS}: int32 [batch, L].
 PackedInputs = Dict[str, tf.Tensor]
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 class Featurizer(tf.Module):
@@ -49,54 +47,70 @@ class Featurizer(tf.Module):
             lower_case=config.lower_case,
             token_out_type=tf.int64,
         )
-        self._views: Dict[str, bytes] = {}  # Character -> its bytes as the tokenizer sees them.
 
     def tokenize(self, texts) -> tf.RaggedTensor:
         """WordPiece ids of each string: tf.string [batch] -> int64 ragged [batch, (tokens)]."""
         texts = tf.convert_to_tensor(texts, dtype=tf.string)
         return self._tokenizer.tokenize(texts).merge_dims(-2, -1)
 
-    def tokenize_with_char_offsets(self, texts: Sequence[str]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """WordPiece ids of each string and the characters each token came from.
+    def tokenize_with_offsets(self, texts) -> Tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+        """WordPiece ids of each string and the characters each token came from, as TF ops
+        (eager or in a graph: the QA export cuts its answers with them).
 
-        Returns, per string, (ids int64 [T], begins int64 [T], ends int64 [T]) with
-        `text[begins[i]:ends[i]]` the characters of token i (a "##" piece: its part of
-        the word). The answer of a span of tokens is then an exact slice of the text.
+        tf.string [batch] of UTF-8 text -> (ids, begins, ends), int64 ragged [batch, (tokens)]
+        each, with characters (Unicode code points) [begins[i], ends[i]) of the text those of
+        token i (a "##" piece: its part of the word). The answer of a span of tokens is then
+        an exact slice of the text.
         """
-        ids, begins, ends = self._tokenizer.tokenize_with_offsets(tf.constant(list(texts), tf.string))
-        flat = lambda ragged: ragged.merge_dims(-2, -1).to_list()  # noqa: E731
-        result = []
-        for text, row_ids, row_begins, row_ends in zip(texts, flat(ids), flat(begins), flat(ends)):
-            char_at = self._char_of_tokenizer_byte(text)
-            at = lambda offsets: char_at[np.minimum(np.asarray(offsets, np.int64), len(char_at) - 1)]  # noqa: E731
-            result.append((np.asarray(row_ids, np.int64), at(row_begins), at(np.asarray(row_ends) - 1) + 1))
-        return result
+        texts = tf.convert_to_tensor(texts, dtype=tf.string)
+        ids, byte_begins, byte_ends = (ragged.merge_dims(-2, -1) for ragged in
+                                       self._tokenizer.tokenize_with_offsets(texts))
+        return ids, self._chars_of_bytes(texts, byte_begins), self._chars_of_bytes(texts, byte_ends - 1) + 1
 
-    def _char_of_tokenizer_byte(self, text: str) -> np.ndarray:
-        """int64 [bytes]: the character of `text` each byte of the tokenizer's view came from.
+    def tokenize_with_char_offsets(self, texts: Sequence[str]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """`tokenize_with_offsets` on the host: per string, (ids, begins, ends) int64 [T] numpy."""
+        if not len(texts):
+            return []
+        ids, begins, ends = _traced_offsets(self.vocabulary.path, self.config.lower_case)(
+            tf.constant(list(texts), tf.string))
+        splits = ids.row_splits.numpy()
+        values = [ragged.flat_values.numpy() for ragged in (ids, begins, ends)]
+        return [tuple(v[splits[i]:splits[i + 1]] for v in values) for i in range(len(texts))]
+
+    def _chars_of_bytes(self, texts: tf.Tensor, byte_offsets: tf.RaggedTensor) -> tf.RaggedTensor:
+        """The character of each text that each of its byte offsets falls in.
 
         tf_text reports byte offsets into the text as it tokenizes it: with `lower_case`,
         NFKC-case-folded, NFD-decomposed and stripped of combining marks (so "É" is one
-        byte "e" there, "½" is five bytes "1⁄2", a zero-width space none). Each
-        character's bytes in that view come from the same TF ops, one character at a
-        time; the last index is repeated past the end should a rare multi-character
-        composition make the two views differ in length.
-        """
-        # An ASCII character is one byte in that view (case folding and NFD keep it one, it
-        # has no mark to strip), so only the others are looked up: most texts have few.
-        lengths = np.ones([len(text)], np.int64)
-        for found in _NON_ASCII.finditer(text):
-            lengths[found.start()] = len(self._tokenizer_view(found.group()))
-        return np.repeat(np.arange(len(text), dtype=np.int64), lengths)
+        byte "e" there, "½" is five bytes "1⁄2", a zero-width space none). Each character's
+        width in that view comes from the same TF ops, one character at a time; an offset
+        past the view's end (a rare multi-character composition) counts as its last byte.
 
-    def _tokenizer_view(self, ch: str) -> bytes:
-        if ch not in self._views:
-            view = tf.constant([ch])
-            if self.config.lower_case:  # As tf_text's BasicTokenizer.lower_case.
-                view = tf.strings.regex_replace(
-                    tf_text.normalize_utf8(tf_text.case_fold_utf8(view), "NFD"), r"\p{Mn}", "")
-            self._views[ch] = view.numpy()[0]
-        return self._views[ch]
+        Args:
+          texts: tf.string [batch].
+          byte_offsets: int64 ragged [batch, (n)], offsets into each text's view.
+        Returns:
+          int64 ragged [batch, (n)].
+        """
+        chars = tf.strings.unicode_split(texts, "UTF-8")
+        widths = tf.strings.length(chars.flat_values)  # UTF-8 bytes.
+        if self.config.lower_case:
+            # An ASCII character stays one byte (case folding and NFD keep it one, it has no
+            # mark to strip), so only the others go through the ops: most texts have few.
+            wide = tf.where(widths > 1)
+            view = tf.strings.regex_replace(
+                tf_text.normalize_utf8(tf_text.case_fold_utf8(tf.gather_nd(chars.flat_values, wide)), "NFD"),
+                r"\p{Mn}", "")
+            widths = tf.tensor_scatter_nd_update(widths, wide, tf.strings.length(view))
+        # Every text's characters end to end: where each character's bytes end, and where
+        # each text's bytes and characters start.
+        ends = tf.cumsum(tf.cast(widths, tf.int64))
+        starts = tf.gather(tf.concat([tf.zeros([1], tf.int64), ends], 0), chars.row_splits)
+        rows = byte_offsets.value_rowids()
+        last_byte = tf.gather(starts[1:] - starts[:-1], rows) - 1
+        at = tf.minimum(byte_offsets.flat_values, last_byte) + tf.gather(starts[:-1], rows)
+        char = tf.searchsorted(ends, at, side="right", out_type=tf.int64) - tf.gather(chars.row_splits[:-1], rows)
+        return byte_offsets.with_flat_values(char)
 
     def pack_query(self, query_tokens: tf.RaggedTensor) -> PackedInputs:
         """`[CLS] query [SEP]`, int32 [batch, query_length]."""
@@ -147,3 +161,12 @@ def _traced_packer(num_segments: int, length: int, cls_id: int, sep_id: int, pad
     spec = tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1, row_splits_dtype=tf.int64)
     return tf.function(lambda *segments: _pack_segments(list(segments), length, cls_id, sep_id, pad_id),
                        input_signature=[spec] * num_segments)
+
+
+@functools.lru_cache(maxsize=None)
+def _traced_offsets(vocab_file: str, lower_case: bool):
+    """`Featurizer.tokenize_with_offsets` as a tf.function of tf.string [batch], one per vocabulary
+    and casing (all the offsets depend on): about twice as fast on the host as its eager ops,
+    traced once a process. Kept here, not on the Featurizer, for `_traced_packer`'s reason."""
+    featurizer = Featurizer(FeaturesConfig(vocab_file=vocab_file, lower_case=lower_case))
+    return tf.function(featurizer.tokenize_with_offsets, input_signature=[tf.TensorSpec([None], tf.string)])
