@@ -44,6 +44,7 @@ FILES = {
     "store": "block_store.json",
     "inputs": "pretraining_inputs.json",
     "scale": "scale.json",
+    "scale_blocks": "scale_blocks.json",
 }
 
 
@@ -377,6 +378,46 @@ def scale_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     return lines + _provenance(results)
 
 
+def scale_blocks_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    """The block store and QA export stages of benchmarks.scale, at the sizes that have them."""
+    sizes = [size for size in results["sizes"] if "store" in size]
+    if not sizes:
+        return ["No size of this run has blocks (each N was above --blocks_max).", ""]
+    gib = lambda b: round(b / 2**30, 2)  # noqa: E731
+    kinds = [stage.split(":", 1)[1] for stage in sizes[0] if stage.startswith("qa_serve:")]
+    lines = ["Synthetic blocks of 288 wordpieces (random whole words of the BERT vocabulary, so every text "
+             "re-tokenizes to its ids; the texts are longer in bytes than English: "
+             f"{sizes[-1]['store']['bytes_on_disk'] / sizes[-1]['num_blocks'] / 1024:.1f} KiB of store a block), the "
+             "index over them as above, and QA exports of the tiny config's model with random weights (neither the "
+             "size nor the speed of serving depends on them). Each stage runs in a process of its own; 'served' is "
+             "the resident memory of a fresh process that loaded the export and answered one question at a time.",
+             ""]
+    rows = [[f"{size['num_blocks']:,}", f"{size['body_tokens']:,}", size["synthetic_blocks_write_seconds"],
+             size["store"]["seconds"], gib(size["store"]["peak_rss_bytes"]), gib(size["store"]["bytes_on_disk"]),
+             round(size["store"]["bytes_on_disk"] / size["body_tokens"], 1)] for size in sizes]
+    lines += _table(["N", "body tokens", "shards written s", "store build s", "build peak GiB", "store on disk GiB",
+                     "store bytes a token"], rows)
+    rows = []
+    for kind in kinds:
+        for i, size in enumerate(sizes):
+            export, serve = size[f"qa_export:{kind}"], size[f"qa_serve:{kind}"]
+            # What a million more blocks cost the server: the slope from the size before
+            # (the model and TensorFlow's own memory are in both).
+            slope = "-" if i == 0 else gib(
+                (serve["rss_at_end_bytes"] - sizes[i - 1][f"qa_serve:{kind}"]["rss_at_end_bytes"])
+                / (size["num_blocks"] - sizes[i - 1]["num_blocks"]) * 1e6)
+            rows.append([f"{size['num_blocks']:,}", kind, export["seconds"], gib(export["bytes_on_disk"]),
+                         serve["load_seconds"], gib(serve["rss_after_load_bytes"]), gib(serve["peak_rss_bytes"]),
+                         slope, serve["one_question"]["p50_ms"], serve["one_question"]["p99_ms"]])
+    lines += _table(["N", "retrieval", "export s", "export on disk GiB", "load s", "served GiB after load",
+                     "served peak GiB", "GiB per million more blocks", "one question p50 ms", "p99 ms"], rows)
+    largest = sizes[-1]
+    peak = max(largest[f"qa_serve:{kind}"]["peak_rss_bytes"] for kind in kinds)
+    lines += [f"Against the target for {largest['num_blocks']:,} blocks: the QA exports are served in at most "
+              f"{gib(peak)} GiB at their peak, against under 4 GiB ({'met' if peak < 4 * 2**30 else 'not met'}).", ""]
+    return lines + _provenance(results)
+
+
 def _stage_budgets(results: Dict) -> List[str]:
     training = results.get("stages", {}).get("training", {})
     rows = [[stage, b.get("steps"), b.get("batch_size"), b.get("examples_seen"), b.get("learning_rate"),
@@ -456,6 +497,8 @@ SECTIONS: List[tuple] = [
      "python -m benchmarks.pretraining_inputs"),
     ("scale", "Scale: the index stages from 100k blocks to Wikipedia's 13.35M", scale_section,
      "python -m benchmarks.scale"),
+    ("scale_blocks", "Scale: the block store and the QA export", scale_blocks_section,
+     "python -m benchmarks.scale --sizes 100000,1000000 --output benchmarks/results/scale_blocks.json"),
     ("quality", "Quality: open-QA on squad_open qa_dev", quality_section, "python -m benchmarks.quality"),
     ("quality_full", "Quality at the full budget: every qa_dev question", lambda r, i, p: quality_section(
         r, i, p, "quality_full"), "python -m benchmarks.quality --size full --sample 0"),

@@ -1,7 +1,8 @@
-"""How the index stages grow with the corpus: `python -m benchmarks.scale`.
+"""How the index, block store and QA export grow with the corpus: `python -m benchmarks.scale`.
 
     python -m benchmarks.scale [--sizes 100000,1000000,13353718] [--queries 200]
-        [--sweep_leaves 100,200] [--workdir runs/bench/scale] [--keep]
+        [--sweep_leaves 100,200] [--blocks_max 1000000] [--qa_retrieval exact,scann]
+        [--qa_questions 50] [--workdir runs/bench/scale] [--keep]
 
 For each N, synthetic 128-d block embeddings of the real shape (REALM's `block_emb` is
 [13353718, 128] float32; these are clustered around round(sqrt(N)) random centres, with
@@ -21,11 +22,27 @@ are its alone:
            memory-mapped embeddings, in chunks) on the first 100 queries; with
            --sweep_leaves, the same again searching other numbers of leaves.
 
+With blocks (N at most --blocks_max, 1M by default), N synthetic blocks of the real shapes
+(benchmarks.block_store's: 288 wordpieces of random whole words) are written first as a
+block directory, the index's rows get their block ids, and three more stages run:
+
+  store       realm_tf.corpus.block_store.BlockStore opened with a featurizer: the compact
+              store built from the TFRecord shards (every text tokenized again for its
+              character offsets), then its bytes on disk.
+  qa_export   a fine-tuning model_dir of the tiny config (random weights: neither the
+              size nor the speed of serving depends on them) with 288-wordpiece blocks
+              and 128-d embeddings, then realm_tf.export.qa_export.export_qa_model over the
+              blocks and the index, once per retrieval kind (--qa_retrieval): seconds and
+              bytes on disk.
+  qa_serve    each export loaded in a fresh process as TF Serving would (the SavedModel
+              alone), then one question per call: load seconds, resident memory after the
+              load and at the end, p50/p99 over --qa_questions one-question calls.
+
 Each stage also records the resident memory of its process once TensorFlow and ScaNN
 are imported, before it starts (about 0.65 GiB here), which its peak includes.
 
-Not yet here (issue 15): the block store build and load, pre-training batch assembly
-(benchmarks.pretraining_inputs measures it at one size) and the QA export at each N.
+Not yet here (issue 15): pre-training batch assembly at each N (benchmarks.pretraining_inputs
+measures it at one size).
 """
 
 import argparse
@@ -42,6 +59,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from benchmarks import common
+from benchmarks.block_store import write_synthetic_blocks
 from benchmarks.retrieval_latency import clustered_embeddings, recall_at_k
 
 RESULTS = common.RESULTS_DIR / "scale.json"
@@ -50,6 +68,12 @@ CHUNK_ROWS = 1 << 18
 REALM_BLOCKS = 13_353_718
 # Runs one stage in a child: python -c CHILD stage workdir num_queries sweep_leaves
 CHILD = "import sys, benchmarks.scale as s; s.run_stage(*sys.argv[1:])"
+BLOCKS_MAX = 1_000_000
+RETRIEVAL_KINDS = ("exact", "scann")
+# The tiny model over blocks of the synthetic ones' length, embedding as the index does.
+MODEL_OVERRIDES = ("features.block_length=288", f"retriever.projection_size={DIM}")
+QUESTIONS = ("when was nikola tesla born?", "who won super bowl 50?", "what is the capital of france?",
+             "which river flows through cairo?")
 
 
 def write_embeddings(directory: pathlib.Path, num_blocks: int, num_queries: int, seed: int = 0) -> None:
@@ -110,8 +134,8 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
     if stage == "build":
         embeddings = np.load(work / "embeddings.npy", mmap_mode="r")
         config = load_config("base").index
-        path = publish_index_version(str(work / "index"), embeddings, np.arange(len(embeddings), dtype=np.int64),
-                                     config, {"step": 0, "synthetic": True})
+        path = publish_index_version(str(work / "index"), embeddings, _block_ids(work, len(embeddings)), config,
+                                     {"step": 0, "synthetic": True})
         figures["build"] = IndexVersion.load(path, verify=False).build
     elif stage == "verify":
         IndexVersion.load(latest_version(str(work / "index")), verify=True)
@@ -130,11 +154,89 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
             figures["sweep"] = [{"leaves_to_search": leaves, **_timed_search(searcher, queries, exact,
                                                                               leaves_to_search=leaves)}
                                 for leaves in sweep]
+    elif stage == "store":
+        from realm_tf.corpus.block_store import BlockStore
+
+        store = BlockStore(str(work / "blocks"), _featurizer())
+        figures["bytes_on_disk"] = sum(store.arrays.file_bytes().values())
+        figures["body_tokens"] = int(store.arrays.info.num_body_tokens)
+    elif stage.startswith("qa_export:"):
+        from realm_tf.export.qa_export import export_qa_model
+
+        retrieval = stage.split(":", 1)[1]
+        model_dir = _random_model_dir(work)
+        started = time.perf_counter()  # The export alone, not the model_dir set up for it.
+        export_dir = work / f"qa_{retrieval}"
+        export_qa_model(str(model_dir), str(export_dir), retrieval=retrieval)
+        figures["bytes_on_disk"] = sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file())
+    elif stage.startswith("qa_serve:"):
+        import tensorflow as tf
+
+        from realm_tf.artifacts.qa_export import load_qa_export
+
+        _, loaded = load_qa_export(str(work / f"qa_{stage.split(':', 1)[1]}"))
+        answer = loaded.signatures["serving_default"]
+        figures["load_seconds"] = round(time.perf_counter() - started, 2)
+        figures["rss_after_load_bytes"] = _rss_bytes()
+        answer(questions=tf.constant(QUESTIONS[:1]))  # Warm-up.
+        seconds = []
+        for i in range(int(num_queries)):
+            begin = time.perf_counter()
+            answer(questions=tf.constant([QUESTIONS[i % len(QUESTIONS)]]))
+            seconds.append(time.perf_counter() - begin)
+        figures["one_question"] = common.latency_ms(seconds)
+        figures["rss_at_end_bytes"] = _rss_bytes()
     else:
         raise ValueError(f"unknown stage {stage!r}")
     figures["seconds"] = round(time.perf_counter() - started, 2)
     figures["peak_rss_bytes"] = _peak_rss_bytes()
     print("STAGE " + json.dumps(figures), flush=True)
+
+
+def _model_config():
+    from realm_tf.configs import load_config
+
+    return load_config("tiny", MODEL_OVERRIDES)
+
+
+def _featurizer():
+    from realm_tf.features import Featurizer
+
+    return Featurizer(_model_config().features)
+
+
+def _block_ids(work: pathlib.Path, num_rows: int) -> np.ndarray:
+    """int64 [N], the block of each embedding row: the synthetic blocks' ids in record order
+    where `work` has blocks (their compact store built), else 0..N-1."""
+    if not (work / "blocks").exists():
+        return np.arange(num_rows, dtype=np.int64)
+    from realm_tf.artifacts.block_arrays import BlockArrays, compact_dir
+
+    ids = np.array(BlockArrays(compact_dir(str(work / "blocks"))).block_ids, np.int64)
+    if len(ids) != num_rows:
+        raise RuntimeError(f"{work}: {len(ids)} blocks for {num_rows} embeddings")
+    return ids
+
+
+def _random_model_dir(work: pathlib.Path) -> pathlib.Path:
+    """A fine-tuning model_dir of `_model_config()` with random weights over `work`'s blocks
+    and index, as the export reads one; made once."""
+    import tensorflow as tf
+
+    from realm_tf.artifacts.index_version import latest_version
+    from realm_tf.artifacts.model_dir import ModelDir, RunInfo
+    from realm_tf.configs import save_config
+    from realm_tf.tasks.finetune import build_open_qa_model
+
+    layout = ModelDir(str(work / "model"))
+    if layout.latest_checkpoint() is None:
+        config = _model_config()
+        model = build_open_qa_model(config, _featurizer())
+        tf.train.CheckpointManager(tf.train.Checkpoint(model=model), layout.checkpoints_dir, max_to_keep=1).save(0)
+        save_config(config, layout.config_path)
+        layout.write_run_info(RunInfo(config=layout.config_path, blocks_dir=str(work / "blocks"),
+                                      index_version=latest_version(str(work / "index"))))
+    return pathlib.Path(layout.path)
 
 
 def _stage_in_child(stage: str, workdir: pathlib.Path, num_queries: int, sweep_leaves: str) -> Dict:
@@ -144,6 +246,14 @@ def _stage_in_child(stage: str, workdir: pathlib.Path, num_queries: int, sweep_l
     if done.returncode or not lines:
         raise RuntimeError(f"stage {stage} at {workdir} failed ({done.returncode}): {done.stderr[-2000:]}")
     return json.loads(lines[-1][len("STAGE "):])
+
+
+def _kinds(text: str) -> List[str]:
+    kinds = [kind for kind in text.split(",") if kind]
+    unknown = sorted(set(kinds) - set(RETRIEVAL_KINDS))
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"retrieval kinds must be among {list(RETRIEVAL_KINDS)}, got {text!r}")
+    return kinds
 
 
 def _sizes(text: str) -> List[int]:
@@ -162,11 +272,18 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     parser.add_argument("--sweep_leaves", type=common.int_list, default=[], metavar="L[,L]",
                         help="also search each tree index with these numbers of leaves (ScaNN's leaves_to_search at "
                              "search time, no rebuild), timed and scored as above (default: none)")
+    parser.add_argument("--blocks_max", type=int, default=BLOCKS_MAX,
+                        help="sizes up to this also get synthetic blocks, the block store and the QA exports "
+                             "(default: %(default)s)")
+    parser.add_argument("--qa_retrieval", type=_kinds, default=list(RETRIEVAL_KINDS), metavar="KIND[,KIND]",
+                        help="the QA exports made and served (default: exact,scann)")
+    parser.add_argument("--qa_questions", type=int, default=50,
+                        help="one-question calls timed on each QA export (default: %(default)s)")
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("runs/bench/scale"))
     parser.add_argument("--keep", action="store_true", help="keep each size's files (default: delete when done)")
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
-    common.check_at_least(parser, args, {"queries": 1})
+    common.check_at_least(parser, args, {"queries": 1, "qa_questions": 1, "blocks_max": 0})
     if min(args.sweep_leaves, default=1) < 1:
         parser.error(f"--sweep_leaves must be positive, got {args.sweep_leaves}")
 
@@ -180,8 +297,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         write_embeddings(work, num_blocks, args.queries)
         size = {"num_blocks": num_blocks, "embeddings_bytes": num_blocks * DIM * 4,
                 "synthetic_write_seconds": round(time.perf_counter() - started, 1)}
-        for stage in ("build", "verify", "serve"):
-            size[stage] = _stage_in_child(stage, work, args.queries, ",".join(map(str, args.sweep_leaves)))
+        stages = ["build", "verify", "serve"]
+        if num_blocks <= args.blocks_max:
+            started = time.perf_counter()
+            size["body_tokens"] = write_synthetic_blocks(work / "blocks", num_blocks)
+            size["synthetic_blocks_write_seconds"] = round(time.perf_counter() - started, 1)
+            stages = ["store", *stages, *(f"qa_{part}:{kind}" for kind in args.qa_retrieval
+                                          for part in ("export", "serve"))]
+        for stage in stages:
+            count = args.qa_questions if stage.startswith("qa_serve") else args.queries
+            size[stage] = _stage_in_child(stage, work, count, ",".join(map(str, args.sweep_leaves)))
             print(f"N={num_blocks:,} {stage}: {size[stage]['seconds']} s, peak RSS "
                   f"{size[stage]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
         size["index_bytes_on_disk"] = sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file())

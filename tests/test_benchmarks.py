@@ -278,12 +278,13 @@ def test_pretraining_inputs_streams_in_bounded_memory_and_gathers_the_batches_of
     assert results["command"].startswith("python -m benchmarks.pretraining_inputs")
 
 
-def test_scale_runs_every_index_stage_at_each_size_in_its_own_process(tmp_path):
-    from benchmarks import scale
+def test_scale_runs_every_stage_at_each_size_in_its_own_process(tmp_path):
+    from benchmarks import block_store, scale
 
     output = tmp_path / "scale.json"
-    results = scale.main(["--sizes=3000,25000", "--queries=20", "--sweep_leaves=5,400",
-                          f"--workdir={tmp_path / 'work'}", f"--output={output}"])
+    results = scale.main(["--sizes=3000,25000", "--queries=20", "--sweep_leaves=5,400", "--blocks_max=3000",
+                          "--qa_retrieval=exact", "--qa_questions=3", f"--workdir={tmp_path / 'work'}",
+                          f"--output={output}"])
     assert json.loads(output.read_text()) == results
     small, large = results["sizes"]
     assert small["build"]["build"]["method"] == "brute_force" and large["build"]["build"]["method"] == "tree_ah"
@@ -298,6 +299,14 @@ def test_scale_runs_every_index_stage_at_each_size_in_its_own_process(tmp_path):
         for stage in ("build", "verify", "serve"):
             assert size[stage]["peak_rss_bytes"] >= size[stage]["rss_after_imports_bytes"] > 0
         assert size["index_bytes_on_disk"] > size["embeddings_bytes"]  # The embeddings are one of its files.
+    # The blocks stages, at the size within --blocks_max only: the store's 2 bytes a token of ids
+    # and 8 of character offsets, and a QA export over those blocks served in a fresh process.
+    assert small["body_tokens"] == small["store"]["body_tokens"] == 3000 * block_store.BODY_TOKENS
+    assert small["store"]["bytes_on_disk"] > 10 * small["body_tokens"]
+    served = small["qa_serve:exact"]
+    assert small["qa_export:exact"]["bytes_on_disk"] > 0 and "qa_export:scann" not in small
+    assert served["one_question"]["p50_ms"] > 0 and served["rss_at_end_bytes"] > served["rss_after_imports_bytes"]
+    assert "store" not in large and "qa_export:exact" not in large
     assert not (tmp_path / "work" / "n3000").exists()  # Removed after its size without --keep.
 
 
