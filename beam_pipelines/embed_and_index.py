@@ -5,14 +5,19 @@
     the block shards the blocks manifest lists (beam_pipelines.chunk_corpus)
       -> batches of blocks -> packed by the export's own featurizer -> the export's
          embed_blocks signature                                  (Beam, parallel)
-      -> embeddings-*.tfrecord under a staging folder             (block_id, float32[P])
-      -> sorted by block id into a memory-mapped embeddings.npy there (the ids and one
-         batch held, not every embedding)
+      -> embeddings-*.tfrecord in a folder of this run's own     (block_id, float32[P])
+         (under --shards_dir, which every worker can write: gs:// on Dataflow; by
+         default the staging folder beside the index versions)
+      -> sorted by block id into a memory-mapped embeddings.npy in that staging folder,
+         on this machine (the ids and one batch held, not every embedding)
       -> ScaNN index built on this machine -> <index_root>/<version>/, published by an
          atomic rename; older versions pruned     (realm_tf.retrieval.index_build)
 
 The export must match the blocks (block length and vocabulary); every block must come
-back embedded, or nothing is published. Options this script does not know go to Beam.
+back embedded, or nothing is published. The index build is the one step that reads
+every embedding, streaming, on the machine that runs this script; the index versions
+stay on its disk (`--index_root` is local: versions are published by a rename). Options
+this script does not know go to Beam.
 """
 
 import argparse
@@ -21,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from typing import Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -142,15 +148,21 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=0,
                         help="blocks per embedding call; 0 takes index.embed_batch_size from the config")
     parser.add_argument("--version_name", default=None, help="name of the new version (default: step and time)")
+    parser.add_argument("--shards_dir", default=None,
+                        help="where the workers write the embedding shards, a folder every worker can write and this "
+                             "machine can read (gs://... on Dataflow); a folder of this run's own is made in it and "
+                             "removed once the version is published (default: the staging folder beside the index "
+                             "versions, on this machine)")
     return add_verbose_flag(parser)
 
 
 def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, config: ExperimentConfig,
-                    batch_size: int = 0, version_name: Optional[str] = None, beam_args: Sequence[str] = ()) -> str:
+                    batch_size: int = 0, version_name: Optional[str] = None, beam_args: Sequence[str] = (),
+                    shards_dir: Optional[str] = None) -> str:
     """Embeds every block of `blocks_dir` with `embedder_export` on the runner `beam_args`
     name (the DirectRunner by default) and publishes an index version under `index_root`,
     built as `config.index` says; returns its path. `batch_size` 0 takes
-    `index.embed_batch_size`."""
+    `index.embed_batch_size`; `shards_dir` is `--shards_dir`."""
     from realm_tf.retrieval.embedder_export import EmbedderExport
     from realm_tf.retrieval.index_build import publish_index_version
 
@@ -160,6 +172,7 @@ def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, conf
     manifest.check_compatible(blocks_dir, export.featurizer.config.block_length, export.info.vocabulary_sha256)
     # The embeddings are staged beside the versions, where a dead run's are cleaned up.
     staging = stage_beside(os.path.join(index_root, "embeddings"))
+    shards = FileSystems.join(shards_dir, f"embeddings-{uuid.uuid4().hex}") if shards_dir else staging
     started = time.monotonic()
     try:
         with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
@@ -170,10 +183,10 @@ def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, conf
                 | "Batch" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=batch_size)
                 | "Embed" >> beam.ParDo(EmbedBlocks(embedder_export, shared.Shared()))
                 | "ToExamples" >> beam.Map(_embedding_example)
-                | "WriteEmbeddings" >> beam.io.WriteToTFRecord(os.path.join(staging, "embeddings"),
+                | "WriteEmbeddings" >> beam.io.WriteToTFRecord(FileSystems.join(shards, "embeddings"),
                                                                file_name_suffix=".tfrecord")
             )
-        block_ids, embeddings = read_embedding_shards(os.path.join(staging, "embeddings-*"),
+        block_ids, embeddings = read_embedding_shards(FileSystems.join(shards, "embeddings-*"),
                                                       os.path.join(staging, "embeddings.npy"))
         embedded_seconds = time.monotonic() - started
         if len(block_ids) != manifest.num_blocks:
@@ -192,6 +205,8 @@ def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, conf
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if shards != staging and FileSystems.exists(shards):
+            FileSystems.delete([shards])
     return version
 
 
@@ -199,7 +214,8 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
     """The command line: `embed_and_index` with its flags; options it does not know go to Beam."""
     args, beam_args = build_arg_parser().parse_known_args(argv)
     return embed_and_index(args.blocks_dir, args.embedder_export, args.index_root,
-                           load_config(args.config, args.override), args.batch_size, args.version_name, beam_args)
+                           load_config(args.config, args.override), args.batch_size, args.version_name, beam_args,
+                           args.shards_dir)
 
 
 def summarize(version: str) -> str:

@@ -33,6 +33,21 @@ def test_pipeline_embeddings_equal_the_embedder_called_directly(index, ict_run, 
     np.testing.assert_allclose(published.embeddings, direct, atol=1e-5)
 
 
+def test_shards_written_to_a_shared_folder_give_the_same_version_and_are_removed(index, ict_run, small_blocks_dir,
+                                                                                  tmp_path):
+    # --shards_dir stands for the gs:// folder Dataflow's workers write and the launcher reads back.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    version = embed_and_index.run([f"--blocks_dir={small_blocks_dir}", f"--embedder_export={ict_run['export']}",
+                                   f"--index_root={tmp_path / 'index'}", "--config=tiny", "--batch_size=16",
+                                   f"--shards_dir={shared}"])
+    published, reference = IndexVersion.load(version), IndexVersion.load(index[1])
+    np.testing.assert_array_equal(published.block_ids, reference.block_ids)
+    np.testing.assert_allclose(published.embeddings, reference.embeddings, atol=1e-6)
+    assert list(shared.iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == [version.rsplit("/", 1)[1]]
+
+
 def test_the_version_records_where_it_came_from(index, ict_run, small_blocks_dir):
     root, version = index
     manifest = IndexVersion.load(version).manifest
