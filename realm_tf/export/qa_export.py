@@ -30,13 +30,15 @@ are read in chunks of at most `reader_batch_size` questions, fewer at a k past t
 chunk holds at most reader_batch_size * top_k question-block pairs, or one question's
 k), so a request's memory stays bounded whatever its batch and k.
 
-Size: the tables are the block embeddings, ids, titles and texts, variables of the
-SavedModel (not graph constants, so the 2 GB GraphDef limit does not apply) held in memory
-by whoever serves it: 4 * D + 8 bytes plus the title and text per block. No token ids: the
-retrieved texts are tokenized again in the graph, which gives back the stored ids and
-places the answer's characters. A full 288-wordpiece block of English is some 1.3 KB of
-text; `python -m benchmarks.scale` measures the export and its server per million blocks.
-Past what one server holds, search a separate index service and serve the reader on its own.
+Size: the tables are the block embeddings, ids, titles and zlib-compressed texts,
+variables of the SavedModel (not graph constants, so the 2 GB GraphDef limit does not
+apply) held in memory by whoever serves it: 4 * D + 8 bytes plus the title and the
+compressed text per block (a 288-wordpiece block of English is some 1.2 KB of text, 0.6 KB
+compressed). No token ids: the retrieved texts are decompressed and tokenized again in the
+graph (core TF and TF Text ops), which gives back the stored ids and places the answer's
+characters. `python -m benchmarks.scale` measures the export and its server per million
+blocks. Past what one server holds, search a separate index service and serve the reader
+on its own.
 
 The export's record (`realm_tf.artifacts.qa_export.QaExportInfo`, assets.extra/realm_qa.json)
 holds the retrieval kind, top_k, the checkpoint, the blocks and the index version, and the
@@ -51,6 +53,7 @@ import logging
 import os
 import re
 import uuid
+import zlib
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -110,7 +113,9 @@ def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.nda
     """The indexed blocks as flat arrays, in index row order (row r is block `block_ids[r]`).
 
     Returns:
-      embeddings float32 [N, D], block_ids int64 [N], titles and texts object (str) [N].
+      embeddings float32 [N, D], block_ids int64 [N], titles object (str) [N], and
+      compressed_texts object (bytes) [N]: each text's UTF-8, zlib-compressed (about half
+      the bytes of English text), decompressed in the graph for the blocks retrieved.
 
     No token ids: the export tokenizes the texts it retrieves, which give back the stored
     ids (a `BlockStore` opened with a featurizer refuses blocks whose text does not), and
@@ -126,7 +131,8 @@ def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.nda
         "embeddings": np.asarray(version.embeddings, np.float32),
         "block_ids": block_ids,
         "titles": np.array([blocks.arrays.string("title", row) for row in rows], object),
-        "texts": np.array([blocks.arrays.string("text", row) for row in rows], object),
+        "compressed_texts": np.array([zlib.compress(blocks.arrays.string("text", row).encode("utf-8"))
+                                      for row in rows], object),
     }
 
 
@@ -256,7 +262,7 @@ class _QaModule(tf.Module):
         query = self.featurizer.pack_query(tokens)
         rows = self._retrieve(self._embed_queries(query), k)
         b = tf.shape(rows)[0]
-        texts = tf.gather(tables["texts"], rows)
+        texts = tf.io.decode_compressed(tf.gather(tables["compressed_texts"], rows), compression_type="ZLIB")
         # Every retrieved text tokenized again: [b * k, (tokens)], the stored body ids.
         bodies, begins, ends = self.featurizer.tokenize_with_offsets(tf.reshape(texts, [-1]))
         reader = self.featurizer.pack_reader(tf.gather(tokens, tf.repeat(tf.range(b), k)), bodies)
