@@ -394,9 +394,11 @@ def scale_blocks_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
              ""]
     rows = [[f"{size['num_blocks']:,}", f"{size['body_tokens']:,}", size["synthetic_blocks_write_seconds"],
              size["store"]["seconds"], gib(size["store"]["peak_rss_bytes"]), gib(size["store"]["bytes_on_disk"]),
-             round(size["store"]["bytes_on_disk"] / size["body_tokens"], 1)] for size in sizes]
+             round(size["store"]["bytes_on_disk"] / size["body_tokens"], 1), size["batches"]["store_open_seconds"],
+             size["batches"]["batches_per_second"], gib(size["batches"]["peak_rss_bytes"])] for size in sizes]
     lines += _table(["N", "body tokens", "shards written s", "store build s", "build peak GiB", "store on disk GiB",
-                     "store bytes a token"], rows)
+                     "store bytes a token", "store open s", "pre-training batches/s (32 x 8)", "batches peak GiB"],
+                    rows)
     rows = []
     for kind in kinds:
         for i, size in enumerate(sizes):

@@ -24,11 +24,15 @@ are its alone:
 
 With blocks (N at most --blocks_max, 1M by default), N synthetic blocks of the real shapes
 (benchmarks.block_store's: 288 wordpieces of random whole words) are written first as a
-block directory, the index's rows get their block ids, and three more stages run:
+block directory, the index's rows get their block ids, and four more stages run:
 
   store       realm_tf.corpus.block_store.BlockStore opened with a featurizer: the compact
               store built from the TFRecord shards (every text tokenized again for its
               character offsets), then its bytes on disk.
+  batches     the store opened again (memory-mapped), then 40 pre-training batches of 32
+              synthetic examples x 8 candidates (the null document and 7 blocks drawn from
+              all N) assembled by realm_tf.tasks.pretrain.pack_pretraining_batch with the
+              base config's lengths: batches/s.
   qa_export   a fine-tuning model_dir of the tiny config (random weights: neither the
               size nor the speed of serving depends on them) with 288-wordpiece blocks
               and 128-d embeddings, then realm_tf.export.qa_export.export_qa_model over the
@@ -41,8 +45,8 @@ block directory, the index's rows get their block ids, and three more stages run
 Each stage also records the resident memory of its process once TensorFlow and ScaNN
 are imported, before it starts (about 0.65 GiB here), which its peak includes.
 
-Not yet here (issue 15): pre-training batch assembly at each N (benchmarks.pretraining_inputs
-measures it at one size).
+benchmarks.pretraining_inputs measures batch assembly against the per-example code it
+replaced, at one size; here it is the gathered path alone, against N.
 """
 
 import argparse
@@ -72,6 +76,8 @@ BLOCKS_MAX = 1_000_000
 RETRIEVAL_KINDS = ("exact", "scann")
 # The tiny model over blocks of the synthetic ones' length, embedding as the index does.
 MODEL_OVERRIDES = ("features.block_length=288", f"retriever.projection_size={DIM}")
+# Pre-training batches assembled at each N: examples x candidates, the base config's lengths.
+BATCH_SIZE, BATCHES = 32, 40
 QUESTIONS = ("when was nikola tesla born?", "who won super bowl 50?", "what is the capital of france?",
              "which river flows through cairo?")
 
@@ -160,6 +166,37 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
         store = BlockStore(str(work / "blocks"), _featurizer())
         figures["bytes_on_disk"] = sum(store.arrays.file_bytes().values())
         figures["body_tokens"] = int(store.arrays.info.num_body_tokens)
+    elif stage == "batches":
+        import tensorflow as tf
+
+        from benchmarks.pretraining_inputs import NUM_CANDIDATES, write_synthetic_examples
+        from realm_tf.corpus.block_store import BlockStore
+        from realm_tf.corpus.pretraining_examples import parse_pretraining_columns
+        from realm_tf.features import Featurizer
+        from realm_tf.tasks.example_stream import take_columns
+        from realm_tf.tasks.pretrain import pack_pretraining_batch
+
+        config = load_config("base")
+        blocks = BlockStore(str(work / "blocks"))
+        figures["store_open_seconds"] = round(time.perf_counter() - started, 3)
+        max_masks, count = config.pretrain.max_masked_tokens, BATCH_SIZE * (BATCHES + 2)
+        paths = write_synthetic_examples(work / "examples", count, blocks.arrays.block_ids, max_masks)
+        columns = parse_pretraining_columns(np.array(list(tf.data.TFRecordDataset(paths).as_numpy_iterator()),
+                                                     object))
+        featurizer = Featurizer(config.features)
+        rng = np.random.default_rng(1)
+        seconds = []
+        for i in range(BATCHES + 2):  # The first two warm up.
+            rows = np.arange(i * BATCH_SIZE, (i + 1) * BATCH_SIZE)
+            # The null document and NUM_CANDIDATES - 1 blocks drawn from all N: pages anywhere in the store.
+            ids = np.concatenate([np.full((BATCH_SIZE, 1), -1),
+                                  rng.choice(blocks.arrays.block_ids, (BATCH_SIZE, NUM_CANDIDATES - 1))], axis=1)
+            begin = time.perf_counter()
+            pack_pretraining_batch(featurizer, blocks, take_columns(columns, rows), lambda query, sources: ids,
+                                   max_masks)
+            seconds.append(time.perf_counter() - begin)
+        figures["batches_per_second"] = round(BATCHES / sum(seconds[2:]), 2)
+        figures["batch"] = common.latency_ms(seconds[2:])
     elif stage.startswith("qa_export:"):
         from realm_tf.export.qa_export import export_qa_model
 
@@ -302,8 +339,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
             started = time.perf_counter()
             size["body_tokens"] = write_synthetic_blocks(work / "blocks", num_blocks)
             size["synthetic_blocks_write_seconds"] = round(time.perf_counter() - started, 1)
-            stages = ["store", *stages, *(f"qa_{part}:{kind}" for kind in args.qa_retrieval
-                                          for part in ("export", "serve"))]
+            stages = ["store", "batches", *stages, *(f"qa_{part}:{kind}" for kind in args.qa_retrieval
+                                                     for part in ("export", "serve"))]
         for stage in stages:
             count = args.qa_questions if stage.startswith("qa_serve") else args.queries
             size[stage] = _stage_in_child(stage, work, count, ",".join(map(str, args.sweep_leaves)))
