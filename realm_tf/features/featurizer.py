@@ -65,7 +65,8 @@ class Featurizer(tf.Module):
         texts = tf.convert_to_tensor(texts, dtype=tf.string)
         ids, byte_begins, byte_ends = (ragged.merge_dims(-2, -1) for ragged in
                                        self._tokenizer.tokenize_with_offsets(texts))
-        return ids, self._chars_of_bytes(texts, byte_begins), self._chars_of_bytes(texts, byte_ends - 1) + 1
+        begins, last_chars = self._chars_of_bytes(texts, byte_begins, byte_ends - 1)
+        return ids, begins, last_chars + 1
 
     def tokenize_with_char_offsets(self, texts: Sequence[str]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """`tokenize_with_offsets` on the host: per string, (ids, begins, ends) int64 [T] numpy."""
@@ -77,7 +78,7 @@ class Featurizer(tf.Module):
         values = [ragged.flat_values.numpy() for ragged in (ids, begins, ends)]
         return [tuple(v[splits[i]:splits[i + 1]] for v in values) for i in range(len(texts))]
 
-    def _chars_of_bytes(self, texts: tf.Tensor, byte_offsets: tf.RaggedTensor) -> tf.RaggedTensor:
+    def _chars_of_bytes(self, texts: tf.Tensor, *byte_offsets: tf.RaggedTensor) -> Tuple[tf.RaggedTensor, ...]:
         """The character of each text that each of its byte offsets falls in.
 
         tf_text reports byte offsets into the text as it tokenizes it: with `lower_case`,
@@ -88,29 +89,34 @@ class Featurizer(tf.Module):
 
         Args:
           texts: tf.string [batch].
-          byte_offsets: int64 ragged [batch, (n)], offsets into each text's view.
+          *byte_offsets: int64 ragged [batch, (n)] each, offsets into each text's view.
         Returns:
-          int64 ragged [batch, (n)].
+          int64 ragged [batch, (n)] for each of `byte_offsets`.
         """
         chars = tf.strings.unicode_split(texts, "UTF-8")
-        widths = tf.strings.length(chars.flat_values)  # UTF-8 bytes.
+        flat = chars.flat_values
+        widths = tf.strings.length(flat)  # UTF-8 bytes.
         if self.config.lower_case:
             # An ASCII character stays one byte (case folding and NFD keep it one, it has no
             # mark to strip), so only the others go through the ops: most texts have few.
             wide = tf.where(widths > 1)
             view = tf.strings.regex_replace(
-                tf_text.normalize_utf8(tf_text.case_fold_utf8(tf.gather_nd(chars.flat_values, wide)), "NFD"),
-                r"\p{Mn}", "")
+                tf_text.normalize_utf8(tf_text.case_fold_utf8(tf.gather_nd(flat, wide)), "NFD"), r"\p{Mn}", "")
             widths = tf.tensor_scatter_nd_update(widths, wide, tf.strings.length(view))
         # Every text's characters end to end: where each character's bytes end, and where
         # each text's bytes and characters start.
         ends = tf.cumsum(tf.cast(widths, tf.int64))
-        starts = tf.gather(tf.concat([tf.zeros([1], tf.int64), ends], 0), chars.row_splits)
-        rows = byte_offsets.value_rowids()
-        last_byte = tf.gather(starts[1:] - starts[:-1], rows) - 1
-        at = tf.minimum(byte_offsets.flat_values, last_byte) + tf.gather(starts[:-1], rows)
-        char = tf.searchsorted(ends, at, side="right", out_type=tf.int64) - tf.gather(chars.row_splits[:-1], rows)
-        return byte_offsets.with_flat_values(char)
+        byte_starts = tf.gather(tf.concat([tf.zeros([1], tf.int64), ends], 0), chars.row_splits)
+        char_starts = chars.row_splits[:-1]
+
+        def char_of(offsets: tf.RaggedTensor) -> tf.RaggedTensor:
+            rows = offsets.value_rowids()
+            last_byte = tf.gather(byte_starts[1:] - byte_starts[:-1], rows) - 1
+            at = tf.minimum(offsets.flat_values, last_byte) + tf.gather(byte_starts[:-1], rows)
+            found = tf.searchsorted(ends, at, side="right", out_type=tf.int64)
+            return offsets.with_flat_values(found - tf.gather(char_starts, rows))
+
+        return tuple(char_of(offsets) for offsets in byte_offsets)
 
     def pack_query(self, query_tokens: tf.RaggedTensor) -> PackedInputs:
         """`[CLS] query [SEP]`, int32 [batch, query_length]."""
