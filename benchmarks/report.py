@@ -378,6 +378,9 @@ def scale_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     return lines + _provenance(results)
 
 
+QA_TARGET_BLOCKS = 1_000_000  # Issue 15: a QA export of 1M blocks served in under 4 GB.
+
+
 def scale_blocks_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     """The block store and QA export stages of benchmarks.scale, at the sizes that have them."""
     sizes = [size for size in results["sizes"] if "store" in size]
@@ -415,8 +418,14 @@ def scale_blocks_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
                      "served peak GiB", "GiB per million more blocks", "one question p50 ms", "p99 ms"], rows)
     largest = sizes[-1]
     peak = max(largest[f"qa_serve:{kind}"]["peak_rss_bytes"] for kind in kinds)
-    lines += [f"Against the target for {largest['num_blocks']:,} blocks: the QA exports are served in at most "
-              f"{gib(peak)} GiB at their peak, against under 4 GiB ({'met' if peak < 4 * 2**30 else 'not met'}).", ""]
+    if largest["num_blocks"] >= QA_TARGET_BLOCKS:
+        lines += [f"Against the target for {QA_TARGET_BLOCKS:,} blocks: at {largest['num_blocks']:,} the QA exports "
+                  f"are served in at most {gib(peak)} GiB at their peak, against under 4 GiB "
+                  f"({'met' if peak < 4 * 2**30 else 'not met'}).", ""]
+    else:
+        lines += [f"The target (a QA export of {QA_TARGET_BLOCKS:,} blocks served in under 4 GiB) is not measured by "
+                  f"this run: its largest size is {largest['num_blocks']:,} blocks, served in at most {gib(peak)} GiB "
+                  "at the peak.", ""]
     return lines + _provenance(results)
 
 
