@@ -206,12 +206,8 @@ def _write_manifest(output_dir, fields, num_examples, stats, example_files):
 def check_config(config: ExperimentConfig, blocks_dir: str, blocks_manifest: BlocksManifest) -> None:
     """Refuses, before the pipeline starts, blocks or settings the workers would fail on."""
     vocabulary = Vocabulary.from_file(config.features.vocab_file or BUNDLED_VOCAB_PATH)
-    blocks_manifest.check_compatible(blocks_dir, config.features.block_length, vocabulary.sha256)
-    if blocks_manifest.vocabulary.get("lower_case") != config.features.lower_case:
-        raise ManifestError(
-            f"{blocks_dir}: blocks were tokenized with lower_case={blocks_manifest.vocabulary.get('lower_case')}, "
-            f"the config has features.lower_case={config.features.lower_case}"
-        )
+    blocks_manifest.check_compatible(blocks_dir, config.features.block_length, vocabulary.sha256,
+                                     config.features.lower_case)
     checks = [("corpus.sentence_splitter", get_sentence_splitter, config.corpus.sentence_splitter)]
     if config.pretrain.masking == SALIENT_MASKING:
         checks.append(("pretrain.salient_span_detector", span_detector_factory, config.pretrain.salient_span_detector))

@@ -162,6 +162,14 @@ def test_blocks_of_another_length_are_refused(blocks_dir, tmp_path, capsys):
     assert not (tmp_path / "manifest.json").exists()
 
 
+def test_blocks_of_another_casing_are_refused(blocks_dir, tmp_path):
+    argv = [f"--blocks_dir={blocks_dir}", f"--output_dir={tmp_path}", "--config=tiny",
+            "--override=features.lower_case=false"]
+    with pytest.raises(ManifestError, match=r"lower_case=True\), not the model's \(sha256 .*, lower_case=False\)"):
+        make_pretraining_examples.run(argv)
+    assert not (tmp_path / "manifest.json").exists()
+
+
 def test_unknown_detector_and_existing_output_are_refused(blocks_dir, in_memory):
     output_dir = in_memory[0]
     with pytest.raises(ValueError, match="pretrain.salient_span_detector: unknown salient span detector 'ner'"):

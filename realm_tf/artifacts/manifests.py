@@ -15,7 +15,7 @@ or block length. Paths may be anything Beam's FileSystems opens (gs:// with the 
 
 import dataclasses
 import json
-from typing import ClassVar, Dict, List
+from typing import ClassVar, Dict, List, Optional
 
 from realm_tf.errors import RealmError
 
@@ -115,20 +115,30 @@ class BlocksManifest(JsonManifest):
     FORMAT: ClassVar[str] = BLOCKS_FORMAT
     WRITTEN_BY: ClassVar[str] = "beam_pipelines.chunk_corpus"
 
-    def check_compatible(self, directory: str, block_length: int, vocabulary_sha256: str) -> None:
-        """Refuses blocks chunked for another block length or vocabulary than the model's."""
+    def check_compatible(self, directory: str, block_length: int, vocabulary_sha256: str,
+                         lower_case: Optional[bool] = None) -> None:
+        """Refuses blocks chunked for another block length, or tokenized otherwise
+        (`check_tokenization`), than the model's, and an empty block set."""
         if self.block_length != block_length:
             raise ManifestError(
                 f"{directory}: blocks were chunked for block_length {self.block_length}, "
                 f"but the model packs blocks of {block_length} (features.block_length)"
             )
-        if self.vocabulary.get("sha256") != vocabulary_sha256:
-            raise ManifestError(
-                f"{directory}: blocks were tokenized with vocabulary {self.vocabulary.get('path')} "
-                f"(sha256 {str(self.vocabulary.get('sha256'))[:12]}...), not the model's (sha256 {vocabulary_sha256[:12]}...)"
-            )
+        self.check_tokenization(directory, vocabulary_sha256, lower_case)
         if self.num_blocks == 0:
             raise ManifestError(f"{directory}: the block set is empty")
+
+    def check_tokenization(self, directory: str, vocabulary_sha256: str, lower_case: Optional[bool] = None) -> None:
+        """Refuses blocks tokenized with another vocabulary than the one of `vocabulary_sha256`,
+        or, when `lower_case` is given, with another casing."""
+        theirs = self.vocabulary
+        if theirs.get("sha256") == vocabulary_sha256 and lower_case in (None, theirs.get("lower_case")):
+            return
+        ours = f"sha256 {vocabulary_sha256[:12]}..." + ("" if lower_case is None else f", lower_case={lower_case}")
+        raise ManifestError(
+            f"{directory}: blocks were tokenized with vocabulary {theirs.get('path')} (sha256 "
+            f"{str(theirs.get('sha256'))[:12]}..., lower_case={theirs.get('lower_case')}), not the model's ({ours}); "
+            "were the blocks made with another features.vocab_file / features.lower_case?")
 
     def block_paths(self, directory: str) -> List[str]:
         """Full paths of the block shards."""

@@ -84,13 +84,7 @@ class BlockStore:
     def __init__(self, blocks_dir: str, featurizer=None):
         manifest = BlocksManifest.read(blocks_dir)
         if featurizer is not None:
-            if featurizer.vocabulary.sha256 != manifest.vocabulary.get("sha256") or \
-                    featurizer.config.lower_case != manifest.vocabulary.get("lower_case"):
-                raise ManifestError(
-                    f"{blocks_dir}: blocks were tokenized with vocabulary {manifest.vocabulary.get('path')} "
-                    f"(lower_case={manifest.vocabulary.get('lower_case')}), not the featurizer's "
-                    f"{featurizer.vocabulary.path} (lower_case={featurizer.config.lower_case}); were the blocks "
-                    "made with another features.vocab_file / features.lower_case?")
+            manifest.check_tokenization(blocks_dir, featurizer.vocabulary.sha256, featurizer.config.lower_case)
         self.arrays = open_block_arrays(blocks_dir, manifest, featurizer)
         arrays = self.arrays
         empty = np.zeros([0], np.int64)
