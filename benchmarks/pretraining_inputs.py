@@ -70,6 +70,13 @@ def write_synthetic_examples(directory: pathlib.Path, num_examples: int, block_i
     return paths
 
 
+def random_candidates(rng: np.random.Generator, block_ids: np.ndarray, batch_size: int) -> np.ndarray:
+    """int64 [batch_size, NUM_CANDIDATES]: the null document (-1), then NUM_CANDIDATES - 1
+    of `block_ids` drawn at random for each example (retrieval left out)."""
+    drawn = rng.choice(block_ids, (batch_size, NUM_CANDIDATES - 1))
+    return np.concatenate([np.full((batch_size, 1), -1), drawn], axis=1)
+
+
 def baseline_examples(paths):
     """All examples as Python objects in a list: PretrainTask before the stream."""
     import tensorflow as tf
@@ -182,11 +189,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     examples = baseline_examples(paths[:1])  # Objects for the baseline, columns for the gather: the same examples.
     columns = stream.parse(np.array([e.serialize() for e in examples[:args.batch_size * args.batches]], object))
     rng = np.random.default_rng(1)
-    inputs = []
-    for i in range(args.batches):
-        rows = np.arange(i * args.batch_size, (i + 1) * args.batch_size) % len(examples)
-        ids = rng.choice(blocks.arrays.block_ids, (args.batch_size, NUM_CANDIDATES - 1))
-        inputs.append((rows, np.concatenate([np.full((args.batch_size, 1), -1), ids], axis=1)))
+    inputs = [(np.arange(i * args.batch_size, (i + 1) * args.batch_size) % len(examples),
+               random_candidates(rng, blocks.arrays.block_ids, args.batch_size)) for i in range(args.batches)]
     seconds, outputs = common.timed_in_turns({
         "baseline": lambda x: baseline_pack(featurizer, blocks, [examples[r] for r in x[0]], x[1], max_masks),
         "gathered": lambda x: pack_pretraining_batch(featurizer, blocks, take_columns(columns, x[0]),

@@ -102,6 +102,10 @@ def _provenance(results: Dict) -> List[str]:
     return ["; ".join(parts) + ".", ""]
 
 
+def _gib(num_bytes: float) -> float:
+    return round(num_bytes / 2**30, 2)
+
+
 def _save(plt, fig, path: pathlib.Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -327,27 +331,26 @@ def inputs_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
 
 def scale_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     sizes = results["sizes"]
-    gib = lambda b: round(b / 2**30, 2)  # noqa: E731
     lines = [f"The index stages at each N ({results['synthetic']}; the {results['index_config']} config's index "
              "settings). Each stage runs in a process of its own; peak RSS counts the mapped file pages it touched and "
-             f"the {gib(sizes[0]['build']['rss_after_imports_bytes'])} GiB TensorFlow and ScaNN take once imported.",
+             f"the {_gib(sizes[0]['build']['rss_after_imports_bytes'])} GiB TensorFlow and ScaNN take once imported.",
              ""]
     rows = []
     for size in sizes:
         build, verify, serve = size["build"], size["verify"], size["serve"]
-        rows.append([f"{size['num_blocks']:,}", gib(size["embeddings_bytes"]), build["build"]["method"],
-                     build["build"]["num_leaves"] or "-", build["seconds"], gib(build["peak_rss_bytes"]),
-                     verify["seconds"], serve["load_seconds"], gib(serve["peak_rss_after_load_bytes"]),
+        rows.append([f"{size['num_blocks']:,}", _gib(size["embeddings_bytes"]), build["build"]["method"],
+                     build["build"]["num_leaves"] or "-", build["seconds"], _gib(build["peak_rss_bytes"]),
+                     verify["seconds"], serve["load_seconds"], _gib(serve["peak_rss_after_load_bytes"]),
                      serve["one_query"]["p50_ms"], serve["one_query"]["p99_ms"], serve["recall_at_10"],
-                     gib(size["index_bytes_on_disk"])])
+                     _gib(size["index_bytes_on_disk"])])
     lines += _table(["N", "embeddings GiB", "method", "leaves", "build s", "build peak GiB", "verify s", "load s",
                      "loaded GiB", "one query p50 ms", "p99 ms", "recall@10 vs exact", "on disk GiB"], rows)
     largest = sizes[-1]
     met = lambda ok: "met" if ok else "not met"  # noqa: E731
     build_peak, serve = largest["build"]["peak_rss_bytes"], largest["serve"]
     lines += [f"Against the targets for {largest['num_blocks']:,} blocks on this machine: the build's peak "
-              f"{gib(build_peak)} GiB against at most 20 GiB ({met(build_peak <= 20 * 2**30)}; it counts the "
-              f"{gib(largest['embeddings_bytes'])} GiB of memory-mapped embeddings the build read), recall@10 "
+              f"{_gib(build_peak)} GiB against at most 20 GiB ({met(build_peak <= 20 * 2**30)}; it counts the "
+              f"{_gib(largest['embeddings_bytes'])} GiB of memory-mapped embeddings the build read), recall@10 "
               f"{serve['recall_at_10']} against at least 0.95 ({met(serve['recall_at_10'] >= 0.95)}), one query "
               f"{serve['one_query']['p50_ms']} ms p50 against at most 5 ms ({met(serve['one_query']['p50_ms'] <= 5)}); "
               f"{largest['build']['build']['num_leaves_to_search']} of {largest['build']['build']['num_leaves']} "
@@ -365,7 +368,7 @@ def scale_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     for stage, key in (("build", "seconds"), ("verify", "seconds"), ("serve", "load_seconds")):
         left.plot(n, [size[stage][key] for size in sizes], "o-", label="load" if stage == "serve" else stage)
     for stage, key in (("build", "peak_rss_bytes"), ("serve", "peak_rss_after_load_bytes")):
-        right.plot(n, [gib(size[stage][key]) for size in sizes], "o-", label="load" if stage == "serve" else stage)
+        right.plot(n, [_gib(size[stage][key]) for size in sizes], "o-", label="load" if stage == "serve" else stage)
     for ax, label in ((left, "seconds"), (right, "peak RSS GiB")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -386,7 +389,6 @@ def scale_blocks_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     sizes = [size for size in results["sizes"] if "store" in size]
     if not sizes:
         return ["No size of this run has blocks (each N was above --blocks_max).", ""]
-    gib = lambda b: round(b / 2**30, 2)  # noqa: E731
     kinds = [stage.split(":", 1)[1] for stage in sizes[0] if stage.startswith("qa_serve:")]
     lines = ["Synthetic blocks of 288 wordpieces (random whole words of the BERT vocabulary, so every text "
              "re-tokenizes to its ids; the texts are longer in bytes than English: "
@@ -396,9 +398,9 @@ def scale_blocks_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
              "the resident memory of a fresh process that loaded the export and answered one question at a time.",
              ""]
     rows = [[f"{size['num_blocks']:,}", f"{size['body_tokens']:,}", size["synthetic_blocks_write_seconds"],
-             size["store"]["seconds"], gib(size["store"]["peak_rss_bytes"]), gib(size["store"]["bytes_on_disk"]),
+             size["store"]["seconds"], _gib(size["store"]["peak_rss_bytes"]), _gib(size["store"]["bytes_on_disk"]),
              round(size["store"]["bytes_on_disk"] / size["body_tokens"], 1), size["batches"]["store_open_seconds"],
-             size["batches"]["batches_per_second"], gib(size["batches"]["peak_rss_bytes"])] for size in sizes]
+             size["batches"]["batches_per_second"], _gib(size["batches"]["peak_rss_bytes"])] for size in sizes]
     lines += _table(["N", "body tokens", "shards written s", "store build s", "build peak GiB", "store on disk GiB",
                      "store bytes a token", "store open s", "pre-training batches/s (32 x 8)", "batches peak GiB"],
                     rows)
@@ -408,11 +410,11 @@ def scale_blocks_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
             export, serve = size[f"qa_export:{kind}"], size[f"qa_serve:{kind}"]
             # What a million more blocks cost the server: the slope from the size before
             # (the model and TensorFlow's own memory are in both).
-            slope = "-" if i == 0 else gib(
+            slope = "-" if i == 0 else _gib(
                 (serve["rss_at_end_bytes"] - sizes[i - 1][f"qa_serve:{kind}"]["rss_at_end_bytes"])
                 / (size["num_blocks"] - sizes[i - 1]["num_blocks"]) * 1e6)
-            rows.append([f"{size['num_blocks']:,}", kind, export["seconds"], gib(export["bytes_on_disk"]),
-                         serve["load_seconds"], gib(serve["rss_after_load_bytes"]), gib(serve["peak_rss_bytes"]),
+            rows.append([f"{size['num_blocks']:,}", kind, export["seconds"], _gib(export["bytes_on_disk"]),
+                         serve["load_seconds"], _gib(serve["rss_after_load_bytes"]), _gib(serve["peak_rss_bytes"]),
                          slope, serve["one_question"]["p50_ms"], serve["one_question"]["p99_ms"]])
     lines += _table(["N", "retrieval", "export s", "export on disk GiB", "load s", "served GiB after load",
                      "served peak GiB", "GiB per million more blocks", "one question p50 ms", "p99 ms"], rows)
@@ -420,11 +422,11 @@ def scale_blocks_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     peak = max(largest[f"qa_serve:{kind}"]["peak_rss_bytes"] for kind in kinds)
     if largest["num_blocks"] >= QA_TARGET_BLOCKS:
         lines += [f"Against the target for {QA_TARGET_BLOCKS:,} blocks: at {largest['num_blocks']:,} the QA exports "
-                  f"are served in at most {gib(peak)} GiB at their peak, against under 4 GiB "
+                  f"are served in at most {_gib(peak)} GiB at their peak, against under 4 GiB "
                   f"({'met' if peak < 4 * 2**30 else 'not met'}).", ""]
     else:
         lines += [f"The target (a QA export of {QA_TARGET_BLOCKS:,} blocks served in under 4 GiB) is not measured by "
-                  f"this run: its largest size is {largest['num_blocks']:,} blocks, served in at most {gib(peak)} GiB "
+                  f"this run: its largest size is {largest['num_blocks']:,} blocks, served in at most {_gib(peak)} GiB "
                   "at the peak.", ""]
     return lines + _provenance(results)
 

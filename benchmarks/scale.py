@@ -169,7 +169,7 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
     elif stage == "batches":
         import tensorflow as tf
 
-        from benchmarks.pretraining_inputs import NUM_CANDIDATES, write_synthetic_examples
+        from benchmarks.pretraining_inputs import random_candidates, write_synthetic_examples
         from realm_tf.corpus.block_store import BlockStore
         from realm_tf.corpus.pretraining_examples import parse_pretraining_columns
         from realm_tf.features import Featurizer
@@ -188,9 +188,8 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
         seconds = []
         for i in range(BATCHES + 2):  # The first two warm up.
             rows = np.arange(i * BATCH_SIZE, (i + 1) * BATCH_SIZE)
-            # The null document and NUM_CANDIDATES - 1 blocks drawn from all N: pages anywhere in the store.
-            ids = np.concatenate([np.full((BATCH_SIZE, 1), -1),
-                                  rng.choice(blocks.arrays.block_ids, (BATCH_SIZE, NUM_CANDIDATES - 1))], axis=1)
+            # Candidates drawn from all N: pages anywhere in the store.
+            ids = random_candidates(rng, blocks.arrays.block_ids, BATCH_SIZE)
             begin = time.perf_counter()
             pack_pretraining_batch(featurizer, blocks, take_columns(columns, rows), lambda query, sources: ids,
                                    max_masks)
@@ -263,12 +262,13 @@ def _random_model_dir(work: pathlib.Path) -> pathlib.Path:
     from realm_tf.artifacts.index_version import latest_version
     from realm_tf.artifacts.model_dir import ModelDir, RunInfo
     from realm_tf.configs import save_config
+    from realm_tf.features import Featurizer
     from realm_tf.tasks.finetune import build_open_qa_model
 
     layout = ModelDir(str(work / "model"))
     if layout.latest_checkpoint() is None:
         config = _model_config()
-        model = build_open_qa_model(config, _featurizer())
+        model = build_open_qa_model(config, Featurizer(config.features))
         tf.train.CheckpointManager(tf.train.Checkpoint(model=model), layout.checkpoints_dir, max_to_keep=1).save(0)
         save_config(config, layout.config_path)
         layout.write_run_info(RunInfo(config=layout.config_path, blocks_dir=str(work / "blocks"),
