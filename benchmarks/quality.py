@@ -2,7 +2,7 @@
 
     python -m benchmarks.quality [--size small|full] [--config minilm] [--workdir runs/bench/quality]
         [--limit N | --sample N] [--ict_steps N] [--pretrain_steps N] [--finetune_steps N]
-        [--override KEY=VALUE ...]
+        [--override KEY=VALUE ...] [--resume]
 
 Runs the REALM data flow on the embedded corpus with the project's own commands (the
 quickstart's stages: fetch the pretrained weights, chunk, ICT, index, examples, REALM
@@ -34,6 +34,11 @@ are reported as measured; nothing is tuned towards an ordering.
 Sizes (steps of ICT / pre-training / each fine-tuning; batch sizes are the config's):
 small 0 / 4 / 250 (the quickstart's minilm budget), full 100 / 100 / 500 (meant to stay
 within about 3 hours on 2 CPU cores; evaluate it with --sample 0 for all of qa_dev).
+
+A run cut short (a machine that goes down mid-run) resumes with the same arguments plus
+--resume: the workdir's stage ledger (stages.json, see benchmarks.stage_ledger) skips the
+stages that finished, the unfinished one resumes from its newest checkpoint, and every
+budget's wall seconds add up all attempts (each stage's attempts are in the report).
 """
 
 import argparse
@@ -48,6 +53,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 from benchmarks import common
+from benchmarks.stage_ledger import LedgerError, StageLedger
 from realm_tf.artifacts.staging import process_alive
 from realm_tf.inference.open_qa_evaluation import RECALL_KS
 
@@ -139,6 +145,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus", type=pathlib.Path, help="documents as JSONL (default: the embedded corpus)")
     parser.add_argument("--qa", type=pathlib.Path, help="evaluation questions, squad_open JSONL with gold passages "
                         "(default: the embedded qa_dev)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run cut short in --workdir (same arguments otherwise): finished stages "
+                        "are skipped, the unfinished one resumes from its newest checkpoint")
     return parser
 
 
@@ -146,12 +155,12 @@ class BenchmarkError(Exception):
     """Bad input to the benchmark (a workdir it may not clear, a missing file, questions without gold passages)."""
 
 
-def _prepare_workdir(workdir: pathlib.Path) -> None:
-    """A fresh workdir: resumed checkpoints would make the budgets' steps and seconds untrue.
+def _prepare_workdir(workdir: pathlib.Path, resume: bool = False) -> None:
+    """A fresh workdir, or with `resume` the one an earlier run of this benchmark left.
 
     The marker holds the id of the process using the workdir: a second run on the same
-    workdir while the first is alive would delete the first's checkpoints under it, so
-    it is refused instead.
+    workdir while the first is alive would delete (or train over) the first's checkpoints
+    under it, so it is refused instead.
     """
     marker = workdir / MARKER
     if workdir.exists():
@@ -165,10 +174,13 @@ def _prepare_workdir(workdir: pathlib.Path) -> None:
             if owner is not None and owner != os.getpid() and process_alive(owner):
                 raise BenchmarkError(f"--workdir {workdir} is in use by another run of this benchmark (process "
                                      f"{owner}); wait for it or choose another workdir")
-            shutil.rmtree(workdir)
+            if not resume:
+                shutil.rmtree(workdir)
+    if resume and not marker.is_file():
+        raise BenchmarkError(f"--resume: {workdir} holds no run of this benchmark to resume")
     workdir.mkdir(parents=True, exist_ok=True)
     marker.write_text(f"{os.getpid()}\nmade by python -m benchmarks.quality (the process above); cleared by its "
-                      "next run\n")
+                      "next run unless it is --resume'd\n")
 
 
 def _marker_pid(marker: pathlib.Path) -> Optional[int]:
@@ -211,16 +223,6 @@ def training_curves(model_dir: pathlib.Path, tags: Sequence[str] = CURVE_TAGS) -
                     points.setdefault(value.tag, {})[int(event.step)] = float(tf.make_ndarray(value.tensor))
     return {tag: {"steps": sorted(by_step), "values": [by_step[s] for s in sorted(by_step)]}
             for tag, by_step in points.items()}
-
-
-def _timed(label: str, number: int, total: int, work):
-    """Runs `work()` with a progress line before and after; returns (its result, seconds)."""
-    print(f"[{number}/{total}] {label} ...", flush=True)
-    started = time.monotonic()
-    result = work()
-    seconds = time.monotonic() - started
-    print(f"[{number}/{total}] {label}: done in {seconds:.1f}s", flush=True)
-    return result, seconds
 
 
 def measured_ordering(systems: Dict[str, Dict]) -> Dict:
@@ -289,8 +291,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
             raise BenchmarkError(f"{qa}:{example.line}: no gold_passage_id; recall@k here needs every question's "
                                  "gold paragraph")
     workdir = args.workdir
-    _prepare_workdir(workdir)
-    machine = common.machine_info()  # Its load average is the one the run starts with.
+    _prepare_workdir(workdir, resume=args.resume)
+    # What a resumed run must ask again for its stages' figures to belong to one run.
+    settings = {"size": args.size, "config": args.config, "steps": steps, "overrides": overrides,
+                "corpus": str(corpus), "qa": str(qa), "limit": args.limit, "sample": args.sample}
+    try:
+        ledger = (StageLedger.resume if args.resume else StageLedger.start)(workdir, settings)
+    except LedgerError as e:
+        raise BenchmarkError(f"--resume: {e}") from None
+    machine = common.machine_info()  # Its load average is the one this attempt starts with.
     # The quickstart's own workspace: its stages read workdir, config, overrides and corpus.
     stage_args = quickstart.Workspace(workdir, args.config, overrides, corpus)
     stage_fns = {name: fn for name, _, fn in quickstart.STAGES}
@@ -299,10 +308,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     seconds: Dict[str, float] = {}
     started = time.monotonic()
 
-    def stage(number: int, name: str, label: str, work) -> None:
-        lines, seconds[name] = _timed(f"{name}: {label}", number, total, work)
-        for line in lines or ():
+    def stage(number: int, name: str, label: str, work, describe=lambda lines: lines or ()):
+        """Runs work() once over all attempts (the ledger's), with a progress line before and after."""
+        heading = f"[{number}/{total}] {name}: {label}"
+        print(f"{heading} ...", flush=True)
+        result, seconds[name], ran = ledger.run(name, work)
+        earlier = "" if ran else f", all in earlier attempts ({ledger.attempts(name)})"
+        print(f"{heading}: done in {seconds[name]:.1f}s{earlier}", flush=True)
+        for line in describe(result):
             print(f"    {line}", flush=True)
+        return result
 
     stage(0, "fetch", "the pretrained weights the config names", lambda: stage_fns["fetch"](stage_args))
     stage(1, "chunk", "chunk the corpus into blocks (Beam)", lambda: stage_fns["chunk"](stage_args))
@@ -332,11 +347,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
             evaluation = evaluate_model_dir(str(workdir / system.model_dir), questions, retrieval=system.retrieval,
                                             evidence_depth=max(RECALL_KS))
             evaluation.write_predictions(str(workdir / f"predictions_{name}.jsonl"))
-            metrics[name] = evaluation.metrics
-            return [f"{name}: {format_metrics(metrics[name])}"]
+            return evaluation.metrics
 
-        stage(number, f"evaluate_{name}",
-              f"{name} on {qa.name} (python -m realm_tf.evaluate --retrieval={system.retrieval})", work)
+        metrics[name] = stage(number, f"evaluate_{name}",
+                              f"{name} on {qa.name} (python -m realm_tf.evaluate --retrieval={system.retrieval})",
+                              work, describe=lambda m, name=name: [f"{name}: {format_metrics(m)}"])
 
     training = {
         "ict": _training_budget(config.ict.training, workdir / "ict", seconds["ict"]),
@@ -383,7 +398,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         "stages": {"data": data, "training": training},
         "paper": PAPER,
         "measured": measured_ordering(systems),
-        "total_wall_seconds": round(time.monotonic() - started, 1),
+        # Every stage over every attempt; a resumed run's own time is this_attempt_wall_seconds.
+        "total_wall_seconds": round(sum(seconds.values()), 1),
+        "this_attempt_wall_seconds": round(time.monotonic() - started, 1),
+        "stage_attempts": ledger.summary(),
         "machine": machine,
     }
     print(format_table(report), flush=True)

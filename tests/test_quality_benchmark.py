@@ -197,3 +197,78 @@ def test_pretraining_curves_come_from_tensorboard_and_reach_the_docs_page(tmp_pa
     assert "mlm_accuracy 0.100 over the first 1 logged steps and 0.300 over the last 1" in text
     assert "| pretrain | 3 | 4 | 12 |" in text
     assert "Not measured yet: `python -m benchmarks.quality`" in text  # The small size's file is absent.
+
+
+@pytest.mark.slow  # Reads the workdir of the benchmark fixture above.
+def test_a_resumed_run_skips_finished_stages_and_counts_every_attempt(benchmark):
+    from benchmarks.stage_ledger import FILENAME
+
+    ledger_path = benchmark["workdir"] / FILENAME
+    ledger = json.loads(ledger_path.read_text())
+    assert set(ledger["stages"]) == {"fetch", "chunk", "ict", "index", "examples", "pretrain", "finetune_ict",
+                                     "finetune_realm", *(f"evaluate_{name}" for name in quality.SYSTEMS)}
+    assert all(entry["done"] and entry["attempts"] == 1 for entry in ledger["stages"].values())
+    # As if the run had been cut short during its last evaluation, after 5 s of it.
+    ledger["stages"]["evaluate_no_retrieval"].update(done=False, seconds=5.0, result=None)
+    ledger_path.write_text(json.dumps(ledger))
+    first = benchmark["report"]
+    resumed = quality.main(benchmark["argv"] + ["--resume"])
+    assert resumed["systems"]["realm_pretrained"] == first["systems"]["realm_pretrained"]
+    attempts = resumed["stage_attempts"]
+    assert attempts["evaluate_no_retrieval"]["attempts"] == 2 and attempts["evaluate_no_retrieval"]["done"]
+    assert resumed["systems"]["no_retrieval"]["evaluation_wall_seconds"] > 5.0
+    assert resumed["systems"]["no_retrieval"]["exact_match"] == 0.0
+    assert attempts["pretrain"]["attempts"] == 1
+    assert resumed["stages"]["training"] == first["stages"]["training"]
+    # The pre-training stage was not run again: this attempt took a fraction of the first.
+    assert resumed["this_attempt_wall_seconds"] < first["stages"]["training"]["pretrain"]["wall_seconds"]
+    assert resumed["total_wall_seconds"] >= first["total_wall_seconds"]
+
+
+def test_resume_needs_a_ledger_with_the_same_settings(tmp_path):
+    from benchmarks.stage_ledger import StageLedger
+
+    with pytest.raises(quality.BenchmarkError, match="holds no run of this benchmark to resume"):
+        quality.main([f"--workdir={tmp_path / 'none'}", "--resume"])
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / quality.MARKER).write_text("made by an earlier run\n")
+    with pytest.raises(quality.BenchmarkError, match="stages.json: no such file"):
+        quality.main([f"--workdir={workdir}", "--resume"])
+    StageLedger.start(workdir, {"size": "small"})
+    with pytest.raises(quality.BenchmarkError, match="started with .*size='small'.*; this one asks .*size='full'"):
+        quality.main([f"--workdir={workdir}", "--size=full", "--resume"])
+    assert (workdir / quality.MARKER).is_file()  # Refused, not cleared.
+
+
+def test_the_ledger_counts_the_seconds_of_every_attempt(tmp_path):
+    import time
+
+    from benchmarks.stage_ledger import LedgerError, StageLedger
+
+    settings = {"steps": (1, 2)}
+    ledger = StageLedger.start(tmp_path, settings, heartbeat_seconds=0.05)
+    assert ledger.run("one", lambda: ["trained"])[::2] == (["trained"], True)
+
+    def killed():
+        time.sleep(0.3)
+        # The heartbeat has written the running stage's seconds: a kill now loses at most one beat.
+        entry = json.loads((tmp_path / "stages.json").read_text())["stages"]["two"]
+        assert not entry["done"] and entry["attempts"] == 1 and entry["seconds"] >= 0.1
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ledger.run("two", killed)
+    again = StageLedger.resume(tmp_path, settings)
+    assert again.done("one") and not again.done("two") and again.seconds("two") >= 0.3
+    calls = []
+    assert again.run("one", lambda: calls.append(1)) == (["trained"], again.seconds("one"), False) and not calls
+    result, seconds, ran = again.run("two", lambda: {"em": 0.5})
+    assert result == {"em": 0.5} and ran and seconds >= 0.3 and again.attempts("two") == 2
+    assert StageLedger.resume(tmp_path, settings).summary()["two"] == {"seconds": seconds, "attempts": 2,
+                                                                        "done": True}
+    with pytest.raises(LedgerError, match=r"started with steps=\[1, 2\]; this one asks steps=\[1, 3\]"):
+        StageLedger.resume(tmp_path, {"steps": (1, 3)})
+    (tmp_path / "stages.json").write_text("{}")
+    with pytest.raises(LedgerError, match="stages.json: not a stage ledger"):
+        StageLedger.resume(tmp_path, settings)
