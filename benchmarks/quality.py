@@ -319,16 +319,22 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
             print(f"    {line}", flush=True)
         return result
 
+    def publishing(name):
+        """The stage's work, returning its lines and the newest index version after it: the
+        ledger keeps which version each fine-tuning searches for a resumed run."""
+        return lambda: {"lines": stage_fns[name](stage_args), "index_version": latest_version(str(index_root))}
+
+    def published(result):
+        return [*(result["lines"] or ()), f"newest index version: {result['index_version']}"]
+
     stage(0, "fetch", "the pretrained weights the config names", lambda: stage_fns["fetch"](stage_args))
     stage(1, "chunk", "chunk the corpus into blocks (Beam)", lambda: stage_fns["chunk"](stage_args))
     stage(2, "ict", "Inverse Cloze Task warm start of the retriever", lambda: stage_fns["ict"](stage_args))
-    stage(3, "index", "embed the blocks with the ICT embedder, publish an index version (Beam)",
-          lambda: stage_fns["index"](stage_args))
-    ict_index = latest_version(str(index_root))
+    ict_index = stage(3, "index", "embed the blocks with the ICT embedder, publish an index version (Beam)",
+                      publishing("index"), describe=published)["index_version"]
     stage(4, "examples", "mask a salient span in every sentence (Beam)", lambda: stage_fns["examples"](stage_args))
-    stage(5, "pretrain", "REALM pre-training from the ICT retriever, index refreshed in the background",
-          lambda: stage_fns["pretrain"](stage_args))
-    realm_index = latest_version(str(index_root))
+    realm_index = stage(5, "pretrain", "REALM pre-training from the ICT retriever, index refreshed in the background",
+                        publishing("pretrain"), describe=published)["index_version"]
     if not os.path.isdir(ict_index) or realm_index == ict_index:
         raise RuntimeError(f"{index_root}: expected the ICT index version {ict_index} kept and a newer one from "
                            f"pre-training, found newest {realm_index}")

@@ -208,6 +208,10 @@ def test_a_resumed_run_skips_finished_stages_and_counts_every_attempt(benchmark)
     assert set(ledger["stages"]) == {"fetch", "chunk", "ict", "index", "examples", "pretrain", "finetune_ict",
                                      "finetune_realm", *(f"evaluate_{name}" for name in quality.SYSTEMS)}
     assert all(entry["done"] and entry["attempts"] == 1 for entry in ledger["stages"].values())
+    # Which index version each fine-tuning searched is kept for a resumed run to find again.
+    training = benchmark["report"]["stages"]["training"]
+    assert ledger["stages"]["index"]["result"]["index_version"] == training["finetune_ict"]["index_version"]
+    assert ledger["stages"]["pretrain"]["result"]["index_version"] == training["finetune_realm"]["index_version"]
     # As if the run had been cut short during its last evaluation, after 5 s of it.
     ledger["stages"]["evaluate_no_retrieval"].update(done=False, seconds=5.0, result=None)
     ledger_path.write_text(json.dumps(ledger))
