@@ -441,6 +441,22 @@ def _stage_budgets(results: Dict) -> List[str]:
         ["stage", "steps", "batch", "examples seen", "learning rate", "wall s"], rows)
 
 
+def _resumed_stages(results: Dict) -> List[str]:
+    """What a run resumed with --resume says of its stages' attempts (benchmarks.stage_ledger)."""
+    stages = results.get("stage_attempts") or {}
+    again = {name: e for name, e in stages.items() if e.get("attempts", 1) > 1}
+    noted = {name: e["note"] for name, e in stages.items() if e.get("note")}
+    if not again and not noted:
+        return []
+    lines = []
+    if again:
+        lines += ["The run was resumed (`--resume`) after it was cut short; each wall time above adds up every "
+                  "attempt: " + "; ".join(f"{name} {e['attempts']} attempts, {e['seconds']:.0f} s in all"
+                                          for name, e in again.items()) + ".", ""]
+    lines += [f"- {name}: {note}" for name, note in noted.items()]
+    return lines + ([""] if noted else [])
+
+
 def _pretraining_curves(results: Dict, images: pathlib.Path, plt, name: str) -> List[str]:
     """REALM pre-training's masked-LM accuracy and retrieval utility per step, when the run recorded them."""
     curves = results.get("stages", {}).get("training", {}).get("pretrain", {}).get("curves") or {}
@@ -474,7 +490,7 @@ def quality_section(results: Dict, images: pathlib.Path, plt, name: str = "quali
                     [[system] + [s.get(m) for m in metrics] + [s.get("budget", {}).get("train_steps"),
                                                                s.get("budget", {}).get("training_wall_seconds")]
                      for system, s in systems.items()])
-    lines += _stage_budgets(results)
+    lines += _stage_budgets(results) + _resumed_stages(results)
     if results.get("measured", {}).get("statement"):
         lines += [results["measured"]["statement"], ""]
     fig, ax = plt.subplots(figsize=(9, 4))

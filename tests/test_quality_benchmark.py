@@ -184,7 +184,9 @@ def test_pretraining_curves_come_from_tensorboard_and_reach_the_docs_page(tmp_pa
               "budget": {"train_steps": 7, "training_wall_seconds": 12.0}}
     results = {"description": "Four systems", "num_questions": 4, "systems": {"realm_pretrained": system},
                "stages": {"training": {"pretrain": {"steps": 3, "batch_size": 4, "examples_seen": 12,
-                                                    "learning_rate": 3e-5, "wall_seconds": 9.0, "curves": curves}}}}
+                                                    "learning_rate": 3e-5, "wall_seconds": 9.0, "curves": curves}}},
+               "stage_attempts": {"pretrain": {"seconds": 9.0, "attempts": 2, "done": True},
+                                  "ict": {"seconds": 1.0, "attempts": 1, "done": True, "note": "from its log"}}}
     results_dir = tmp_path / "results"
     results_dir.mkdir()
     (results_dir / "quality_full.json").write_text(json.dumps(results))
@@ -196,6 +198,7 @@ def test_pretraining_curves_come_from_tensorboard_and_reach_the_docs_page(tmp_pa
     assert "](benchmarks/quality_full_pretraining.png)" in text
     assert "mlm_accuracy 0.100 over the first 1 logged steps and 0.300 over the last 1" in text
     assert "| pretrain | 3 | 4 | 12 |" in text
+    assert "adds up every attempt: pretrain 2 attempts, 9 s in all." in text and "- ict: from its log" in text
     assert "Not measured yet: `python -m benchmarks.quality`" in text  # The small size's file is absent.
 
 
