@@ -12,7 +12,7 @@ from realm_tf.artifacts.block_arrays import COMPACT_DIR, INFO_NAME, BlockArraysE
 from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
 from realm_tf.configs import load_config
 from realm_tf.corpus.block_records import read_block_dataset
-from realm_tf.corpus.block_store import NULL_BLOCK_ID, BlockStore, read_doc_ids
+from realm_tf.corpus.block_store import NULL_BLOCK_ID, BlockStore, open_block_arrays, read_doc_ids
 from realm_tf.features import Featurizer
 
 
@@ -113,19 +113,39 @@ def test_a_block_whose_text_does_not_hold_its_tokens_has_no_answers_to_cut(block
     from realm_tf.corpus.block_records import BlockRecord
 
     manifest = BlocksManifest.read(blocks_dir)
-    for path in manifest.block_paths(blocks_dir):
-        records = [BlockRecord.from_bytes(raw) for raw in tf.data.TFRecordDataset(path).as_numpy_iterator()]
-        with tf.io.TFRecordWriter(path) as writer:
-            for i, record in enumerate(records):
-                if path == manifest.block_paths(blocks_dir)[0] and i == 1:
-                    changed = record
-                    record = dataclasses.replace(record, body_token_ids=record.body_token_ids[::-1])
-                writer.write(record.serialize())
+    first_shard = manifest.block_paths(blocks_dir)[0]
+    records = [BlockRecord.from_bytes(raw) for raw in tf.data.TFRecordDataset(first_shard).as_numpy_iterator()]
+    assert len(records) > 3
+    # Block 1: its tokens in another order; block 2: one token fewer; block 3 unchanged after them.
+    changed = [dataclasses.replace(records[1], body_token_ids=records[1].body_token_ids[::-1]),
+               dataclasses.replace(records[2], body_token_ids=records[2].body_token_ids[:-1])]
+    with tf.io.TFRecordWriter(first_shard) as writer:
+        for record in [records[0], *changed, *records[3:]]:
+            writer.write(record.serialize())
     store = BlockStore(blocks_dir)  # Pre-training reads token ids only.
-    assert store.bodies[changed.block_id] == changed.body_token_ids[::-1]
-    with pytest.raises(ManifestError, match=f"{blocks_dir}: block {changed.block_id} .*and 0 more\\) does not "
+    assert [store.bodies[c.block_id] for c in changed] == [c.body_token_ids for c in changed]
+    arrays = open_block_arrays(blocks_dir)
+    assert all((arrays.char_offsets(which, arrays.row_of(c.block_id)) == -1).all()
+               for c in changed for which in ("begins", "ends"))
+    featurizer = Featurizer(load_config("tiny").features)
+    _, begins, ends = featurizer.tokenize_with_char_offsets([records[3].text])[0]
+    np.testing.assert_array_equal(arrays.char_offsets("begins", arrays.row_of(records[3].block_id)), begins)
+    np.testing.assert_array_equal(arrays.char_offsets("ends", arrays.row_of(records[3].block_id)), ends)
+    with pytest.raises(ManifestError, match=f"{blocks_dir}: block {changed[0].block_id} .*and 1 more\\) does not "
                                             "re-tokenize"):
-        BlockStore(blocks_dir, Featurizer(load_config("tiny").features))
+        BlockStore(blocks_dir, featurizer)
+
+
+def test_rows_are_compared_whole():
+    from realm_tf.corpus.block_store import same_rows
+
+    a = np.array([1, 2, 3, 4, 5, 6]), np.array([2, 0, 1, 3])
+    b = np.array([1, 2, 9, 4, 5]), np.array([2, 1, 0, 2])
+    np.testing.assert_array_equal(same_rows(*a, *b), [True, False, False, False])
+    np.testing.assert_array_equal(same_rows(*a, *a), [True] * 4)
+    c = np.array([1, 2, 9, 4, 5, 6]), a[1]  # Row 2 of the same length, another value.
+    np.testing.assert_array_equal(same_rows(*a, *c), [True, True, False, True])
+    assert same_rows(np.array([], int), np.array([], int), np.array([], int), np.array([], int)).shape == (0,)
 
 
 def test_a_damaged_store_is_named(blocks_dir):

@@ -19,11 +19,10 @@ artifact here; `BlockArraysInfo.blocks_manifest_sha256` ties it to the `manifest
 it was built from, so a re-chunked directory's stale arrays are rebuilt, not read.
 """
 
-import array
 import dataclasses
 import hashlib
 import os
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -91,9 +90,36 @@ class BlockArraysInfo:
         return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls) if f.name in record})
 
 
+@dataclasses.dataclass(frozen=True)
+class BlockBatch:
+    """n blocks to append to the store, as columns (what one `ragged_batch` of block records gives).
+
+    Attributes:
+      block_ids: int64 [n].
+      doc_ids, titles, texts: n UTF-8 `bytes` each.
+      title_ids, body_ids: int64 [T] and [B], every block's WordPiece ids end to end.
+      title_lengths, body_lengths: int64 [n], how many of them each block has.
+      begins, ends: int64 [B], the characters of its text each body token came from.
+      located: bool [n]; False for a block whose text does not hold its tokens: its
+        begins and ends are ignored and stored as -1, and it is counted as unlocated.
+    """
+
+    block_ids: np.ndarray
+    doc_ids: Sequence[bytes]
+    titles: Sequence[bytes]
+    texts: Sequence[bytes]
+    title_ids: np.ndarray
+    title_lengths: np.ndarray
+    body_ids: np.ndarray
+    body_lengths: np.ndarray
+    begins: np.ndarray
+    ends: np.ndarray
+    located: np.ndarray
+
+
 class BlockArraysWriter:
-    """Appends blocks to the arrays of a staging directory, holding only the offsets
-    (8 bytes a block each) in memory; `close` writes the record last."""
+    """Appends batches of blocks to the arrays of a staging directory, holding only the
+    offsets (8 bytes a block each) in memory; `close` writes the record last."""
 
     unlocated_blocks = 0
     first_unlocated = ""
@@ -102,64 +128,74 @@ class BlockArraysWriter:
         self.directory = directory
         names = [*_TOKENS.values(), *_CHARS.values(), "block_ids.i64", *(data for data, _ in _STRINGS.values())]
         self._files = {name: open(os.path.join(directory, name), "wb") for name in names}
-        self._offsets = {name: array.array("q", [0]) for name in [*_TOKEN_OFFSETS.values(),
-                                                                  *(offsets for _, offsets in _STRINGS.values())]}
+        self._offsets = {name: [np.zeros([1], np.int64)] for name in [*_TOKEN_OFFSETS.values(),
+                                                                      *(offsets for _, offsets in _STRINGS.values())]}
 
-    def _append(self, name: str, values, dtype) -> int:
-        data = np.asarray(values, dtype)
-        data.astype(data.dtype.newbyteorder("<"), copy=False).tofile(self._files[name])
-        return len(data)
+    def _append(self, name: str, values, dtype) -> None:
+        np.asarray(values, dtype).astype(np.dtype(dtype).newbyteorder("<"), copy=False).tofile(self._files[name])
 
-    def add(self, block_id: int, doc_id: str, title: str, text: str, title_ids, body_ids, begins, ends) -> None:
-        """One block: its id, strings, token ids (title and body) and the body tokens'
-        character offsets in `text` ([begins, ends), one pair per body token; both None
-        for a block whose text does not hold its tokens: it is counted as unlocated)."""
-        if begins is None or ends is None:
-            self.unlocated_blocks += 1
-            self.first_unlocated = self.first_unlocated or f"{block_id} (document {doc_id!r})"
-            begins = ends = np.full([len(body_ids)], -1, np.int32)
-        for part, ids in (("title", title_ids), ("body", body_ids)):
+    def _extend_offsets(self, name: str, lengths: np.ndarray) -> None:
+        offsets = self._offsets[name]
+        offsets.append(offsets[-1][-1] + np.cumsum(lengths, dtype=np.int64))
+
+    def add_batch(self, batch: BlockBatch) -> None:
+        n = len(batch.block_ids)
+        for part, ids, lengths in (("title", batch.title_ids, batch.title_lengths),
+                                   ("body", batch.body_ids, batch.body_lengths)):
             ids = np.asarray(ids, np.int64)
-            if ids.size and (ids.min() < 0 or ids.max() > MAX_TOKEN_ID):
-                raise BlockArraysError(f"block {block_id}: token id {int(ids.max())} does not fit uint16; the "
-                                       "compact store holds vocabularies of at most 65,536 ids")
-            offsets = self._offsets[_TOKEN_OFFSETS[part]]
-            offsets.append(offsets[-1] + self._append(_TOKENS[part], ids, np.uint16))
-        if not len(begins) == len(ends) == len(body_ids):
-            raise BlockArraysError(f"block {block_id}: {len(begins)} character offsets for {len(body_ids)} tokens")
-        self._append(_CHARS["begins"], begins, np.int32)
-        self._append(_CHARS["ends"], ends, np.int32)
-        self._append("block_ids.i64", [block_id], np.int64)
-        for part, value in (("doc_id", doc_id), ("title", title), ("text", text)):
+            if int(np.sum(lengths)) != len(ids) or len(lengths) != n:
+                raise BlockArraysError(f"blocks {batch.block_ids[:1].tolist()}...: {len(ids)} {part} ids for "
+                                       f"lengths summing to {int(np.sum(lengths))} over {len(lengths)} of {n} blocks")
+            bad = (ids < 0) | (ids > MAX_TOKEN_ID)
+            if bad.any():
+                row = int(np.searchsorted(np.cumsum(lengths), np.argmax(bad), side="right"))
+                raise BlockArraysError(f"block {int(batch.block_ids[row])}: token id {int(ids[np.argmax(bad)])} does "
+                                       "not fit uint16; the compact store holds vocabularies of at most 65,536 ids")
+            self._append(_TOKENS[part], ids, np.uint16)
+            self._extend_offsets(_TOKEN_OFFSETS[part], lengths)
+        if not len(batch.begins) == len(batch.ends) == len(batch.body_ids):
+            raise BlockArraysError(f"blocks {batch.block_ids[:1].tolist()}...: {len(batch.begins)} character offsets "
+                                   f"for {len(batch.body_ids)} tokens")
+        located = np.asarray(batch.located, bool)
+        if not located.all():
+            unlocated = np.flatnonzero(~located)
+            self.unlocated_blocks += len(unlocated)
+            first = int(unlocated[0])
+            self.first_unlocated = self.first_unlocated or (
+                f"{int(batch.block_ids[first])} (document {batch.doc_ids[first].decode('utf-8')!r})")
+        by_token = np.repeat(located, batch.body_lengths)
+        for name, chars in (("begins", batch.begins), ("ends", batch.ends)):
+            self._append(_CHARS[name], np.where(by_token, chars, -1), np.int32)
+        self._append("block_ids.i64", batch.block_ids, np.int64)
+        for part, values in (("doc_id", batch.doc_ids), ("title", batch.titles), ("text", batch.texts)):
             data_name, offsets_name = _STRINGS[part]
-            encoded = value.encode("utf-8")
-            self._files[data_name].write(encoded)
-            offsets = self._offsets[offsets_name]
-            offsets.append(offsets[-1] + len(encoded))
+            self._files[data_name].write(b"".join(values))
+            self._extend_offsets(offsets_name, np.fromiter(map(len, values), np.int64, len(values)))
 
     def close(self, blocks_manifest_sha256: str, vocabulary_sha256: str) -> BlockArraysInfo:
         for f in self._files.values():
             f.close()
-        for name, offsets in self._offsets.items():
-            with open(os.path.join(self.directory, name), "wb") as f:
-                np.frombuffer(offsets, np.int64).astype("<i8").tofile(f)
-        info = BlockArraysInfo(num_blocks=len(self._offsets[_STRINGS["text"][1]]) - 1,
-                               num_title_tokens=self._offsets[_TOKEN_OFFSETS["title"]][-1],
-                               num_body_tokens=self._offsets[_TOKEN_OFFSETS["body"]][-1],
+        ends = {}
+        for name, pieces in self._offsets.items():
+            offsets = np.concatenate(pieces)
+            offsets.astype("<i8").tofile(os.path.join(self.directory, name))
+            ends[name] = int(offsets[-1])
+        info = BlockArraysInfo(num_blocks=sum(len(p) for p in self._offsets[_STRINGS["text"][1]]) - 1,
+                               num_title_tokens=ends[_TOKEN_OFFSETS["title"]],
+                               num_body_tokens=ends[_TOKEN_OFFSETS["body"]],
                                blocks_manifest_sha256=blocks_manifest_sha256, vocabulary_sha256=vocabulary_sha256,
                                unlocated_blocks=self.unlocated_blocks, first_unlocated=self.first_unlocated)
         write_json(os.path.join(self.directory, INFO_NAME), {"format": ARRAYS_FORMAT, **dataclasses.asdict(info)})
         return info
 
 
-def write_block_arrays(output_dir: str, blocks: Iterator[Tuple], blocks_manifest_sha256: str,
+def write_block_arrays(output_dir: str, batches: Iterator[BlockBatch], blocks_manifest_sha256: str,
                        vocabulary_sha256: str) -> BlockArraysInfo:
-    """Writes `blocks` (the arguments of `BlockArraysWriter.add`, one tuple a block) as the
-    compact store `output_dir`, staged beside it and renamed into place."""
+    """Writes `batches` as the compact store `output_dir`, staged beside it and renamed into place."""
     with staged_directory(output_dir) as staging:
         writer = BlockArraysWriter(staging)
-        for block in blocks:
-            writer.add(*block)
+        for batch in batches:
+            writer.add_batch(batch)
         return writer.close(blocks_manifest_sha256, vocabulary_sha256)
 
 

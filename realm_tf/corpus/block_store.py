@@ -22,8 +22,8 @@ from typing import Dict, Iterator, Optional
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
-from realm_tf.artifacts.block_arrays import (BlockArrays, blocks_manifest_sha256, compact_dir, read_block_arrays_info,
-                                             write_block_arrays)
+from realm_tf.artifacts.block_arrays import (BlockArrays, BlockBatch, blocks_manifest_sha256, compact_dir,
+                                             read_block_arrays_info, write_block_arrays)
 from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
 from realm_tf.corpus.block_records import read_block_dataset
 from realm_tf.features.ragged_rows import RaggedRows
@@ -137,7 +137,7 @@ def open_block_arrays(blocks_dir: str, manifest: Optional[BlocksManifest] = None
     featurizer = featurizer or _featurizer_of(blocks_dir, manifest)
     logger.info("building the compact block store of %s (%d blocks)", blocks_dir, manifest.num_blocks)
     try:
-        write_block_arrays(target, _blocks_with_offsets(blocks_dir, manifest, featurizer), digest,
+        write_block_arrays(target, _block_batches(blocks_dir, manifest, featurizer), digest,
                            featurizer.vocabulary.sha256)
     except OSError:
         # Another process (the refresher beside the trainer) published it first.
@@ -161,17 +161,43 @@ def _featurizer_of(blocks_dir: str, manifest: BlocksManifest):
                         "Featurizer of that vocabulary")
 
 
-def _blocks_with_offsets(blocks_dir: str, manifest: BlocksManifest, featurizer, batch_size: int = 512):
-    """`write_block_arrays`' tuples for every record, in file order, with the body tokens'
-    character offsets (None for a block whose text does not re-tokenize to its stored ids)."""
-    records = read_block_dataset(manifest.block_paths(blocks_dir)).ragged_batch(batch_size)
-    for batch in records.as_numpy_iterator():
-        texts = [text.decode("utf-8") for text in batch["text"]]
-        titles, bodies = ([np.asarray(row).tolist() for row in batch[key]] for key in ("title_token_ids",
-                                                                                        "body_token_ids"))
-        for i, (ids, begins, ends) in enumerate(featurizer.tokenize_with_char_offsets(texts)):
-            doc_id = batch["doc_id"][i].decode("utf-8")
-            if ids.tolist() != bodies[i]:  # No offsets: the text does not hold these tokens.
-                begins = ends = None
-            yield (int(batch["block_id"][i]), doc_id, batch["title"][i].decode("utf-8"), texts[i], titles[i],
-                   bodies[i], begins, ends)
+def _block_batches(blocks_dir: str, manifest: BlocksManifest, featurizer, batch_size: int = 512
+                   ) -> Iterator[BlockBatch]:
+    """Every record in file order, `batch_size` at a time, with the body tokens' character
+    offsets: each text is tokenized again in the input pipeline, and a block whose tokens
+    differ from its stored ids is not located."""
+
+    def retokenized(batch):
+        ids, begins, ends = featurizer.tokenize_with_offsets(batch["text"])
+        # Ragged values come to numpy as columns: every row's values end to end, and row lengths.
+        columns = {key: batch[key] for key in ("block_id", "doc_id", "title", "text")}
+        for key, ragged in (("title", batch["title_token_ids"]), ("body", batch["body_token_ids"]), ("found", ids)):
+            columns[f"{key}_ids"], columns[f"{key}_lengths"] = ragged.flat_values, ragged.row_lengths()
+        columns["begins"], columns["ends"] = begins.flat_values, ends.flat_values
+        return columns
+
+    records = read_block_dataset(manifest.block_paths(blocks_dir)).ragged_batch(batch_size).map(retokenized)
+    for c in records.prefetch(1).as_numpy_iterator():
+        located = same_rows(c["body_ids"], c["body_lengths"], c["found_ids"], c["found_lengths"])
+        # The offsets of located blocks, aligned with the stored ids (the same number of them).
+        stored, found = np.repeat(located, c["body_lengths"]), np.repeat(located, c["found_lengths"])
+        aligned = [np.full(len(c["body_ids"]), -1, np.int64) for _ in range(2)]
+        for out, chars in zip(aligned, (c["begins"], c["ends"])):
+            out[stored] = chars[found]
+        yield BlockBatch(block_ids=c["block_id"], doc_ids=list(c["doc_id"]), titles=list(c["title"]),
+                         texts=list(c["text"]), title_ids=c["title_ids"], title_lengths=c["title_lengths"],
+                         body_ids=c["body_ids"], body_lengths=c["body_lengths"], begins=aligned[0], ends=aligned[1],
+                         located=located)
+
+
+def same_rows(values_a: np.ndarray, lengths_a: np.ndarray, values_b: np.ndarray, lengths_b: np.ndarray) -> np.ndarray:
+    """Which rows of two ragged arrays of n rows are equal: bool [n].
+
+    values_*: [sum(lengths_*)], the rows end to end; lengths_*: int [n].
+    """
+    equal = lengths_a == lengths_b
+    # Compare the rows of equal length element by element; a difference marks its row unequal.
+    in_a, in_b = np.repeat(equal, lengths_a), np.repeat(equal, lengths_b)
+    rows = np.repeat(np.flatnonzero(equal), lengths_a[equal])
+    equal[rows[values_a[in_a] != values_b[in_b]]] = False
+    return equal
