@@ -158,11 +158,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, config: ExperimentConfig,
                     batch_size: int = 0, version_name: Optional[str] = None, beam_args: Sequence[str] = (),
-                    shards_dir: Optional[str] = None) -> str:
+                    shards_dir: Optional[str] = None, export_origin: Optional[str] = None) -> str:
     """Embeds every block of `blocks_dir` with `embedder_export` on the runner `beam_args`
     name (the DirectRunner by default) and publishes an index version under `index_root`,
     built as `config.index` says; returns its path. `batch_size` 0 takes
-    `index.embed_batch_size`; `shards_dir` is `--shards_dir`."""
+    `index.embed_batch_size`; `shards_dir` is `--shards_dir`. `export_origin` is the
+    export the version records as its source when `embedder_export` is a copy of it (the
+    refresher's, on storage the workers share); by default `embedder_export` itself."""
     from realm_tf.retrieval.embedder_export import EmbedderExport
     from realm_tf.retrieval.index_build import publish_index_version
 
@@ -196,7 +198,7 @@ def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, conf
         version = publish_index_version(
             index_root, embeddings, block_ids, config.index,
             metadata={
-                "embedder_export": os.path.abspath(embedder_export),
+                "embedder_export": _absolute(export_origin or embedder_export),
                 "step": export.step,
                 "blocks_dir": os.path.abspath(blocks_dir),
                 "embed_seconds": round(embedded_seconds, 3),
@@ -208,6 +210,11 @@ def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, conf
         if shards != staging and FileSystems.exists(shards):
             FileSystems.delete([shards])
     return version
+
+
+def _absolute(path: str) -> str:
+    """A local path made absolute; a URL (gs://...) as it is."""
+    return path if "://" in path else os.path.abspath(path)
 
 
 def run(argv: Optional[Sequence[str]] = None) -> str:

@@ -1,7 +1,8 @@
 """Keeps the MIPS index fresh during pre-training: REALM's asynchronous index refresh.
 
     python -m beam_pipelines.refresh --model_dir=... --blocks_dir=... --index_root=... \
-        [--config=tiny] [--override KEY=VALUE ...] [--poll_seconds=5] [--max_seconds=0] [--once]
+        [--config=tiny] [--override KEY=VALUE ...] [--poll_seconds=5] [--max_seconds=0] [--once] \
+        [--shared_dir=gs://...] [Beam options, e.g. --runner=DataflowRunner ...]
 
     trainer: <model_dir>/embedder/<step>/       an export every pretrain.refresh_every_steps
                                                   (renamed into place from a hidden .staging-* sibling)
@@ -18,6 +19,11 @@ tried again; the trainer keeps its last good index and the next, newer export ge
 turn. The job ends once TRAINING_DONE is there and the last export is indexed, after
 --max_seconds, or when the process given by --watch_pid is gone. Options this script
 does not know go to the embed_and_index pipeline's Beam options.
+
+On Dataflow the workers cannot read the trainer's local exports: with --shared_dir (a
+folder they share, gs://...), each export is first copied to <shared_dir>/embedder/<step>/
+for them to load, their embedding shards go under <shared_dir>/embedding_shards/, and the
+copy is removed once its refresh ends; the version still names the trainer's export.
 """
 
 import argparse
@@ -48,7 +54,7 @@ class Refresher:
 
     def __init__(self, model_dir: str, blocks_dir: str, index_root: str, config: str = "tiny",
                  overrides: Sequence[str] = (), beam_args: Sequence[str] = (), poll_seconds: float = 5.0,
-                 watch_pid: Optional[int] = None, batch_size: int = 0):
+                 watch_pid: Optional[int] = None, batch_size: int = 0, shared_dir: Optional[str] = None):
         """
         Args:
           model_dir: the trainer's model dir; exports are read from `<model_dir>/embedder/`.
@@ -59,6 +65,9 @@ class Refresher:
           poll_seconds: the wait between looks for a new export in `run_until_done`.
           watch_pid: if set, `run_until_done` stops once this process (the trainer) is gone.
           batch_size: blocks per embedding call; 0 takes index.embed_batch_size from the config.
+          shared_dir: storage the Beam workers share (gs:// on Dataflow), where each export
+            is copied for them and their embedding shards are written; None: the exports
+            are read where the trainer wrote them, and the shards stay on this machine.
 
         Raises:
           ConfigError: a bad config or override, found now rather than at every refresh.
@@ -71,6 +80,7 @@ class Refresher:
         self.poll_seconds = poll_seconds
         self.watch_pid = watch_pid
         self.batch_size = batch_size
+        self.shared_dir = shared_dir
         self.published: List[str] = []
         self.failed: List[str] = []
         self.skipped: Set[str] = set()
@@ -132,8 +142,7 @@ class Refresher:
         self.skipped.update(passed_over)
         started = time.monotonic()
         try:
-            version = embed_and_index.embed_and_index(self.blocks_dir, export, self.index_root, self.config,
-                                                      self.batch_size, beam_args=self.beam_args)
+            version = self._embed_and_index(export, step)
         except Exception as e:  # noqa: BLE001  Whatever broke this export, the next one may index fine.
             logging.warning("Index refresh from embedder export %s failed; it will not be retried, and the trainer "
                             "stays on index version %s: %s: %s", export, latest_version(self.index_root),
@@ -144,6 +153,22 @@ class Refresher:
         logging.info("Published index version %s for step %d in %.1fs (staleness: %d older export(s) skipped)",
                      version, step, time.monotonic() - started, len(passed_over))
         return version
+
+    def _embed_and_index(self, export: str, step: int) -> str:
+        if self.shared_dir is None:
+            return embed_and_index.embed_and_index(self.blocks_dir, export, self.index_root, self.config,
+                                                   self.batch_size, beam_args=self.beam_args)
+        import tensorflow as tf  # tf.io.gfile: the shared folder is gs:// on Dataflow.
+
+        copy = f"{self.shared_dir.rstrip('/')}/embedder/{step}"
+        try:
+            copy_tree(export, copy)
+            return embed_and_index.embed_and_index(
+                self.blocks_dir, copy, self.index_root, self.config, self.batch_size, beam_args=self.beam_args,
+                shards_dir=f"{self.shared_dir.rstrip('/')}/embedding_shards", export_origin=export)
+        finally:
+            if tf.io.gfile.exists(copy):
+                tf.io.gfile.rmtree(copy)
 
     def training_done(self) -> bool:
         return self.model_dir.training_done()
@@ -194,6 +219,20 @@ class Refresher:
         return self.stats()
 
 
+def copy_tree(source: str, target: str) -> None:
+    """Copies the folder `source` to `target` (replacing it), on any filesystem tf.io.gfile knows."""
+    import tensorflow as tf
+
+    if tf.io.gfile.exists(target):
+        tf.io.gfile.rmtree(target)
+    for folder, _, names in tf.io.gfile.walk(source):
+        relative = os.path.relpath(folder, source)
+        out = target if relative == "." else f"{target}/{relative}"
+        tf.io.gfile.makedirs(out)
+        for name in names:
+            tf.io.gfile.copy(os.path.join(folder, name), f"{out}/{name}")
+
+
 def start_background_refresher(model_dir: str, blocks_dir: str, index_root: str, config: str,
                                overrides: Sequence[str], log_path: str, poll_seconds: float = 5.0,
                                beam_args: Sequence[str] = ()) -> subprocess.Popen:
@@ -237,6 +276,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--watch_pid", type=int, default=None, help="stop when this process (the trainer) is gone")
     parser.add_argument("--batch_size", type=int, default=0,
                         help="blocks per embedding call; 0 takes index.embed_batch_size from the config")
+    parser.add_argument("--shared_dir", default=None,
+                        help="a folder the Beam workers share (gs://... on Dataflow): each export is copied to "
+                             "<shared_dir>/embedder/<step>/ for them, their embedding shards go to "
+                             "<shared_dir>/embedding_shards/ (default: none; exports are read in --model_dir)")
     return add_verbose_flag(parser)
 
 
@@ -244,7 +287,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict:
     """Refreshes once (--once) or until training is done; returns the refresher's stats."""
     args, beam_args = build_arg_parser().parse_known_args(argv)
     refresher = Refresher(args.model_dir, args.blocks_dir, args.index_root, args.config, args.override,
-                          beam_args, args.poll_seconds, args.watch_pid, args.batch_size)
+                          beam_args, args.poll_seconds, args.watch_pid, args.batch_size, args.shared_dir)
     if args.once:
         refresher.refresh_once()
         return refresher.stats()

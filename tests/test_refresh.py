@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -193,6 +194,34 @@ def test_the_refresher_stops_when_the_trainer_is_gone(corpus, tmp_path, caplog):
     assert stats == {"published": [], "failed": [], "skipped": 0}
     assert time.monotonic() - started < 10
     assert f"The trainer (pid {gone.pid}) is gone" in caplog.text
+
+
+def test_a_shared_dir_holds_the_export_and_its_shards_only_while_they_are_indexed(corpus, tmp_path, monkeypatch):
+    # --shared_dir stands for the gs:// folder Dataflow's workers load the export from and write shards to.
+    model_dir = tmp_path / "model"
+    export = place_export(model_dir, 10, corpus["exports"][0])
+    shared = tmp_path / "shared"
+    seen = {}
+    indexing = refresh.embed_and_index.embed_and_index
+
+    def watched(blocks_dir, embedder_export, *args, **kwargs):
+        seen.update(export=embedder_export, shards_dir=kwargs.get("shards_dir"),
+                    files=sorted(str(p.relative_to(embedder_export)) for p in pathlib.Path(embedder_export).rglob("*")))
+        return indexing(blocks_dir, embedder_export, *args, **kwargs)
+
+    monkeypatch.setattr(refresh.embed_and_index, "embed_and_index", watched)
+    stats = refresh.run([f"--model_dir={model_dir}", f"--blocks_dir={corpus['blocks_dir']}",
+                         f"--index_root={tmp_path / 'index'}", "--config=tiny", "--once", f"--shared_dir={shared}"])
+    assert seen["export"] == f"{shared}/embedder/10" and seen["shards_dir"] == f"{shared}/embedding_shards"
+    assert seen["files"] == sorted(str(p.relative_to(export)) for p in pathlib.Path(export).rglob("*"))
+    (version,) = stats["published"]
+    # The version names the trainer's export, and holds what indexing it in place gives.
+    assert IndexVersion.load(version).manifest["metadata"]["embedder_export"] == os.path.abspath(export)
+    in_place = make_refresher(corpus, tmp_path / "in_place")
+    in_place.model_dir = ModelDir(str(model_dir))
+    np.testing.assert_allclose(IndexVersion.load(version).embeddings,
+                               IndexVersion.load(in_place.refresh_once()).embeddings, atol=1e-6)
+    assert list((shared / "embedder").iterdir()) == [] and list((shared / "embedding_shards").iterdir()) == []
 
 
 def test_cli_refuses_a_bad_config(corpus, tmp_path, capsys):
