@@ -10,8 +10,10 @@
          default the staging folder beside the index versions)
       -> sorted by block id into a memory-mapped embeddings.npy in that staging folder,
          on this machine (the ids and one batch held, not every embedding)
-      -> ScaNN index built on this machine -> <index_root>/<version>/, published by an
-         atomic rename; older versions pruned     (realm_tf.retrieval.index_build)
+      -> ScaNN index built on this machine, and with index.hybrid.lexical_index a lexical
+         index (BM25 postings by WordPiece id, from the compact block store in passes of
+         rows)  -> <index_root>/<version>/, published by an atomic rename; older versions
+         pruned                                   (realm_tf.retrieval.index_build)
 
 The export must match the blocks (block length and vocabulary); every block must come
 back embedded, or nothing is published. The index build is the one step that reads
@@ -165,8 +167,10 @@ def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, conf
     `index.embed_batch_size`; `shards_dir` is `--shards_dir`. `export_origin` is the
     export the version records as its source when `embedder_export` is a copy of it (the
     refresher's, on storage the workers share); by default `embedder_export` itself."""
+    from realm_tf.corpus.block_store import open_block_arrays
     from realm_tf.retrieval.embedder_export import EmbedderExport
     from realm_tf.retrieval.index_build import publish_index_version
+    from realm_tf.retrieval.lexical_index import Bm25Parameters, LexicalIndex
 
     batch_size = batch_size or config.index.embed_batch_size
     manifest = BlocksManifest.read(blocks_dir)
@@ -195,6 +199,11 @@ def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, conf
             raise ManifestError(
                 f"{blocks_dir}: the manifest lists {manifest.num_blocks} blocks but {len(block_ids)} were embedded"
             )
+        lexical_index = None
+        if config.index.hybrid.lexical_index:
+            lexical_index = LexicalIndex.from_block_arrays(
+                open_block_arrays(blocks_dir, manifest), export.featurizer.vocabulary,
+                Bm25Parameters(config.index.hybrid.k1, config.index.hybrid.b), block_ids=block_ids)
         version = publish_index_version(
             index_root, embeddings, block_ids, config.index,
             metadata={
@@ -204,6 +213,7 @@ def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, conf
                 "embed_seconds": round(embedded_seconds, 3),
             },
             name=version_name,
+            lexical_index=lexical_index,
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -232,7 +242,8 @@ def summarize(version: str) -> str:
     loaded = IndexVersion.load(version, verify=False)
     seconds = loaded.metadata["embed_seconds"]
     return (f"embedded {loaded.num_blocks} blocks in {seconds:.1f}s "
-            f"({loaded.num_blocks / seconds:.0f} blocks/s), {loaded.build['method']} ScaNN index\n"
+            f"({loaded.num_blocks / seconds:.0f} blocks/s), {loaded.build['method']} ScaNN index"
+            f"{' and a lexical index' if loaded.lexical_dir else ''}\n"
             f"published index version {version}")
 
 

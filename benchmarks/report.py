@@ -45,6 +45,7 @@ FILES = {
     "inputs": "pretraining_inputs.json",
     "scale": "scale.json",
     "scale_blocks": "scale_blocks.json",
+    "hybrid": "hybrid_retrieval.json",
 }
 
 
@@ -508,6 +509,41 @@ def quality_section(results: Dict, images: pathlib.Path, plt, name: str = "quali
     return lines + _pretraining_curves(results, images, plt, name) + _provenance(results)
 
 
+def hybrid_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    recall, best = results["recall"], results["best"]
+    label = lambda f: (f"rrf, c = {f['rrf_constant']:g}" if f["fusion"] == "rrf"  # noqa: E731
+                       else f"interpolation, dense weight {f['dense_weight']:g}")
+    lines = [f"{results['num_questions']:,} qa_dev questions over {results['num_blocks']:,} blocks "
+             f"(`{results['index_version']}`; lexical index {results['lexical_index']}); each retriever proposes "
+             f"{results['candidates']} blocks, both score their union, the fusion orders it. The fusion was tuned "
+             "on these questions (qa_dev is the tuning set), so its figure is a tuned one.", ""]
+    rows = [[name, *(recall[name][f"recall@{k}"] for k in (1, 5, 20))] for name in ("bm25s", "lexical", "dense")]
+    rows.append([f"hybrid ({label(best)})", *(best[f"recall@{k}"] for k in (1, 5, 20))])
+    lines += _table(["retriever", "recall@1", "recall@5", "recall@20"], rows)
+    lines += ["Every fusion of the sweep:", ""]
+    lines += _table(["fusion", "recall@1", "recall@5", "recall@20"],
+                    [[label(f), *(f[f"recall@{k}"] for k in (1, 5, 20))] for f in results["fusions"]])
+    agreement, speed, memory = results["lexical_vs_bm25s"], results["speed"], results["memory"]
+    lines += [f"The in-graph lexical retriever (BM25 over WordPiece ids, TF ops) puts bm25s's first block first for "
+              f"{_number(agreement['top1_agreement'])} of the questions and shares {_number(agreement['overlap@20'])} "
+              f"of its top 20. Ranking every question took {speed['lexical_seconds']:.3f} s in TF ops against "
+              f"{speed['bm25s_seconds']:.3f} s for bm25s on the host "
+              f"({_times(speed['lexical_speedup_over_bm25s'])} its speed). Its postings take {memory['bytes_per_block']} bytes a block ({memory['postings']:,} "
+              "postings).", ""]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    names = ["bm25s", "lexical", "dense", "hybrid"]
+    for i, k in enumerate((1, 5, 20)):
+        values = [recall[n][f"recall@{k}"] for n in names[:3]] + [best[f"recall@{k}"]]
+        ax.bar([x + 0.27 * (i - 1) for x in range(len(names))], values, width=0.27, label=f"recall@{k}")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower right")
+    _save(plt, fig, images / "hybrid_retrieval.png")
+    lines += [f"![recall@k per retriever]({images.name}/hybrid_retrieval.png)", ""]
+    return lines + _provenance(results)
+
+
 SECTIONS: List[tuple] = [
     # (key, title, section function, the command that makes the results)
     ("retrieval", "Retrieval: ScaNN vs exact, and the recall/throughput curve", retrieval_section,
@@ -528,6 +564,8 @@ SECTIONS: List[tuple] = [
      "python -m benchmarks.scale"),
     ("scale_blocks", "Scale: the block store and the QA export", scale_blocks_section,
      "python -m benchmarks.scale --sizes 100000,1000000 --output benchmarks/results/scale_blocks.json"),
+    ("hybrid", "Hybrid retrieval: dense and lexical fused, on qa_dev", hybrid_section,
+     "python -m benchmarks.hybrid_retrieval (after the quickstart)"),
     ("quality", "Quality: open-QA on squad_open qa_dev", quality_section, "python -m benchmarks.quality"),
     ("quality_full", "Quality at the full budget: every qa_dev question", lambda r, i, p: quality_section(
         r, i, p, "quality_full"), "python -m benchmarks.quality --size full --sample 0"),

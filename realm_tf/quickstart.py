@@ -14,8 +14,8 @@ path). Stages:
   examples  sentences with a salient span masked (beam_pipelines.make_pretraining_examples)
   pretrain  REALM pre-training from the ICT retriever, the index refreshed in the
             background as it trains (realm_tf.train --task=pretrain, beam_pipelines.refresh)
-  retrieval recall@{1,5,20} on the qa_dev questions of the newest index, dense and BM25
-            (realm_tf.evaluate_retrieval)
+  retrieval recall@{1,5,20} on the qa_dev questions of the newest index: dense, BM25, the
+            in-graph lexical retriever and the hybrid of the two (realm_tf.evaluate_retrieval)
   finetune  open-QA fine-tuning on qa_train over that index, kept fixed, from the
             pre-trained query tower and reader (realm_tf.train --task=finetune)
   export    the fine-tuned model, its blocks and index as one SavedModel that answers
@@ -151,7 +151,8 @@ def _retrieval_stage(ws: Workspace) -> List[str]:
     from realm_tf.evaluation.retrieval_recall import evaluate_retrieval_recall, format_recall_table
 
     results = evaluate_retrieval_recall(str(QA_DIR / "qa_dev.jsonl"), ws.path("blocks"), ws.path("index"),
-                                        output=ws.path("retrieval_recall.json"))
+                                        output=ws.path("retrieval_recall.json"), retrieval="hybrid",
+                                        hybrid=ws.config.index.hybrid)
     return format_recall_table(results).splitlines()
 
 
@@ -220,7 +221,8 @@ STAGES: List[Tuple[str, str, Callable]] = [
     ("index", "embed the blocks and publish a ScaNN index version (Beam)", _index_stage),
     ("examples", "mask a salient span in every sentence (Beam)", _examples_stage),
     ("pretrain", "REALM pre-training, the index refreshed in the background", _pretrain_stage),
-    ("retrieval", "retrieval recall on qa_dev of the newest index, dense and BM25", _retrieval_stage),
+    ("retrieval", "retrieval recall on qa_dev of the newest index: dense, BM25, lexical and hybrid",
+     _retrieval_stage),
     ("finetune", "open-QA fine-tuning on qa_train, the index fixed", _finetune_stage),
     ("export", "export a SavedModel that answers questions, in TF Serving's layout", _export_stage),
     ("evaluate", "exact match and recall on qa_dev of the SavedModel, with the no-retrieval baseline",

@@ -1,8 +1,9 @@
 """The QA export (`python -m realm_tf.export`), built from a tiny fine-tuned model and loaded in fresh processes.
 
-Two exports keep the file fast: a ScaNN one of the corpus the model was fine-tuned with
-(the defaults of open_qa.json), and an exact one of a grown corpus (re-indexed without
-retraining), which is also the one checked for stock ops, bad requests and saved_model_cli.
+Three exports keep the file fast: a ScaNN one of the corpus the model was fine-tuned with
+(the defaults of open_qa.json), an exact one of a grown corpus (re-indexed without
+retraining), which is also the one checked for stock ops, bad requests and saved_model_cli,
+and a hybrid one (exact and lexical retrieval) of the fine-tuning corpus.
 """
 
 import json
@@ -12,11 +13,12 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
 from realm_tf.artifacts.qa_export import METADATA_PATH
 from realm_tf.artifacts.serving_root import next_version_dir
 from realm_tf.export import __main__ as export_cli
-from realm_tf.export.qa_export import OUTPUTS
+from realm_tf.export.qa_export import DEFAULT_MAX_K, OUTPUTS
 
 from conftest import CORPUS, QA_TRAIN, REPO, SMALL_CORPUS_DOCS
 
@@ -336,3 +338,50 @@ def test_evaluate_scores_an_export_through_its_signature_as_the_model_dir(finetu
     assert "--retrieval: not with --saved_model" in capsys.readouterr().err
     assert evaluate.main([f"--saved_model={tmp_path}", f"--qa={qa}"]) == 2
     assert f"{tmp_path / METADATA_PATH}: missing; is" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def hybrid_report(finetuned, scann_export, tmp_path_factory):
+    """The hybrid export of `finetuned` (exact dense and lexical retrieval; the index version has no
+    lexical index, so one is built from the blocks), asked in a TensorFlow + TF Text process."""
+    root = tmp_path_factory.mktemp("hybrid_models")
+    output = export_cli.run([f"--model_dir={finetuned}", f"--output_root={root}", "--retrieval=hybrid"])
+    assert output == str(root / "realm_qa_hybrid" / "1")
+    # Stock TF Serving loads it: models.config names it.
+    assert "realm_qa_hybrid" in (root / "models.config").read_text()
+    return output, _fresh_process(STOCK_CLIENT, output, scann_export, json.dumps(QUESTIONS), DEFAULT_MAX_K)
+
+
+def test_hybrid_export_answers_as_the_hybrid_predictor_with_stock_ops_only(finetuned, hybrid_report):
+    from realm_tf.inference.open_qa_evaluation import load_predictor
+
+    export, report = hybrid_report
+    assert report["imported"] == [] and report["unregistered"] == []
+    assert "UnsortedSegmentSum" in report["ops"] and not [op for op in report["ops"] if "Scann" in op]
+    predictor, _ = load_predictor(finetuned, retrieval="hybrid", method="exact")
+    outputs = report["answers"]
+    assert set(outputs) == set(OUTPUTS)
+    _assert_same_as_predictor(outputs, predictor.predict(QUESTIONS))
+    # Each evidence block says which retriever found it, with both retrievers' scores.
+    embeddings = predictor._embed(predictor.featurizer.query_features(tf.constant(QUESTIONS))).numpy()
+    ranking = predictor.retrieval.rank(embeddings, QUESTIONS, predictor.top_k)
+    for row in range(len(QUESTIONS)):
+        assert outputs["block_ids"][row] == ranking.ids[row].tolist()
+        assert outputs["dense_scores"][row] == pytest.approx(ranking.dense_scores[row].tolist(), abs=1e-4)
+        assert outputs["lexical_scores"][row] == pytest.approx(ranking.lexical_scores[row].tolist(), abs=1e-4)
+        expected = ["both" if d and x else "dense" if d else "lexical"
+                    for d, x in zip(ranking.found_by_dense[row], ranking.found_by_lexical[row])]
+        assert outputs["retrieved_by"][row] == expected
+    assert {"lexical", "both"} & {by for row in outputs["retrieved_by"] for by in row}
+    assert json.loads(pathlib.Path(export, METADATA_PATH).read_text())["retrieval"] == "hybrid"
+
+
+def test_hybrid_export_refuses_bad_requests_clearly(hybrid_report):
+    _, report = hybrid_report
+    requests = report["requests"]
+    assert len(requests["empty question"]["answer"]) == 1 and len(requests["100 KB question"]["block_ids"][0]) == 5
+    assert "questions must be UTF-8 text; not valid UTF-8 at index:] [1]" in requests["not UTF-8"]["error"]
+    assert all(len(requests["empty batch"][name]) == 0 for name in OUTPUTS)
+    assert f"k must be at most max_k, {DEFAULT_MAX_K} (as exported, --max_k)" in requests["k past the blocks"]["error"]
+    many = requests["1,000 questions"]
+    assert len(many["answer"]) == 1000 and all(len(row) == 1 for row in many["block_ids"])

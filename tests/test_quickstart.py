@@ -45,6 +45,8 @@ def test_quickstart_runs_every_stage_and_summarizes(tmp_path, capsys):
     recall = json.loads((tmp_path / "retrieval_recall.json").read_text())
     assert recall["num_questions"] == 1352
     assert recall["bm25"]["recall@5"] > 0.8
+    # The in-graph lexical retriever and its fusion with the (here random) dense one, beside them.
+    assert recall["lexical"]["recall@5"] > 0.8 and 0 <= recall["hybrid"]["recall@5"] <= 1
     # Fine-tuning read the newest index (the pre-trained one) and kept it.
     info = json.loads((tmp_path / "finetune" / "open_qa.json").read_text())
     assert info["index_version"] == latest_version(str(tmp_path / "index"))

@@ -8,6 +8,8 @@ A version is published under an index root and never changed afterwards:
         embeddings.npy                  float32 [N, D]; row i embeds block block_ids[i]
         block_ids.npy                   int64 [N], non-negative, unique
         scann/                          `ScannSearcher.serialize` output (relative paths)
+        lexical/                        optional: BM25 postings of the same blocks, rows as
+                                        block_ids (`realm_tf.retrieval.lexical_index`)
       .staging-<name>-<random>/         a version being built (hidden from readers; removed
                                         by the next publisher once its owner is dead)
       .trash-<uuid>/                    a pruned version being deleted (hidden from readers)
@@ -39,6 +41,7 @@ MANIFEST_NAME = "manifest.json"
 EMBEDDINGS_NAME = "embeddings.npy"
 BLOCK_IDS_NAME = "block_ids.npy"
 SCANN_DIR = "scann"
+LEXICAL_DIR = "lexical"
 INDEX_FORMAT = "realm_tf.index.v1"
 _CHECK_ROWS = 1 << 18
 
@@ -64,7 +67,7 @@ def _sha256(array: np.ndarray) -> str:
     return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
 
 
-def _file_sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -72,10 +75,10 @@ def _file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _scann_checksums(scann_dir: str) -> Dict[str, str]:
-    """sha256 of every file ScaNN serialized, by name: ScaNN does not check its own
-    files, and a damaged one can crash the process that loads it."""
-    return {name: _file_sha256(os.path.join(scann_dir, name)) for name in sorted(os.listdir(scann_dir))}
+def _dir_checksums(directory: str) -> Dict[str, str]:
+    """sha256 of every file in `directory`, by name: ScaNN does not check its own files,
+    and a damaged one can crash the process that loads it."""
+    return {name: file_sha256(os.path.join(directory, name)) for name in sorted(os.listdir(directory))}
 
 
 def _validate_inputs(embeddings, block_ids):
@@ -136,6 +139,7 @@ def write_index_version(
     metadata: Dict[str, Any],
     keep_versions: int,
     name: Optional[str] = None,
+    write_lexical: Optional[Callable[[str], None]] = None,
 ) -> str:
     """Writes an index version and publishes it atomically as `root/<name>`.
 
@@ -163,6 +167,8 @@ def write_index_version(
         version is the one published last: steps of different runs (an ICT warm start,
         then pre-training from step 0) do not compare, and a resumed run's new
         versions must win over those of the run it replaces.
+      write_lexical: `write_lexical(lexical_dir)` writes a lexical index of the same blocks
+        (rows as `block_ids`) into `lexical_dir`, e.g. `LexicalIndex.save`; none if None.
 
     Returns:
       The path of the published version.
@@ -209,7 +215,10 @@ def write_index_version(
         np.save(os.path.join(tmp, EMBEDDINGS_NAME), embeddings)
         np.save(os.path.join(tmp, BLOCK_IDS_NAME), block_ids)
         write_searcher(embeddings, scann_dir)
-        manifest["scann_files_sha256"] = _scann_checksums(scann_dir)
+        manifest["scann_files_sha256"] = _dir_checksums(scann_dir)
+        if write_lexical is not None:
+            write_lexical(os.path.join(tmp, LEXICAL_DIR))
+            manifest["lexical_files_sha256"] = _dir_checksums(os.path.join(tmp, LEXICAL_DIR))
         with open(os.path.join(tmp, MANIFEST_NAME), "w", encoding="utf-8") as f:
             f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _fsync_tree(tmp)
@@ -338,6 +347,11 @@ class IndexVersion:
         return int(self.metadata.get("step", 0))
 
     @property
+    def lexical_dir(self) -> Optional[str]:
+        """Its lexical index's directory (`realm_tf.retrieval.lexical_index`), None if it has none."""
+        return os.path.join(self.path, LEXICAL_DIR) if "lexical_files_sha256" in self.manifest else None
+
+    @property
     def embedder_export(self) -> str:
         """The embedder export it was built with; "" for embeddings imported from a checkpoint."""
         return str(self.metadata.get("embedder_export") or "")
@@ -402,14 +416,18 @@ class IndexVersion:
         if not os.path.isfile(assets):
             raise IndexVersionError(f"{assets}: missing; the ScaNN searcher of {path} is incomplete")
         if verify:
-            expected_files = manifest["scann_files_sha256"]
-            found_files = _scann_checksums(scann_dir)
-            if found_files != expected_files:
-                differ = sorted(set(found_files.items()) ^ set(expected_files.items()))
-                raise IndexVersionError(
-                    f"{scann_dir}: ScaNN files differ from the manifest (missing, extra or "
-                    f"checksum mismatch): {sorted({name for name, _ in differ})}"
-                )
+            checked = [(scann_dir, "scann_files_sha256", "ScaNN")]
+            if "lexical_files_sha256" in manifest:
+                checked.append((os.path.join(path, LEXICAL_DIR), "lexical_files_sha256", "lexical index"))
+            for directory, field, what in checked:
+                expected_files = manifest[field]
+                found_files = _dir_checksums(directory) if os.path.isdir(directory) else {}
+                if found_files != expected_files:
+                    differ = sorted(set(found_files.items()) ^ set(expected_files.items()))
+                    raise IndexVersionError(
+                        f"{directory}: {what} files differ from the manifest (missing, extra or "
+                        f"checksum mismatch): {sorted({name for name, _ in differ})}"
+                    )
         return cls(path, manifest, arrays[EMBEDDINGS_NAME], arrays[BLOCK_IDS_NAME])
 
     @property

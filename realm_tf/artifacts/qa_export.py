@@ -34,7 +34,7 @@ class QaExportInfo:
     """The record of one QA export.
 
     Attributes:
-      retrieval: "exact" or "scann".
+      retrieval: "exact", "scann", "hybrid" (exact and lexical) or "scann_hybrid".
       scann_build: the index's ScaNN build parameters (scann exports), else None.
       top_k, max_answer_length: what serving_default reads and answers with.
       max_k: the largest k answer_with_options accepts.
@@ -93,9 +93,9 @@ class QaExportInfo:
 
 def load_qa_export(export_dir: str) -> Tuple[QaExportInfo, Any]:
     """(its `QaExportInfo`, the SavedModel `tf.saved_model.load`ed) of a QA export, the ops its
-    graph needs (TF Text's, and ScaNN's for a scann export) registered before the load."""
+    graph needs (TF Text's, and ScaNN's for a scann or scann_hybrid export) registered before the load."""
     info = QaExportInfo.read(export_dir)
-    if info.retrieval == "scann":
+    if info.retrieval.startswith("scann"):
         import scann  # noqa: F401
     import tensorflow as tf
     import tensorflow_text  # noqa: F401

@@ -3,8 +3,8 @@
     <root>/
       <model_name>/<version>/     QA exports (artifacts.qa_export); TF Serving serves the
                                   highest integer version of each base path
-      models.config               every model whose newest version is an exact export
-                                  (stock TF Serving cannot load ScaNN ones)
+      models.config               every model whose newest version is an exact or hybrid
+                                  export (stock TF Serving cannot load ScaNN ones)
       batching_parameters.txt     server-side batching up to the exports' reader_batch_size
 
 for `tensorflow_model_server --model_config_file=<root>/models.config --enable_batching
@@ -18,6 +18,8 @@ from typing import Optional
 from realm_tf.artifacts.qa_export import QaExportError, QaExportInfo
 
 MODELS_CONFIG = "models.config"
+# The retrieval kinds whose exports need only TF core and TF Text ops.
+STOCK_RETRIEVALS = ("exact", "hybrid")
 BATCHING_PARAMETERS = "batching_parameters.txt"
 # Server-side batching: how long a request may wait for others to share its batch, and
 # how many batches may queue (then requests are refused rather than left waiting).
@@ -50,12 +52,12 @@ def _write_atomically(path: str, text: str) -> None:
 
 def write_serving_files(root: str, reader_batch_size: int) -> None:
     """(Re)writes `root/models.config` and `root/batching_parameters.txt` (protobuf text format)."""
-    lines = ["# Written by python -m realm_tf.export: the exact exports under this root. ScaNN exports",
+    lines = ["# Written by python -m realm_tf.export: the exact and hybrid exports under this root. ScaNN exports",
              "# need a TF Serving built with the ScaNN ops and are left out.",
              "model_config_list {"]
     for name in sorted(os.listdir(root)):
         base_path = os.path.abspath(os.path.join(root, name))
-        if os.path.isdir(base_path) and _newest_retrieval(base_path) == "exact":
+        if os.path.isdir(base_path) and _newest_retrieval(base_path) in STOCK_RETRIEVALS:
             lines += ["  config {", f"    name: {json.dumps(name)}", f"    base_path: {json.dumps(base_path)}",
                       '    model_platform: "tensorflow"', "  }"]
     _write_atomically(os.path.join(root, MODELS_CONFIG), "\n".join(lines + ["}", ""]))

@@ -112,6 +112,28 @@ class ReaderConfig(base_config.Config):
 
 
 @dataclasses.dataclass
+class HybridConfig(base_config.Config):
+    """Lexical retrieval beside the dense index, and how the two rankings are fused.
+
+    With `lexical_index`, every index version also holds BM25 postings of its blocks by
+    WordPiece id (`realm_tf.retrieval.lexical_index`), which `--retrieval hybrid` fuses with
+    the dense ranking (`realm_tf.retrieval.fusion`): each retriever proposes `candidates`
+    blocks, both score their union, and `fusion` ("rrf" or "interpolation") orders it.
+    None of these values are the paper's (REALM retrieves densely only).
+    """
+
+    lexical_index: bool = False
+    k1: float = 1.5  # bm25s's defaults.
+    b: float = 0.75
+    # Tuned on qa_dev (benchmarks/hybrid_retrieval.py, MiniLM towers): interpolation at weights
+    # 0.1-0.7 and RRF at constants 10-100; the best recall@5 was interpolation at 0.5.
+    fusion: str = "interpolation"
+    dense_weight: float = 0.5
+    rrf_constant: float = 60.0  # Cormack et al. 2009.
+    candidates: int = 100
+
+
+@dataclasses.dataclass
 class IndexConfig(base_config.Config):
     """The MIPS index over block embeddings (ScaNN), and how index versions are kept.
 
@@ -132,6 +154,7 @@ class IndexConfig(base_config.Config):
     reorder_num_neighbors: int = 1000
     keep_versions: int = 3
     embed_batch_size: int = 128
+    hybrid: HybridConfig = dataclasses.field(default_factory=HybridConfig)
 
 
 @dataclasses.dataclass

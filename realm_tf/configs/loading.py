@@ -210,6 +210,14 @@ def validate_config(config: ExperimentConfig) -> None:
              config.pretrain.random_mask_probability, "must be in (0, 1]")
     p = config.ict.remove_sentence_probability
     _require(0.0 <= p <= 1.0, "ict.remove_sentence_probability", p, "must be in [0, 1]")
+    hybrid = config.index.hybrid
+    _require(hybrid.fusion in ("rrf", "interpolation"), "index.hybrid.fusion", hybrid.fusion,
+             "must be 'rrf' or 'interpolation'")
+    _require(0.0 <= hybrid.dense_weight <= 1.0, "index.hybrid.dense_weight", hybrid.dense_weight, "must be in [0, 1]")
+    _require(hybrid.candidates >= 1, "index.hybrid.candidates", hybrid.candidates, "must be positive")
+    _require(hybrid.k1 > 0, "index.hybrid.k1", hybrid.k1, "must be positive")
+    _require(0.0 <= hybrid.b <= 1.0, "index.hybrid.b", hybrid.b, "must be in [0, 1]")
+    _require(hybrid.rrf_constant >= 0, "index.hybrid.rrf_constant", hybrid.rrf_constant, "must not be negative")
 
 
 def _require(ok: bool, field: str, value: Any, rule: str) -> None:

@@ -10,17 +10,21 @@ also takes `k` and `max_answer_length` (see realm_tf/export/qa_export.py).
 
 --retrieval exact (matmul + top_k) uses only TF core and TF Text ops: stock TF Serving
 serves it. --retrieval scann needs the ScaNN ops: the Python predictor (`import scann`
-before loading) or a TF Serving built with them.
+before loading) or a TF Serving built with them. --retrieval hybrid (exact) and
+scann_hybrid add BM25 over WordPiece ids (the index version's lexical index, or one
+built from the blocks) and fuse the two rankings as the run config's index.hybrid says;
+each evidence block says which retriever found it (retrieved_by) with both scores.
 
 The output defaults to TF Serving's layout, the next integer version under
-<output_root>/<model_name>/, with model_name realm_qa (exact) or realm_qa_scann (scann):
+<output_root>/<model_name>/, with model_name realm_qa (exact), realm_qa_scann (scann),
+realm_qa_hybrid (hybrid) or realm_qa_scann_hybrid (scann_hybrid):
 kept apart because TF Serving serves the newest version of a base path, which must not
 be one whose ops it lacks. Beside the models the command then (re)writes, for
 `tensorflow_model_server --model_config_file=saved_models/models.config --enable_batching
 --batching_parameters_file=saved_models/batching_parameters.txt`:
 
   models.config             every model under output_root whose newest version is an
-                            exact export (stock TF Serving cannot load ScaNN ones)
+                            exact or hybrid export (stock TF Serving cannot load ScaNN ones)
   batching_parameters.txt   server-side batching up to --reader_batch_size questions
 
 --output writes the export there instead, and no serving files. --blocks_dir and --index
@@ -38,7 +42,7 @@ from realm_tf.cli import add_verbose_flag, run_command
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    from realm_tf.export.qa_export import DEFAULT_MAX_K, DEFAULT_READER_BATCH_SIZE
+    from realm_tf.export.qa_export import DEFAULT_MAX_K, DEFAULT_READER_BATCH_SIZE, RETRIEVAL_KINDS
 
     parser = argparse.ArgumentParser(prog="python -m realm_tf.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,10 +50,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="export directory, must not exist (default: the next version under "
                                          "<output_root>/<model_name>/, with the serving files)")
     parser.add_argument("--output_root", default="saved_models", help="TF Serving model root (default: %(default)s)")
-    parser.add_argument("--model_name", help="model (base path) under --output_root "
-                                             "(default: realm_qa for exact, realm_qa_scann for scann)")
-    parser.add_argument("--retrieval", choices=("scann", "exact"), default="scann",
-                        help="retrieval in the graph (default: %(default)s)")
+    parser.add_argument("--model_name", help="model (base path) under --output_root (default: realm_qa for "
+                                             "exact, realm_qa_scann for scann, realm_qa_hybrid for hybrid, "
+                                             "realm_qa_scann_hybrid for scann_hybrid)")
+    parser.add_argument("--retrieval", choices=RETRIEVAL_KINDS, default="scann",
+                        help="retrieval in the graph: dense by ScaNN or exactly, or either with lexical retrieval "
+                        "fused (hybrid: exact) (default: %(default)s)")
     parser.add_argument("--blocks_dir", help="chunked corpus (default: the one fine-tuning used)")
     parser.add_argument("--index", help="index version or root (default: the version fine-tuning used)")
     parser.add_argument("--top_k", type=int, help="blocks read per question (default: finetune.top_k)")

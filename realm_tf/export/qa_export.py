@@ -19,11 +19,19 @@ both returning
   block_ids       int64   [B, K]  the retrieved blocks, best first
   titles, texts   string  [B, K]  their titles and texts
   probabilities   float32 [B, K]  p(z | x), softmax of the retrieval scores over the K blocks
+  retrieved_by    string  [B, K]  which retriever proposed each block: "dense", "lexical" or
+                                  "both" (always "dense" but in a hybrid export)
+  dense_scores    float32 [B, K]  the block's inner product with the question's embedding
+  lexical_scores  float32 [B, K]  its BM25 for the question (0 but in a hybrid export)
 
 Retrieval is "exact" (a matmul and `tf.math.top_k`: TF core and TF Text ops only, so
 stock TF Serving serves it) or "scann" (tensorflow-recommenders' ScaNN layer, built as
 the index version's searcher was; it needs the ScaNN ops: `import scann` before loading
-in Python, or a TF Serving built with them). Bad requests fail with InvalidArgumentError:
+in Python, or a TF Serving built with them). "hybrid" and "scann_hybrid" add lexical
+retrieval to them (BM25 over WordPiece ids, `realm_tf.retrieval.lexical_index`, whose
+postings are more variables; the index version's own, or built from the blocks) and fuse
+the two rankings as the config's `index.hybrid` says (`realm_tf.retrieval.fusion`): the
+exact one still needs only TF core and TF Text ops. Bad requests fail with InvalidArgumentError:
 questions that are not UTF-8, k outside [1, max_k] (`max_k`, 100 by default, at most the
 number of blocks), max_answer_length outside [1, reader.max_span_length]. Large batches
 are read in chunks of at most `reader_batch_size` questions, fewer at a k past top_k (a
@@ -70,14 +78,17 @@ from realm_tf.corpus.block_store import BlockStore
 from realm_tf.features import FEATURE_KEYS, Featurizer
 from realm_tf.modeling.open_qa import OpenQaModel
 from realm_tf.modeling.span_reader import best_span
+from realm_tf.retrieval.fusion import FusedRanking, fuse_rows
 from realm_tf.retrieval.index_build import configured_scann_builder
+from realm_tf.retrieval.lexical_index import Bm25Parameters, LexicalIndex, LexicalScorer
 from realm_tf.tasks.finetune import build_open_qa_model, restore_finetuned
 
 WARMUP_QUESTIONS = ("who wrote the declaration of independence?",)
-RETRIEVAL_KINDS = ("scann", "exact")
+RETRIEVAL_KINDS = ("scann", "exact", "hybrid", "scann_hybrid")
 # The model (base path) each kind goes to under a serving root: apart, because TF Serving
 # serves the newest version of a base path, which must not be one whose ops it lacks.
-MODEL_NAMES = {"exact": "realm_qa", "scann": "realm_qa_scann"}
+MODEL_NAMES = {"exact": "realm_qa", "scann": "realm_qa_scann", "hybrid": "realm_qa_hybrid",
+               "scann_hybrid": "realm_qa_scann_hybrid"}
 # Output name -> (dtype, shape with None for B and K).
 OUTPUTS = {
     "answer": (tf.string, [None]),
@@ -89,6 +100,9 @@ OUTPUTS = {
     "titles": (tf.string, [None, None]),
     "texts": (tf.string, [None, None]),
     "probabilities": (tf.float32, [None, None]),
+    "retrieved_by": (tf.string, [None, None]),
+    "dense_scores": (tf.float32, [None, None]),
+    "lexical_scores": (tf.float32, [None, None]),
 }
 _QUESTIONS = tf.TensorSpec([None], tf.string, name="questions")
 # The most blocks a request may have read per question, unless the export says otherwise:
@@ -168,6 +182,8 @@ class _QaModule(tf.Module):
       featurizer: its `Featurizer` (tracked, so the vocabulary is an asset).
       tables: `_block_tables` output.
       scann: the ScaNN layer over the embeddings, or None for exact retrieval.
+      lexical: a `LexicalScorer` whose rows are the tables', for hybrid retrieval; or None.
+      hybrid: the `HybridConfig` that fuses the two rankings (with `lexical`).
       top_k, max_answer_length: the defaults of serving_default.
       max_k: the largest k answer_with_options takes.
       reader_batch_size: questions read at once at top_k blocks each; at a larger k,
@@ -176,7 +192,8 @@ class _QaModule(tf.Module):
     """
 
     def __init__(self, model: OpenQaModel, featurizer: Featurizer, tables: Dict[str, np.ndarray], scann,
-                 top_k: int, max_answer_length: int, max_k: int, reader_batch_size: int):
+                 top_k: int, max_answer_length: int, max_k: int, reader_batch_size: int,
+                 lexical: Optional[LexicalScorer] = None, hybrid=None):
         super().__init__(name="realm_qa")
         # The model's variables are tracked, not the Keras model: its own SavedModel
         # serialization traces every layer, which doubles the time to save and to load,
@@ -194,6 +211,10 @@ class _QaModule(tf.Module):
         self._max_k = max_k
         self._max_span_length = model.reader.config.max_span_length
         self._reader_batch_size = reader_batch_size
+        self.lexical = lexical
+        self._hybrid = hybrid
+        # Enough dense candidates that they alone fill any k a request may ask for.
+        self._candidates = min(self._num_blocks, max(hybrid.candidates, max_k)) if lexical is not None else 0
 
     @tf.function(input_signature=[_QUESTIONS])
     def serving_default(self, questions):
@@ -238,8 +259,25 @@ class _QaModule(tf.Module):
                                   parallel_iterations=1)
         return {name: array.concat() for name, array in arrays.items()}
 
-    def _retrieve(self, queries, k):
-        """Rows of the k best blocks, best first: float32 [b, D] -> int32 [b, k]."""
+    def _retrieve(self, queries, tokens, k) -> FusedRanking:
+        """The k best blocks' rows (as ids), best first, with both retrievers' scores ([b, k] each).
+
+        Args:
+          queries: float32 [b, D], the question embeddings.
+          tokens: int64 ragged [b, (tokens)], the questions' WordPiece ids.
+        """
+        if self.lexical is not None:
+            return fuse_rows(queries, self._dense_rows(queries, self._candidates), self.tables["embeddings"],
+                             self.lexical.scores(tokens), self._hybrid, self._candidates, k)
+        rows = tf.cast(self._dense_rows(queries, k), tf.int64)
+        found = tf.ones_like(rows, tf.bool)
+        return FusedRanking(ids=rows, scores=tf.zeros(tf.shape(rows)),
+                            dense_scores=tf.einsum("bd,bkd->bk", queries, tf.gather(self.tables["embeddings"], rows)),
+                            lexical_scores=tf.zeros(tf.shape(rows)), found_by_dense=found,
+                            found_by_lexical=tf.zeros_like(found))
+
+    def _dense_rows(self, queries, k):
+        """Rows of the k best blocks by inner product, best first: float32 [b, D] -> int32 [b, k]."""
         if self.scann is None:
             return self._exact_rows(queries, k)
         distances, rows = self.scann(queries, k=k)
@@ -260,7 +298,8 @@ class _QaModule(tf.Module):
         config = self.featurizer.config
         tokens = self.featurizer.tokenize(questions)
         query = self.featurizer.pack_query(tokens)
-        rows = self._retrieve(self._embed_queries(query), k)
+        ranking = self._retrieve(self._embed_queries(query), tokens, k)
+        rows = ranking.ids
         b = tf.shape(rows)[0]
         texts = tf.io.decode_compressed(tf.gather(tables["compressed_texts"], rows), compression_type="ZLIB")
         # Every retrieved text tokenized again: [b * k, (tokens)], the stored body ids.
@@ -300,7 +339,28 @@ class _QaModule(tf.Module):
             "titles": tf.gather(tables["titles"], rows),
             "texts": texts,
             "probabilities": tf.nn.softmax(outputs["retrieval_logits"], axis=-1),
+            "retrieved_by": tf.where(ranking.found_by_dense & ranking.found_by_lexical, "both",
+                                     tf.where(ranking.found_by_dense, "dense", "lexical")),
+            "dense_scores": ranking.dense_scores,
+            "lexical_scores": ranking.lexical_scores,
         }
+
+
+def _lexical_scorer(version: IndexVersion, blocks: BlockStore, featurizer: Featurizer, hybrid) -> LexicalScorer:
+    """The lexical retriever of a hybrid export: the version's lexical index, or one built from
+    the blocks (rows as the version's, which are the tables')."""
+    if version.lexical_dir:
+        lexical = LexicalIndex.load(version.lexical_dir)
+        if lexical.vocabulary_sha256 != featurizer.vocabulary.sha256:
+            raise QaExportError(f"{version.lexical_dir}: a lexical index of another vocabulary (sha256 "
+                                f"{lexical.vocabulary_sha256}) than the model's")
+        if not np.array_equal(lexical.block_ids, version.block_ids):
+            raise QaExportError(f"{version.lexical_dir}: its rows are not the index version's blocks")
+    else:
+        logging.info("%s holds no lexical index; building one from %s", version.path, blocks.arrays.directory)
+        lexical = LexicalIndex.from_block_arrays(blocks.arrays, featurizer.vocabulary,
+                                                 Bm25Parameters(hybrid.k1, hybrid.b), block_ids=version.block_ids)
+    return LexicalScorer(lexical)
 
 
 def _write_warmup_requests(path: str, top_k: int, max_answer_length: int) -> int:
@@ -333,7 +393,7 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
     Args:
       model_dir: a `--task=finetune` model_dir (its newest checkpoint and its `RunInfo`).
       export_dir: where to write the SavedModel; must not exist yet.
-      retrieval: "scann" or "exact" (see the module docstring).
+      retrieval: "scann", "exact", "hybrid" or "scann_hybrid" (see the module docstring).
       blocks_dir, index: the corpus and the index version (or root: its newest version)
         to serve; default those the model was fine-tuned with. Others re-index without
         retraining: their embeddings must come from the same document tower.
@@ -385,9 +445,12 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
 
     model = build_open_qa_model(config, featurizer)
     checkpoint = restore_finetuned(model, model_dir)
-    tables = _block_tables(version, BlockStore(blocks_dir, featurizer))
-    scann = _scann_layer(tables["embeddings"], version.build, top_k) if retrieval == "scann" else None
-    module = _QaModule(model, featurizer, tables, scann, top_k, max_answer_length, max_k, reader_batch_size)
+    blocks = BlockStore(blocks_dir, featurizer)
+    tables = _block_tables(version, blocks)
+    scann = _scann_layer(tables["embeddings"], version.build, top_k) if retrieval.startswith("scann") else None
+    lexical = _lexical_scorer(version, blocks, featurizer, config.index.hybrid) if "hybrid" in retrieval else None
+    module = _QaModule(model, featurizer, tables, scann, top_k, max_answer_length, max_k, reader_batch_size,
+                       lexical, config.index.hybrid)
     # The functions themselves, not concrete functions traced here: saving traces them
     # again in its own context, and tracing is most of an export's time.
     signatures = {"serving_default": module.serving_default, "answer_with_options": module.answer_with_options}
@@ -398,7 +461,7 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
         warmup_requests = _write_warmup_requests(os.path.join(staging, WARMUP_PATH), top_k, max_answer_length)
         QaExportInfo.now(
             retrieval=retrieval,
-            scann_build=version.build if retrieval == "scann" else None,
+            scann_build=version.build if retrieval.startswith("scann") else None,
             top_k=top_k,
             max_answer_length=max_answer_length,
             max_k=max_k,

@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import pathlib
+from typing import List
 
 from realm_tf.errors import RealmError
 
@@ -70,6 +71,13 @@ class Vocabulary:
             mask_id=ids["[MASK]"],
         )
 
+    def tokens(self) -> List[str]:
+        """Every token, by id."""
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(self.path, "rb") as f:
+            return f.read().decode("utf-8").splitlines()
+
     def continuation_mask(self):
         """bool [size]: whether each token continues a word (WordPiece's "##" prefix).
 
@@ -77,8 +85,5 @@ class Vocabulary:
         not a continuation and the token after it is not one either.
         """
         import numpy as np
-        import tensorflow as tf
 
-        with tf.io.gfile.GFile(self.path, "rb") as f:
-            tokens = f.read().decode("utf-8").splitlines()
-        return np.array([token.startswith("##") for token in tokens], bool)
+        return np.array([token.startswith("##") for token in self.tokens()], bool)

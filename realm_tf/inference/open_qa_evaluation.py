@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from realm_tf.evaluation.open_qa_metrics import score_prediction, score_predictions
 from realm_tf.evaluation.qa_data import QaExample, read_qa
 
-RETRIEVALS = ("index", "bm25", "null")
+RETRIEVALS = ("index", "bm25", "hybrid", "null")
 RECALL_KS = (1, 5, 20)
 
 
@@ -68,8 +68,9 @@ def load_predictor(model_dir: str, blocks_dir: Optional[str] = None, index: Opti
     """The `QaPredictor` of a fine-tuned model_dir, and the checkpoint it restored.
 
     `retrieval` is "index" (the fixed index, searched by `method`, "scann" by default),
-    "bm25" or "null"; `index` and `method` apply to "index" only. The config, the blocks
-    and the index default to the run's (`ModelDir.read_run_info`).
+    "bm25", "hybrid" (the index and its lexical index, fused as the config's
+    `index.hybrid` says) or "null"; `index` and `method` apply to "index" and "hybrid".
+    The config, the blocks and the index default to the run's (`ModelDir.read_run_info`).
     """
     from realm_tf.artifacts.model_dir import ModelDir
     from realm_tf.configs import ConfigError, load_config
@@ -78,12 +79,13 @@ def load_predictor(model_dir: str, blocks_dir: Optional[str] = None, index: Opti
     from realm_tf.inference.predictor import QaPredictor
     from realm_tf.retrieval.bm25_retrieval import Bm25Retrieval
     from realm_tf.retrieval.fixed_index import FixedIndex, NullRetrieval
+    from realm_tf.retrieval.hybrid_retrieval import HybridRetrieval
     from realm_tf.tasks.finetune import build_open_qa_model, restore_finetuned
 
     if retrieval not in RETRIEVALS:
         raise ValueError(f"retrieval must be one of {RETRIEVALS}, got {retrieval!r}")
-    if retrieval != "index" and (index or method):
-        raise ConfigError(f"an index and its search method apply to --retrieval=index, not {retrieval}")
+    if retrieval not in ("index", "hybrid") and (index or method):
+        raise ConfigError(f"an index and its search method apply to --retrieval=index or hybrid, not {retrieval}")
     info = ModelDir(model_dir).read_run_info()
     config = load_config(info.config)
     top_k = top_k or config.finetune.top_k
@@ -99,6 +101,9 @@ def load_predictor(model_dir: str, blocks_dir: Optional[str] = None, index: Opti
         searcher = NullRetrieval(config.retriever.projection_size)
     elif retrieval == "bm25":
         searcher = Bm25Retrieval(blocks, config.retriever.projection_size, name=blocks_dir)
+    elif retrieval == "hybrid":
+        searcher = HybridRetrieval(index or info.index_version, featurizer, config.index.hybrid, method or "scann",
+                                   blocks)
     else:
         searcher = FixedIndex(index or info.index_version, method=method or "scann")
     predictor = QaPredictor(model, featurizer, searcher, blocks, top_k, max_answer_length, evidence_depth)

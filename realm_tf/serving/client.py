@@ -38,7 +38,7 @@ OPTIONS_SIGNATURE = "answer_with_options"
 # The outputs of both signatures of the QA export (realm_tf.export.qa_export.OUTPUTS),
 # named here so that the client does not import the model code.
 OUTPUT_NAMES = ("answer", "score", "answer_block_id", "answer_begin", "answer_end", "block_ids", "titles", "texts",
-                "probabilities")
+                "probabilities", "retrieved_by", "dense_scores", "lexical_scores")
 DEFAULT_TIMEOUT_S = 60.0
 # gRPC refuses messages over 4 MB by default; a large batch's evidence texts exceed it.
 MAX_MESSAGE_BYTES = 1 << 30

@@ -1,0 +1,92 @@
+"""`HybridRetrieval`: open-QA candidates from a dense index and its lexical index, fused.
+
+Each question's best `candidates` blocks by inner product (the index version's searcher)
+and by BM25 (its lexical index, or one built from the blocks when the version has none)
+are scored by both retrievers and fused (`realm_tf.retrieval.fusion`). It has the
+interface of `FixedIndex` (`path`, `dim`, `search(query_embeddings, k, questions)`
+returning block ids and their embeddings), so the reader scores the fused blocks with
+its own retrieval logits, as it does the dense ones.
+"""
+
+import logging
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+
+from realm_tf.retrieval.fixed_index import FixedIndex
+from realm_tf.retrieval.fusion import FusedRanking, fuse_rows
+from realm_tf.retrieval.lexical_index import Bm25Parameters, LexicalIndex, LexicalScorer
+
+logger = logging.getLogger(__name__)
+
+
+class HybridRetrieval:
+    """Dense and lexical retrieval over one index version, fused as `config` says.
+
+    Args:
+      index: an index version, or an index root (its newest version).
+      featurizer: tokenizes the questions for BM25 (the blocks' vocabulary).
+      config: the `HybridConfig`.
+      method: the dense search, "scann" or "exact".
+      blocks: a `BlockStore` of the version's blocks, to build a lexical index from when
+        the version holds none.
+    """
+
+    needs_questions = True
+
+    def __init__(self, index: str, featurizer, config, method: str = "scann", blocks=None):
+        self.dense = FixedIndex(index, method=method)
+        self.version = self.dense.version
+        self.featurizer = featurizer
+        self.config = config
+        self.dim = self.dense.dim
+        if self.version.lexical_dir:
+            lexical = LexicalIndex.load(self.version.lexical_dir)
+        elif blocks is not None:
+            logger.info("%s holds no lexical index; building one from its blocks", self.version.path)
+            lexical = LexicalIndex.from_block_arrays(blocks.arrays, featurizer.vocabulary,
+                                                     Bm25Parameters(config.k1, config.b),
+                                                     block_ids=self.dense.block_ids)
+        else:
+            raise ValueError(f"{self.version.path}: no lexical index (build the index with "
+                             "index.hybrid.lexical_index=true), and no blocks to build one from")
+        if lexical.vocabulary_sha256 != featurizer.vocabulary.sha256:
+            raise ValueError(f"{self.version.path}: its lexical index is of vocabulary sha256 "
+                             f"{lexical.vocabulary_sha256}, the questions' is {featurizer.vocabulary.sha256}")
+        self.lexical_index = lexical
+        self.lexical = LexicalScorer(lexical)
+        self.candidates = min(config.candidates, self.version.num_blocks)
+        self.path = f"hybrid ({config.fusion}) of {self.version.path}"
+
+    def _fused_rows(self, query_embeddings: np.ndarray, questions: Sequence[str], k: int) -> FusedRanking:
+        """`rank`, with rows of the version for ids."""
+        if questions is None or len(questions) != len(query_embeddings):
+            raise ValueError(f"hybrid retrieval needs the question texts: got "
+                             f"{'none' if questions is None else len(questions)} for {len(query_embeddings)} queries")
+        if not 1 <= k <= 2 * self.candidates:
+            raise ValueError(f"{self.path}: fuses at most {2 * self.candidates} blocks a question, cannot "
+                             f"retrieve {k}")
+        dense_rows, _ = self.dense.searcher.search_rows(query_embeddings, self.candidates)
+        lexical_scores = self.lexical.scores(self.featurizer.tokenize(tf.constant(list(questions))))
+        fused = fuse_rows(query_embeddings, dense_rows, np.asarray(self.version.embeddings), lexical_scores,
+                          self.config, self.candidates, k)
+        return FusedRanking(*(np.asarray(value) for value in fused))
+
+    def rank(self, query_embeddings: np.ndarray, questions: Sequence[str], k: int) -> FusedRanking:
+        """Each question's fused best k (at most 2 x candidates), numpy [B, k], with block ids.
+
+        Args:
+          query_embeddings: float32 [B, dim].
+          questions: the B question texts.
+        """
+        fused = self._fused_rows(query_embeddings, questions, k)
+        return fused._replace(ids=self.dense.block_ids[fused.ids])
+
+    def search(self, query_embeddings: np.ndarray, k: int,
+               questions: Optional[Sequence[str]] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """(block ids int64 [B, k], their embeddings float32 [B, k, dim]), best fused first."""
+        rows = self._fused_rows(query_embeddings, questions, k).ids
+        return self.dense.block_ids[rows], np.asarray(self.version.embeddings)[rows]
