@@ -17,6 +17,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import shlex
 import shutil
 import sys
@@ -48,6 +49,17 @@ def gpu_names() -> List[str]:
         details = tf.config.experimental.get_device_details(gpu)
         names.append(details.get("device_name", gpu.name))
     return names
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now."""
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB.
 
 
 def machine_info() -> Dict[str, Any]:

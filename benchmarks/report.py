@@ -221,7 +221,7 @@ def training_section(results: Dict, images: pathlib.Path, plt, name: str = "trai
 
 def serving_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     systems = results["systems"]
-    lines = [f"Both QA exports of a tiny fine-tuned model over {results['num_blocks']:,} blocks, and the in-process "
+    lines = [f"The QA exports of a tiny fine-tuned model over {results['num_blocks']:,} blocks, and the in-process "
              "`QaPredictor` as a reference; the exact export is the baseline. " + results["server"] + ".", ""]
     rows = []
     for name, s in systems.items():

@@ -53,7 +53,6 @@ import argparse
 import json
 import math
 import pathlib
-import resource
 import shutil
 import subprocess
 import sys
@@ -106,15 +105,6 @@ def exact_top_k(embeddings: np.ndarray, queries: np.ndarray, k: int) -> np.ndarr
     return best_rows
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB.
-
-
 def _timed_search(searcher, queries: np.ndarray, exact: np.ndarray, **search_options) -> Dict:
     """One query per call: p50/p99 over every query and recall@10 against `exact` on the first ones."""
     searcher.search(queries[0], final_num_neighbors=K, **search_options)  # Warm-up.
@@ -135,7 +125,7 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
     from realm_tf.retrieval.index_build import publish_index_version
 
     work = pathlib.Path(workdir)
-    figures: Dict = {"rss_after_imports_bytes": _rss_bytes()}
+    figures: Dict = {"rss_after_imports_bytes": common.rss_bytes()}
     started = time.perf_counter()
     if stage == "build":
         embeddings = np.load(work / "embeddings.npy", mmap_mode="r")
@@ -149,7 +139,7 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
         version = IndexVersion.load(latest_version(str(work / "index")), verify=False)
         searcher = version.searcher
         figures["load_seconds"] = round(time.perf_counter() - started, 2)
-        figures["peak_rss_after_load_bytes"] = _peak_rss_bytes()
+        figures["peak_rss_after_load_bytes"] = common.peakcommon.rss_bytes()
         queries = np.load(work / "queries.npy")[:int(num_queries)]
         exact = exact_top_k(version.embeddings, queries[:RECALL_QUERIES], K)
         figures.update(_timed_search(searcher, queries, exact))
@@ -213,7 +203,7 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
         _, loaded = load_qa_export(str(work / f"qa_{stage.split(':', 1)[1]}"))
         answer = loaded.signatures["serving_default"]
         figures["load_seconds"] = round(time.perf_counter() - started, 2)
-        figures["rss_after_load_bytes"] = _rss_bytes()
+        figures["rss_after_load_bytes"] = common.rss_bytes()
         answer(questions=tf.constant(QUESTIONS[:1]))  # Warm-up.
         seconds = []
         for i in range(int(num_queries)):
@@ -221,11 +211,11 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
             answer(questions=tf.constant([QUESTIONS[i % len(QUESTIONS)]]))
             seconds.append(time.perf_counter() - begin)
         figures["one_question"] = common.latency_ms(seconds)
-        figures["rss_at_end_bytes"] = _rss_bytes()
+        figures["rss_at_end_bytes"] = common.rss_bytes()
     else:
         raise ValueError(f"unknown stage {stage!r}")
     figures["seconds"] = round(time.perf_counter() - started, 2)
-    figures["peak_rss_bytes"] = _peak_rss_bytes()
+    figures["peak_rss_bytes"] = common.peakcommon.rss_bytes()
     print("STAGE " + json.dumps(figures), flush=True)
 
 

@@ -1,4 +1,4 @@
-"""Latency and throughput of the two QA exports (exact and ScaNN retrieval), with the Python predictor as a reference.
+"""Latency and throughput of the QA exports (exact, ScaNN and hybrid retrieval), with the Python predictor as a reference.
 
     python -m benchmarks.serving_latency [--calls 50] [--warmup 10] [--batch_size 16] [--batches 8]
         [--num_docs 0] [--exact_below 1000] [--no_predictor] [--workdir runs/bench/serving]
@@ -6,8 +6,10 @@
 Builds what is served from the project's own commands: the embedded corpus chunked and
 embedded into an index version (`benchmarks.common.prepare_pipeline`, an untrained tiny
 embedder), a tiny open-QA model fine-tuned for `--finetune_steps` steps over it
-(`python -m realm_tf.train --task=finetune`; speed does not depend on quality), and its two
-QA exports (`python -m realm_tf.export --retrieval exact|scann`). With `--exact_below`
+(`python -m realm_tf.train --task=finetune`; speed does not depend on quality), and its
+three QA exports (`python -m realm_tf.export --retrieval exact|scann|hybrid`; the hybrid one
+adds BM25 over WordPiece ids and the fusion to the exact one, its lexical index built from
+the blocks). With `--exact_below`
 below the number of blocks, the index version, and so the ScaNN export, use a ScaNN tree
 (as a large corpus would) rather than brute force.
 
@@ -47,10 +49,10 @@ def _directory_bytes(path: pathlib.Path) -> int:
 
 
 def prepare_model(args) -> Dict:
-    """The fine-tuned model_dir and its two exports, built under `args.workdir` (or reused).
+    """The fine-tuned model_dir and its three exports, built under `args.workdir` (or reused).
 
     Returns:
-      {"model_dir", "exports": {"exact": dir, "scann": dir}, "num_blocks"}.
+      {"model_dir", "exports": {"exact": dir, "scann": dir, "hybrid": dir}, "num_blocks"}.
     """
     from realm_tf.configs import load_config
     from realm_tf.export.qa_export import export_qa_model
@@ -73,7 +75,7 @@ def prepare_model(args) -> Dict:
                    progress=False)
     print(f"fine-tuned {args.finetune_steps} step(s) in {time.perf_counter() - started:.0f}s", flush=True)
     exports = {}
-    for kind in ("exact", "scann"):
+    for kind in ("exact", "scann", "hybrid"):
         exports[kind] = args.workdir / "exports" / kind
         shutil.rmtree(exports[kind], ignore_errors=True)
         started = time.perf_counter()
@@ -125,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     machine = common.machine_info()
     import scann  # noqa: F401  (registers the ScaNN ops the ScaNN export needs, before loading it)
     import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (the TF Text ops of both exports)
+    import tensorflow_text  # noqa: F401  (the TF Text ops of every export)
 
     from realm_tf.artifacts.qa_export import QaExportInfo
 

@@ -18,6 +18,7 @@ block read weighs the same): the lexical baseline with the same reader.
 (realm_tf.retrieval.hybrid_retrieval: BM25 over WordPiece ids, the index version's own
 lexical index or one built from the blocks, fused as the config's index.hybrid says);
 the reader weighs them by its own retrieval scores, as it does the index's.
+--retrieval=lexical reads the lexical ranking alone, weighed the same way.
 --retrieval=null reads the null document only: the no-retrieval baseline.
 --evidence_depth=20 retrieves 20 blocks per question and keeps them as evidence, so
 recall@20 is reported while the reader still reads --top_k.
@@ -57,6 +58,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", help="index version or root (default: the version fine-tuning used)")
     parser.add_argument("--retrieval", choices=RETRIEVALS, default="index",
                         help="index: top-k blocks of the index; bm25: top-k blocks by BM25 over the blocks' words; "
+                        "lexical: the index's lexical ranking (BM25 over WordPiece ids) alone; "
                         "hybrid: the index's dense and lexical rankings fused (index.hybrid of the run's config); "
                         "null: the null document only (baseline)")
     parser.add_argument("--method", choices=("scann", "exact"), help="index search method (default: scann)")

@@ -170,13 +170,13 @@ def test_training_rejects_bad_arguments(capsys):
 
 
 @pytest.mark.slow  # Minutes on 2 cores: a real pipeline, trained or exported, then timed.
-def test_serving_times_both_exports_against_exact(serving):
+def test_serving_times_every_export_against_exact(serving):
     results, output = serving
     assert json.loads(output.read_text()) == results
     assert "not installed" in results["server"] and results["baseline"] == "exact"
     systems = results["systems"]
-    assert set(systems) == {"exact", "scann", "predictor"}
-    assert systems["exact"]["export"]["retrieval"] == "exact" and systems["scann"]["export"]["retrieval"] == "scann"
+    assert set(systems) == {"exact", "scann", "hybrid", "predictor"}
+    assert all(systems[kind]["export"]["retrieval"] == kind for kind in ("exact", "scann", "hybrid"))
     exact = systems["exact"]
     for name, entry in systems.items():
         ratios = entry["ratio_to_exact"]
@@ -344,3 +344,20 @@ def test_report_shows_the_inputs_and_scale_results_beside_their_targets(tmp_path
     blocks = json.loads((results_dir / "scale_blocks.json").read_text())["sizes"][-1]
     assert f"| {blocks['num_blocks']:,} | exact | {blocks['qa_export:exact']['seconds']} |" in text
     assert "(a QA export of 1,000,000 blocks served in under 4 GiB) is not measured by this run" in text
+
+
+def test_lexical_scale_builds_and_serves_the_lexical_index_beside_dense_exact_search(tmp_path):
+    from benchmarks import lexical_scale
+
+    output = tmp_path / "lexical_scale.json"
+    results = lexical_scale.main(["--num_blocks=3000", "--queries=5", f"--workdir={tmp_path / 'work'}",
+                                  f"--output={output}"])
+    assert json.loads(output.read_text()) == results
+    build, serve = results["build"], results["serve"]
+    # 8 bytes a posting (an int32 row, a float32 weight), 8 a term start and 8 a block id.
+    assert build["bytes"] == build["postings"] * 8 + (30522 + 1) * 8 + 3000 * 8
+    assert 50 < build["postings_per_block"] <= lexical_scale.TITLE_TOKENS + lexical_scale.BODY_TOKENS
+    lexical, dense = serve["one_question"]["lexical"], serve["one_question"]["dense_exact"]
+    assert results["ratios"]["lexical_p50_over_dense_exact_p50"] == pytest.approx(
+        lexical["p50_ms"] / dense["p50_ms"], rel=0.01, abs=2e-3)
+    assert results["command"].startswith("python -m benchmarks.lexical_scale")

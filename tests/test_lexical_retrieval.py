@@ -248,3 +248,34 @@ def test_the_hybrid_benchmark_sweeps_the_fusions_and_picks_the_best(small_blocks
     assert results["memory"]["bytes_per_block"] * results["num_blocks"] == pytest.approx(
         results["memory"]["lexical_bytes"], rel=1e-3)
     assert results["command"].startswith("python -m benchmarks.hybrid_retrieval")
+
+
+def test_evaluate_reads_the_lexical_and_the_hybrid_ranking(finetuned, capsys):
+    import pathlib
+
+    from realm_tf import evaluate
+    from realm_tf.artifacts.model_dir import ModelDir
+    from realm_tf.configs import load_config
+    from realm_tf.corpus.block_store import BlockStore
+    from realm_tf.retrieval.hybrid_retrieval import HybridRetrieval
+
+    qa = pathlib.Path(finetuned).parent / "qa.jsonl"  # The fixture's 8 qa_train questions.
+    questions = [json.loads(line)["question"] for line in qa.read_text().splitlines()]
+    info = ModelDir(finetuned).read_run_info()
+    featurizer = Featurizer(load_config(info.config).features)
+    lexical = HybridRetrieval(info.index_version, featurizer, load_config(info.config).index.hybrid, "exact",
+                              BlockStore(info.blocks_dir, featurizer)).lexical
+    expected, _ = lexical.search(featurizer.tokenize(tf.constant(questions)), 5)
+    for retrieval in ("lexical", "hybrid"):
+        predictions = pathlib.Path(finetuned).parent / f"{retrieval}.jsonl"
+        metrics = evaluate.run([f"--model_dir={finetuned}", f"--qa={qa}", f"--retrieval={retrieval}",
+                                f"--output={predictions}", "--no_progress"])
+        assert metrics["num_questions"] == 8 and metrics["retrieval"].startswith(
+            {"lexical": "lexical (BM25 over WordPiece ids) of ", "hybrid": "hybrid (interpolation) of "}[retrieval])
+        records = [json.loads(line) for line in predictions.read_text().splitlines()]
+        assert all(len(r["evidence"]) == 5 for r in records)
+        if retrieval == "lexical":
+            assert [[e["block_id"] for e in r["evidence"]] for r in records] == expected.numpy().tolist()
+    assert evaluate.main([f"--model_dir={finetuned}", f"--qa={qa}", "--retrieval=lexical", "--method=exact",
+                          "--no_progress"]) == 2
+    assert "error: a search method does not apply to --retrieval=lexical" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from realm_tf.evaluation.open_qa_metrics import score_prediction, score_predictions
 from realm_tf.evaluation.qa_data import QaExample, read_qa
 
-RETRIEVALS = ("index", "bm25", "hybrid", "null")
+RETRIEVALS = ("index", "bm25", "lexical", "hybrid", "null")
 RECALL_KS = (1, 5, 20)
 
 
@@ -68,8 +68,9 @@ def load_predictor(model_dir: str, blocks_dir: Optional[str] = None, index: Opti
     """The `QaPredictor` of a fine-tuned model_dir, and the checkpoint it restored.
 
     `retrieval` is "index" (the fixed index, searched by `method`, "scann" by default),
-    "bm25", "hybrid" (the index and its lexical index, fused as the config's
-    `index.hybrid` says) or "null"; `index` and `method` apply to "index" and "hybrid".
+    "bm25", "lexical" (the index version's lexical index alone), "hybrid" (the index and
+    its lexical index, fused as the config's `index.hybrid` says) or "null"; `index`
+    applies to "index", "lexical" and "hybrid", `method` to "index" and "hybrid".
     The config, the blocks and the index default to the run's (`ModelDir.read_run_info`).
     """
     from realm_tf.artifacts.model_dir import ModelDir
@@ -84,8 +85,8 @@ def load_predictor(model_dir: str, blocks_dir: Optional[str] = None, index: Opti
 
     if retrieval not in RETRIEVALS:
         raise ValueError(f"retrieval must be one of {RETRIEVALS}, got {retrieval!r}")
-    if retrieval not in ("index", "hybrid") and (index or method):
-        raise ConfigError(f"an index and its search method apply to --retrieval=index or hybrid, not {retrieval}")
+    if (retrieval not in ("index", "lexical", "hybrid") and index) or (retrieval not in ("index", "hybrid") and method):
+        raise ConfigError(f"{'an index' if index else 'a search method'} does not apply to --retrieval={retrieval}")
     info = ModelDir(model_dir).read_run_info()
     config = load_config(info.config)
     top_k = top_k or config.finetune.top_k
@@ -101,9 +102,9 @@ def load_predictor(model_dir: str, blocks_dir: Optional[str] = None, index: Opti
         searcher = NullRetrieval(config.retriever.projection_size)
     elif retrieval == "bm25":
         searcher = Bm25Retrieval(blocks, config.retriever.projection_size, name=blocks_dir)
-    elif retrieval == "hybrid":
+    elif retrieval in ("lexical", "hybrid"):
         searcher = HybridRetrieval(index or info.index_version, featurizer, config.index.hybrid, method or "scann",
-                                   blocks)
+                                   blocks, lexical_only=retrieval == "lexical")
     else:
         searcher = FixedIndex(index or info.index_version, method=method or "scann")
     predictor = QaPredictor(model, featurizer, searcher, blocks, top_k, max_answer_length, evidence_depth)

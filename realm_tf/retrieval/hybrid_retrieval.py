@@ -8,6 +8,7 @@ returning block ids and their embeddings), so the reader scores the fused blocks
 its own retrieval logits, as it does the dense ones.
 """
 
+import dataclasses
 import logging
 from typing import Optional, Sequence, Tuple
 
@@ -33,15 +34,19 @@ class HybridRetrieval:
       method: the dense search, "scann" or "exact".
       blocks: a `BlockStore` of the version's blocks, to build a lexical index from when
         the version holds none.
+      lexical_only: rank by BM25 alone (the dense ranking unused): the lexical baseline
+        with the dense index's block embeddings, for the reader's retrieval scores.
     """
 
     needs_questions = True
 
-    def __init__(self, index: str, featurizer, config, method: str = "scann", blocks=None):
+    def __init__(self, index: str, featurizer, config, method: str = "scann", blocks=None, lexical_only: bool = False):
         self.dense = FixedIndex(index, method=method)
         self.version = self.dense.version
         self.featurizer = featurizer
-        self.config = config
+        # BM25 alone is the interpolation that gives the dense scores no weight: the union's best
+        # lexical scores are the lexical list's own.
+        self.config = dataclasses.replace(config, fusion="interpolation", dense_weight=0.0) if lexical_only else config
         self.dim = self.dense.dim
         if self.version.lexical_dir:
             lexical = LexicalIndex.load(self.version.lexical_dir)
@@ -59,7 +64,8 @@ class HybridRetrieval:
         self.lexical_index = lexical
         self.lexical = LexicalScorer(lexical)
         self.candidates = min(config.candidates, self.version.num_blocks)
-        self.path = f"hybrid ({config.fusion}) of {self.version.path}"
+        self.path = (f"lexical (BM25 over WordPiece ids) of {self.version.path}" if lexical_only
+                     else f"hybrid ({config.fusion}) of {self.version.path}")
 
     def _fused_rows(self, query_embeddings: np.ndarray, questions: Sequence[str], k: int) -> FusedRanking:
         """`rank`, with rows of the version for ids."""
