@@ -20,6 +20,7 @@ import platform
 import resource
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -60,6 +61,19 @@ def rss_bytes() -> int:
 def peak_rss_bytes() -> int:
     """This process's peak resident memory so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB.
+
+
+def stage_in_child(module: str, stage: str, *args: Any) -> Dict[str, Any]:
+    """Runs `module.run_stage(stage, *args)` (as strings) in a new Python, so that its peak RSS
+    is its own, and returns the figures it printed on its last "STAGE {json}" line."""
+    code = f"import sys, {module} as m; m.run_stage(*sys.argv[1:])"
+    done = subprocess.run([sys.executable, "-c", code, stage, *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("STAGE ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"stage {stage} ({' '.join(map(str, args))}) failed ({done.returncode}): "
+                           f"{done.stderr[-2000:]}")
+    return json.loads(lines[-1][len("STAGE "):])
 
 
 def machine_info() -> Dict[str, Any]:

@@ -23,8 +23,6 @@ import argparse
 import json
 import pathlib
 import shutil
-import subprocess
-import sys
 import time
 from typing import Dict, Optional, Sequence
 
@@ -37,7 +35,6 @@ TITLE_TOKENS, BODY_TOKENS = 10, 270
 ZIPF_EXPONENT = 1.1
 DIM = 128
 CANDIDATES = 100
-CHILD = "import sys, benchmarks.lexical_scale as s; s.run_stage(*sys.argv[1:])"
 _BATCH = 1 << 15
 
 
@@ -116,15 +113,6 @@ def run_stage(stage: str, workdir: str, num_queries: str) -> None:
     print("STAGE " + json.dumps(figures), flush=True)
 
 
-def _stage_in_child(stage: str, workdir: pathlib.Path, num_queries: int) -> Dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, stage, str(workdir), str(num_queries)], cwd=common.REPO,
-                          capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("STAGE ")]
-    if done.returncode or not lines:
-        raise RuntimeError(f"stage {stage} at {workdir} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(lines[-1][len("STAGE "):])
-
-
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.lexical_scale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -144,10 +132,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     started = time.perf_counter()
     synthetic = write_synthetic_store(args.workdir / "store", args.num_blocks)
     print(f"wrote {args.num_blocks:,} synthetic blocks in {time.perf_counter() - started:.0f}s", flush=True)
-    build = _stage_in_child("build", args.workdir, args.queries)
+    build = common.stage_in_child("benchmarks.lexical_scale", "build", args.workdir, args.queries)
     print(f"built the lexical index in {build['build_seconds']}s: {build['bytes_per_block']} bytes a block, "
           f"peak RSS {build['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
-    serve = _stage_in_child("serve", args.workdir, args.queries)
+    serve = common.stage_in_child("benchmarks.lexical_scale", "serve", args.workdir, args.queries)
     lexical, dense = serve["one_question"]["lexical"], serve["one_question"]["dense_exact"]
     results = {
         "command": common.command_line("benchmarks.lexical_scale", argv),

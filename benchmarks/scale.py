@@ -54,7 +54,6 @@ import json
 import math
 import pathlib
 import shutil
-import subprocess
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
@@ -69,8 +68,6 @@ RESULTS = common.RESULTS_DIR / "scale.json"
 DIM, K, RECALL_QUERIES = 128, 10, 100
 CHUNK_ROWS = 1 << 18
 REALM_BLOCKS = 13_353_718
-# Runs one stage in a child: python -c CHILD stage workdir num_queries sweep_leaves
-CHILD = "import sys, benchmarks.scale as s; s.run_stage(*sys.argv[1:])"
 BLOCKS_MAX = 1_000_000
 RETRIEVAL_KINDS = ("exact", "scann")
 # The tiny model over blocks of the synthetic ones' length, embedding as the index does.
@@ -139,7 +136,7 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
         version = IndexVersion.load(latest_version(str(work / "index")), verify=False)
         searcher = version.searcher
         figures["load_seconds"] = round(time.perf_counter() - started, 2)
-        figures["peak_rss_after_load_bytes"] = common.peakcommon.rss_bytes()
+        figures["peak_rss_after_load_bytes"] = common.peak_rss_bytes()
         queries = np.load(work / "queries.npy")[:int(num_queries)]
         exact = exact_top_k(version.embeddings, queries[:RECALL_QUERIES], K)
         figures.update(_timed_search(searcher, queries, exact))
@@ -215,7 +212,7 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
     else:
         raise ValueError(f"unknown stage {stage!r}")
     figures["seconds"] = round(time.perf_counter() - started, 2)
-    figures["peak_rss_bytes"] = common.peakcommon.rss_bytes()
+    figures["peak_rss_bytes"] = common.peak_rss_bytes()
     print("STAGE " + json.dumps(figures), flush=True)
 
 
@@ -264,15 +261,6 @@ def _random_model_dir(work: pathlib.Path) -> pathlib.Path:
         layout.write_run_info(RunInfo(config=layout.config_path, blocks_dir=str(work / "blocks"),
                                       index_version=latest_version(str(work / "index"))))
     return pathlib.Path(layout.path)
-
-
-def _stage_in_child(stage: str, workdir: pathlib.Path, num_queries: int, sweep_leaves: str) -> Dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, stage, str(workdir), str(num_queries), sweep_leaves],
-                          cwd=common.REPO, capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("STAGE ")]
-    if done.returncode or not lines:
-        raise RuntimeError(f"stage {stage} at {workdir} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(lines[-1][len("STAGE "):])
 
 
 def _kinds(text: str) -> List[str]:
@@ -333,7 +321,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                                                      for part in ("export", "serve"))]
         for stage in stages:
             count = args.qa_questions if stage.startswith("qa_serve") else args.queries
-            size[stage] = _stage_in_child(stage, work, count, ",".join(map(str, args.sweep_leaves)))
+            size[stage] = common.stage_in_child("benchmarks.scale", stage, work, count, ",".join(map(str, args.sweep_leaves)))
             print(f"N={num_blocks:,} {stage}: {size[stage]['seconds']} s, peak RSS "
                   f"{size[stage]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
         size["index_bytes_on_disk"] = sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file())
