@@ -279,3 +279,26 @@ def test_evaluate_reads_the_lexical_and_the_hybrid_ranking(finetuned, capsys):
     assert evaluate.main([f"--model_dir={finetuned}", f"--qa={qa}", "--retrieval=lexical", "--method=exact",
                           "--no_progress"]) == 2
     assert "error: a search method does not apply to --retrieval=lexical" in capsys.readouterr().err
+
+
+def test_fine_tuning_draws_its_beam_from_the_hybrid_ranking(small_blocks_dir, small_index_root, tmp_path):
+    from realm_tf.configs import load_config
+    from realm_tf.tasks.finetune import FinetuneTask
+
+    from conftest import QA_TRAIN
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(QA_TRAIN.read_text(encoding="utf-8").splitlines(keepends=True)[:4]), encoding="utf-8")
+    config = load_config("tiny", ["finetune.retrieval=hybrid", "index.hybrid.candidates=30",
+                                  "finetune.retriever_beam_size=500"])
+    task = FinetuneTask(config, str(qa), small_blocks_dir, small_index_root)
+    assert task.beam_size == 60  # At most what the fusion of 2 x 30 candidates ranks.
+    batch = task.make_batch(np.arange(4))
+    questions = [e.question for e in task.examples]
+    embeddings = task.search_embedder(task.featurizer.query_features(tf.constant(questions))).numpy()
+    ranking = task.index.rank(embeddings, questions, 60)
+    np.testing.assert_array_equal(batch["candidate_ids"], ranking.ids)
+    rows = np.searchsorted(task.index.block_ids, ranking.ids, sorter=np.argsort(task.index.block_ids))
+    stored = np.asarray(task.index.version.embeddings)[np.argsort(task.index.block_ids)[rows]]
+    np.testing.assert_allclose(batch["candidate_embeddings"], stored)
+    assert ranking.found_by_lexical.any() and not ranking.found_by_dense.all()

@@ -230,6 +230,10 @@ class FinetuneConfig(base_config.Config):
     # retriever's loss is still reported), and only the reader trains; for a pretrained
     # retriever that a reader's learning rate would spoil (configs/minilm.yaml). The paper trains it.
     train_query_tower: bool = True
+    # Where the beam comes from: "index", the dense index (the paper's); "hybrid", its dense
+    # and lexical rankings fused as index.hybrid says (the beam then at most 2 x
+    # index.hybrid.candidates). Ours.
+    retrieval: str = "index"
 
 
 @dataclasses.dataclass

@@ -210,6 +210,8 @@ def validate_config(config: ExperimentConfig) -> None:
              config.pretrain.random_mask_probability, "must be in (0, 1]")
     p = config.ict.remove_sentence_probability
     _require(0.0 <= p <= 1.0, "ict.remove_sentence_probability", p, "must be in [0, 1]")
+    _require(config.finetune.retrieval in ("index", "hybrid"), "finetune.retrieval", config.finetune.retrieval,
+             "must be 'index' or 'hybrid'")
     hybrid = config.index.hybrid
     _require(hybrid.fusion in ("rrf", "interpolation"), "index.hybrid.fusion", hybrid.fusion,
              "must be 'rrf' or 'interpolation'")

@@ -67,6 +67,11 @@ class HybridRetrieval:
         self.path = (f"lexical (BM25 over WordPiece ids) of {self.version.path}" if lexical_only
                      else f"hybrid ({config.fusion}) of {self.version.path}")
 
+    @property
+    def block_ids(self) -> np.ndarray:
+        """int64 [N], the version's blocks by row."""
+        return self.dense.block_ids
+
     def _fused_rows(self, query_embeddings: np.ndarray, questions: Sequence[str], k: int) -> FusedRanking:
         """`rank`, with rows of the version for ids."""
         if questions is None or len(questions) != len(query_embeddings):

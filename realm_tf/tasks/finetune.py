@@ -3,8 +3,9 @@
 Per batch of questions, on the host:
   - embed the questions with a copy of the query tower (synced from the one being
     trained every `finetune.query_sync_every_steps` steps; once, if it is frozen) and take
-    their top `finetune.retriever_beam_size` blocks from the fixed index, with the blocks' stored
-    embeddings, marking those whose text contains an answer;
+    their top `finetune.retriever_beam_size` blocks from the fixed index (or, with
+    `finetune.retrieval` "hybrid", from its dense and lexical rankings fused), with the
+    blocks' stored embeddings, marking those whose text contains an answer;
   - pack `[CLS] question [SEP] body [SEP]` for the first `finetune.top_k` of them and
     mark every span that matches an answer (`realm_tf.tasks.answer_spans`).
 In the step (static shapes): the retrieval logits with the current query tower, the span
@@ -36,6 +37,7 @@ from realm_tf.features.reader_inputs import pack_reader_candidates
 from realm_tf.modeling.embedder import ProjectedEmbedder
 from realm_tf.modeling.open_qa import OpenQaModel, finetuning_loss
 from realm_tf.retrieval.fixed_index import FixedIndex
+from realm_tf.retrieval.hybrid_retrieval import HybridRetrieval
 from realm_tf.tasks.answer_spans import AnswerMatcher, find_answer_spans
 from realm_tf.tasks.example_order import epoch_batches
 
@@ -103,13 +105,21 @@ class FinetuneTask:
             blocks_dir, config.features.block_length, self.featurizer.vocabulary.sha256)
         self.examples: List[QaExample] = read_qa(qa_path, qa_format)
         self.blocks = BlockStore(blocks_dir, self.featurizer)
-        self.index = FixedIndex(index, method=search_method)
+        if config.finetune.retrieval == "hybrid":
+            self.index = HybridRetrieval(index, self.featurizer, config.index.hybrid, search_method, self.blocks)
+        else:
+            self.index = FixedIndex(index, method=search_method)
         unknown = np.setdiff1d(self.index.block_ids, self.blocks.arrays.block_ids)
         if len(unknown):
             raise ManifestError(f"{self.index.path}: {len(unknown)} indexed blocks (e.g. {unknown[0]}) are not in "
                                 f"{blocks_dir}; was the index built from another corpus?")
         self.top_k = config.finetune.top_k
         self.beam_size = min(config.finetune.retriever_beam_size, self.index.version.num_blocks)
+        if isinstance(self.index, HybridRetrieval) and self.beam_size > 2 * self.index.candidates:
+            logger.info("finetune.retriever_beam_size %d is past what the hybrid retrieval fuses (2 x %d "
+                        "candidates): the beam is %d", self.beam_size, self.index.candidates,
+                        2 * self.index.candidates)
+            self.beam_size = 2 * self.index.candidates
         if self.beam_size < self.top_k:
             raise ManifestError(f"{self.index.path}: {self.beam_size} blocks, fewer than finetune.top_k={self.top_k}")
         self.max_span_length = config.reader.max_span_length
@@ -162,7 +172,9 @@ class FinetuneTask:
         matchers = [AnswerMatcher(e.answers, e.answers_are_regex) for e in examples]
         query_tokens = self.featurizer.tokenize([e.question for e in examples])
         query = self.featurizer.pack_query(query_tokens)
-        candidate_ids, candidate_embeddings = self.index.search(self.search_embedder(query).numpy(), self.beam_size)
+        by_text = {"questions": [e.question for e in examples]} if isinstance(self.index, HybridRetrieval) else {}
+        candidate_ids, candidate_embeddings = self.index.search(self.search_embedder(query).numpy(), self.beam_size,
+                                                                **by_text)
         retrieval_correct = np.array(
             [[matcher.in_text(self.blocks.texts[i], self._normalized_text(i)) for i in row]
              for matcher, row in zip(matchers, candidate_ids.tolist())], np.float32).reshape(b, self.beam_size)
