@@ -385,3 +385,16 @@ def test_hybrid_export_refuses_bad_requests_clearly(hybrid_report):
     assert f"k must be at most max_k, {DEFAULT_MAX_K} (as exported, --max_k)" in requests["k past the blocks"]["error"]
     many = requests["1,000 questions"]
     assert len(many["answer"]) == 1000 and all(len(row) == 1 for row in many["block_ids"])
+
+
+def test_scann_hybrid_export_answers_as_the_hybrid_predictor_over_scann(finetuned, tmp_path):
+    from realm_tf.inference.open_qa_evaluation import load_predictor
+
+    export = export_cli.run([f"--model_dir={finetuned}", f"--output={tmp_path / 'scann_hybrid'}",
+                             "--retrieval=scann_hybrid"])
+    outputs = _fresh_process(SCANN_CLIENT, export, json.dumps(QUESTIONS))
+    predictor, _ = load_predictor(finetuned, retrieval="hybrid")  # ScaNN search, as the export's.
+    _assert_same_as_predictor(outputs, predictor.predict(QUESTIONS))
+    assert {by for row in outputs["retrieved_by"] for by in row} <= {"dense", "lexical", "both"}
+    metadata = json.loads(pathlib.Path(export, METADATA_PATH).read_text())
+    assert metadata["retrieval"] == "scann_hybrid" and metadata["scann_build"]["method"] == "brute_force"
