@@ -63,6 +63,14 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB.
 
 
+def report_stage(figures: Dict[str, Any], started: float) -> None:
+    """Ends a `run_stage`: adds its seconds since `started` (perf_counter) and this process's
+    peak RSS to `figures`, and prints them on the "STAGE {json}" line `stage_in_child` reads."""
+    figures["seconds"] = round(time.perf_counter() - started, 2)
+    figures["peak_rss_bytes"] = peak_rss_bytes()
+    print("STAGE " + json.dumps(figures), flush=True)
+
+
 def stage_in_child(module: str, stage: str, *args: Any) -> Dict[str, Any]:
     """Runs `module.run_stage(stage, *args)` (as strings) in a new Python, so that its peak RSS
     is its own, and returns the figures it printed on its last "STAGE {json}" line."""

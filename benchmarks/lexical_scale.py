@@ -20,7 +20,6 @@ terms are not independent of each other, which these are.
 """
 
 import argparse
-import json
 import pathlib
 import shutil
 import time
@@ -108,9 +107,7 @@ def run_stage(stage: str, workdir: str, num_queries: str) -> None:
         figures["rss_at_end_bytes"] = common.rss_bytes()
     else:
         raise ValueError(f"unknown stage {stage!r}")
-    figures["seconds"] = round(time.perf_counter() - started, 2)
-    figures["peak_rss_bytes"] = common.peak_rss_bytes()
-    print("STAGE " + json.dumps(figures), flush=True)
+    common.report_stage(figures, started)
 
 
 def build_arg_parser() -> argparse.ArgumentParser:

@@ -50,7 +50,6 @@ replaced, at one size; here it is the gathered path alone, against N.
 """
 
 import argparse
-import json
 import math
 import pathlib
 import shutil
@@ -211,9 +210,7 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
         figures["rss_at_end_bytes"] = common.rss_bytes()
     else:
         raise ValueError(f"unknown stage {stage!r}")
-    figures["seconds"] = round(time.perf_counter() - started, 2)
-    figures["peak_rss_bytes"] = common.peak_rss_bytes()
-    print("STAGE " + json.dumps(figures), flush=True)
+    common.report_stage(figures, started)
 
 
 def _model_config():

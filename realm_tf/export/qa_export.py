@@ -346,23 +346,6 @@ class _QaModule(tf.Module):
         }
 
 
-def _lexical_scorer(version: IndexVersion, blocks: BlockStore, featurizer: Featurizer, hybrid) -> LexicalScorer:
-    """The lexical retriever of a hybrid export: the version's lexical index, or one built from
-    the blocks (rows as the version's, which are the tables')."""
-    if version.lexical_dir:
-        lexical = LexicalIndex.load(version.lexical_dir)
-        if lexical.vocabulary_sha256 != featurizer.vocabulary.sha256:
-            raise QaExportError(f"{version.lexical_dir}: a lexical index of another vocabulary (sha256 "
-                                f"{lexical.vocabulary_sha256}) than the model's")
-        if not np.array_equal(lexical.block_ids, version.block_ids):
-            raise QaExportError(f"{version.lexical_dir}: its rows are not the index version's blocks")
-    else:
-        logging.info("%s holds no lexical index; building one from %s", version.path, blocks.arrays.directory)
-        lexical = LexicalIndex.from_block_arrays(blocks.arrays, featurizer.vocabulary,
-                                                 Bm25Parameters(hybrid.k1, hybrid.b), block_ids=version.block_ids)
-    return LexicalScorer(lexical)
-
-
 def _write_warmup_requests(path: str, top_k: int, max_answer_length: int) -> int:
     """Writes one PredictionLog per signature to `path` (a TFRecord file); returns how many."""
     try:
@@ -448,9 +431,13 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
     blocks = BlockStore(blocks_dir, featurizer)
     tables = _block_tables(version, blocks)
     scann = _scann_layer(tables["embeddings"], version.build, top_k) if retrieval.startswith("scann") else None
-    lexical = _lexical_scorer(version, blocks, featurizer, config.index.hybrid) if "hybrid" in retrieval else None
+    hybrid = config.index.hybrid
+    lexical = None
+    if "hybrid" in retrieval:
+        lexical = LexicalScorer(LexicalIndex.of_version(version, featurizer.vocabulary,
+                                                        Bm25Parameters(hybrid.k1, hybrid.b), blocks.arrays))
     module = _QaModule(model, featurizer, tables, scann, top_k, max_answer_length, max_k, reader_batch_size,
-                       lexical, config.index.hybrid)
+                       lexical, hybrid)
     # The functions themselves, not concrete functions traced here: saving traces them
     # again in its own context, and tracing is most of an export's time.
     signatures = {"serving_default": module.serving_default, "answer_with_options": module.answer_with_options}

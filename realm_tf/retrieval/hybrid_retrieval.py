@@ -9,7 +9,6 @@ its own retrieval logits, as it does the dense ones.
 """
 
 import dataclasses
-import logging
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -20,8 +19,6 @@ import tensorflow as tf
 from realm_tf.retrieval.fixed_index import FixedIndex
 from realm_tf.retrieval.fusion import FusedRanking, fuse_rows
 from realm_tf.retrieval.lexical_index import Bm25Parameters, LexicalIndex, LexicalScorer
-
-logger = logging.getLogger(__name__)
 
 
 class HybridRetrieval:
@@ -48,21 +45,10 @@ class HybridRetrieval:
         # lexical scores are the lexical list's own.
         self.config = dataclasses.replace(config, fusion="interpolation", dense_weight=0.0) if lexical_only else config
         self.dim = self.dense.dim
-        if self.version.lexical_dir:
-            lexical = LexicalIndex.load(self.version.lexical_dir)
-        elif blocks is not None:
-            logger.info("%s holds no lexical index; building one from its blocks", self.version.path)
-            lexical = LexicalIndex.from_block_arrays(blocks.arrays, featurizer.vocabulary,
+        self.lexical_index = LexicalIndex.of_version(self.version, featurizer.vocabulary,
                                                      Bm25Parameters(config.k1, config.b),
-                                                     block_ids=self.dense.block_ids)
-        else:
-            raise ValueError(f"{self.version.path}: no lexical index (build the index with "
-                             "index.hybrid.lexical_index=true), and no blocks to build one from")
-        if lexical.vocabulary_sha256 != featurizer.vocabulary.sha256:
-            raise ValueError(f"{self.version.path}: its lexical index is of vocabulary sha256 "
-                             f"{lexical.vocabulary_sha256}, the questions' is {featurizer.vocabulary.sha256}")
-        self.lexical_index = lexical
-        self.lexical = LexicalScorer(lexical)
+                                                     blocks.arrays if blocks is not None else None)
+        self.lexical = LexicalScorer(self.lexical_index)
         self.candidates = min(config.candidates, self.version.num_blocks)
         self.path = (f"lexical (BM25 over WordPiece ids) of {self.version.path}" if lexical_only
                      else f"hybrid ({config.fusion}) of {self.version.path}")

@@ -28,6 +28,7 @@ posting and 8 a block, on disk and in memory, plus 8 a vocabulary term (0.24 MB)
 
 import dataclasses
 import json
+import logging
 import os
 import string
 from typing import Dict, Iterable, Optional, Tuple
@@ -45,6 +46,8 @@ LEXICAL_INFO_NAME = "lexical.json"
 _ARRAYS = {"term_starts": np.int64, "rows": np.int32, "weights": np.float32, "block_ids": np.int64}
 # Rows per pass of the build: bounds its memory (about 40 bytes a token of the pass).
 _BUILD_ROWS = 1 << 16
+
+logger = logging.getLogger(__name__)
 
 
 class LexicalIndexError(RealmError, ValueError):
@@ -247,9 +250,29 @@ class LexicalIndex:
         return cls(**arrays, parameters=Bm25Parameters(info["k1"], info["b"]),
                    vocabulary_sha256=info["vocabulary_sha256"])
 
-    def scores(self, query_tokens) -> np.ndarray:
-        """float32 [Q, N]: BM25 of every block for each question (int ragged [Q, (tokens)]), on the host."""
-        return LexicalScorer(self).scores(query_tokens).numpy()
+    @classmethod
+    def of_version(cls, version, vocabulary, parameters: Bm25Parameters = Bm25Parameters(),
+                   arrays=None) -> "LexicalIndex":
+        """The lexical index of an `IndexVersion`, rows as its block_ids: the one it holds, or,
+        when it holds none, one built from `arrays` (the `BlockArrays` of its blocks).
+
+        Raises:
+          LexicalIndexError: the version holds none and no arrays are given, or it holds one
+            of another vocabulary or other rows.
+        """
+        if version.lexical_dir:
+            index = cls.load(version.lexical_dir)
+            if index.vocabulary_sha256 != vocabulary.sha256:
+                raise LexicalIndexError(f"{version.lexical_dir}: a lexical index of vocabulary sha256 "
+                                        f"{index.vocabulary_sha256}, not {vocabulary.sha256}")
+            if not np.array_equal(index.block_ids, version.block_ids):
+                raise LexicalIndexError(f"{version.lexical_dir}: its rows are not the index version's blocks")
+            return index
+        if arrays is None:
+            raise LexicalIndexError(f"{version.path}: no lexical index (build the index with "
+                                    "index.hybrid.lexical_index=true), and no blocks to build one from")
+        logger.info("%s holds no lexical index; building one from %s", version.path, arrays.directory)
+        return cls.from_block_arrays(arrays, vocabulary, parameters, block_ids=np.asarray(version.block_ids))
 
 
 class LexicalScorer(tf.Module):
