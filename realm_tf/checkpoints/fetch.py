@@ -28,6 +28,7 @@ import uuid
 import zipfile
 from typing import BinaryIO, Callable, Dict, Mapping, Optional
 
+from realm_tf.artifacts.index_version import file_sha256
 from realm_tf.checkpoints.tensor_sources import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -108,11 +109,6 @@ def wheel_version(wheel_file: str) -> str:
 
 
 # --- digests ----------------------------------------------------------------------------
-
-
-def file_sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _mismatch(label: str, found: str, expected: str, name: str) -> CheckpointError:
