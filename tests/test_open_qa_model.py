@@ -185,7 +185,9 @@ def test_a_frozen_query_tower_scores_without_dropout_in_training(featurizer):
         model = OpenQaModel(config, featurizer.vocabulary.continuation_mask())
         batch = {"query": featurizer.pack_query(query_tokens),
                  "reader": {k: tf.constant(v) for k, v in reader.features.items()},
-                 "candidate_embeddings": tf.ones([1, 1, config.retriever.projection_size])}
+                 # Not all ones: a LayerNormed query sums to zero, so every score would be 0.
+                 "candidate_embeddings": tf.random.stateless_normal(
+                     [1, 1, config.retriever.projection_size], seed=[1, 2])}
         logits[train_query_tower] = [model(batch, training=training)["retrieval_logits"].numpy()
                                      for training in (False, True, True)]
     inference, *training = logits[False]
