@@ -280,7 +280,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
              else getattr(args, f"{stage}_steps") for stage in SIZES[args.size]}
     overrides = [f"ict.training.train_steps={steps['ict']}", f"pretrain.training.train_steps={steps['pretrain']}",
                  f"finetune.training.train_steps={steps['finetune']}", f"index.keep_versions={KEEP_INDEX_VERSIONS}",
-                 *args.override]
+                 # The paper's ablation compares dense retrievers: each fine-tuning's beam comes
+                 # from its own dense index, whatever the config fine-tunes over by default.
+                 "finetune.retrieval=index", *args.override]
     config = load_config(args.config, overrides)  # Bad overrides fail here, before any work.
     qa = args.qa or quickstart.QA_DIR / "qa_dev.jsonl"
     corpus = args.corpus or quickstart.DEFAULT_CORPUS

@@ -17,9 +17,11 @@ path). Stages:
   retrieval recall@{1,5,20} on the qa_dev questions of the newest index: dense, BM25, the
             in-graph lexical retriever and the hybrid of the two (realm_tf.evaluate_retrieval)
   finetune  open-QA fine-tuning on qa_train over that index, kept fixed, from the
-            pre-trained query tower and reader (realm_tf.train --task=finetune)
+            pre-trained query tower and reader (realm_tf.train --task=finetune); in minilm
+            its beam is the hybrid ranking (finetune.retrieval), in tiny the dense one
   export    the fine-tuned model, its blocks and index as one SavedModel that answers
-            questions, with exact retrieval (stock TF Serving ops) in TF Serving's layout
+            questions, retrieving as fine-tuning did (hybrid: exact dense plus in-graph
+            BM25; else exact dense), with stock TF Serving ops, in TF Serving's layout
             under <workdir>/saved_models (python -m realm_tf.export)
   evaluate  exact match, F1 and recall@k on qa_dev (--eval_questions of them, a fixed
             sample; 0 for all 1,352) of that SavedModel, through its signature, and the
@@ -201,8 +203,10 @@ def _export_stage(ws: Workspace) -> List[str]:
     from realm_tf.artifacts.serving_root import MODELS_CONFIG
     from realm_tf.export.qa_export import export_for_serving
 
+    # The export retrieves as fine-tuning did: the reader is read over the blocks it learnt from.
+    retrieval = "hybrid" if ws.config.finetune.retrieval == "hybrid" else "exact"
     ws.export_dir = export_for_serving(ws.path("finetune"), output_root=ws.path("saved_models"),
-                                       model_name="realm_qa", retrieval="exact")
+                                       model_name="realm_qa", retrieval=retrieval)
     return [f"SavedModel: {ws.export_dir}",
             f"TF Serving model config: {ws.workdir / 'saved_models' / MODELS_CONFIG}"]
 
