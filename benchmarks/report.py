@@ -47,6 +47,7 @@ FILES = {
     "scale_blocks": "scale_blocks.json",
     "hybrid": "hybrid_retrieval.json",
     "lexical_scale": "lexical_scale.json",
+    "spans": "salient_spans.json",
 }
 
 
@@ -568,6 +569,39 @@ def lexical_scale_section(results: Dict, images: pathlib.Path, plt) -> List[str]
     return lines + _provenance(results)
 
 
+def spans_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    detectors, labels, corpus = results["detectors"], results["labels"], results["corpus"]
+    names = list(detectors)
+    lines = [f"Each detector masks the sentences of the embedded corpus ({corpus['documents']:,} documents, "
+             f"{corpus['blocks']:,} blocks of {corpus['block_length']} wordpieces) with "
+             "`beam_pipelines.make_pretraining_examples` on the DirectRunner, and is judged on the "
+             f"{labels['sentences']} hand-labelled sentences of `benchmarks/data/{labels['file']}` "
+             f"({labels['labelled_spans']} labelled names and dates, from the {len(labels['articles'])} qa_dev "
+             "articles' paragraphs; the rules of labelling in `benchmarks/data/README.md`). A span counts as a named "
+             "entity or date when it lies inside a labelled one. spaCy's entity types: "
+             f"{', '.join(results['entity_types'])}, with the date regex.", ""]
+    rows = []
+    for name in names:
+        run, judged = detectors[name]["pipeline"], detectors[name]["labelled"]
+        rows.append([name, run["with_a_span"], run["masked_salient"], judged["entity_or_date"],
+                     judged["exactly_a_labelled_span"], judged["masked_span_entity_or_date_expected"],
+                     judged["labelled_spans_found_exactly"], run["sentences_per_second"],
+                     _times(detectors[name]["pipeline"]["speed_vs_first"])])
+    lines += _table(["detector", "sentences with a span", "masked salient", "spans: entity or date",
+                     "spans: exactly one", "masked spans: entity or date", "labelled found exactly",
+                     "sentences/s", "speed vs " + names[0]], rows)
+    lines += [f"Sentences/s: the fastest of {len(detectors[names[0]]['pipeline']['runs_seconds'])} runs each, the "
+              "detectors taking turns, each run paying Beam's start and the detector's load "
+              f"({results['corpus']['documents']:,} documents; Beam options: "
+              f"{' '.join(results['beam_args']) or 'none'}). Masked spans: those the pipeline can mask (1 to "
+              "pretrain.max_masked_tokens wordpieces), drawn uniformly per sentence as it draws them.", ""]
+    for name in names:
+        wrong = detectors[name]["labelled"]["not_entities_or_dates"]
+        lines += [f"{name}'s spans that are not a name or date ({len(wrong)}): "
+                  + ", ".join(f"\"{w}\"" for w in wrong[:40]) + (", ..." if len(wrong) > 40 else ""), ""]
+    return lines + _provenance(results)
+
+
 SECTIONS: List[tuple] = [
     # (key, title, section function, the command that makes the results)
     ("retrieval", "Retrieval: ScaNN vs exact, and the recall/throughput curve", retrieval_section,
@@ -592,6 +626,8 @@ SECTIONS: List[tuple] = [
      "python -m benchmarks.hybrid_retrieval (after the quickstart)"),
     ("lexical_scale", "Hybrid retrieval at scale: the lexical index over 1M blocks", lexical_scale_section,
      "python -m benchmarks.lexical_scale"),
+    ("spans", "Salient spans: the rules against spaCy's NER", spans_section,
+     "python -m benchmarks.salient_spans"),
     ("quality", "Quality: open-QA on squad_open qa_dev", quality_section, "python -m benchmarks.quality"),
     ("quality_full", "Quality at the full budget: every qa_dev question", lambda r, i, p: quality_section(
         r, i, p, "quality_full"), "python -m benchmarks.quality --size full --sample 0"),

@@ -11,7 +11,9 @@ path). Stages:
   ict       Inverse Cloze Task warm start of the retriever -> embedder export (realm_tf.train;
             zero steps in minilm: the imported towers as they are)
   index     embed every block, build and publish a ScaNN index version (beam_pipelines.embed_and_index)
-  examples  sentences with a salient span masked (beam_pipelines.make_pretraining_examples)
+  examples  sentences with a salient span masked (beam_pipelines.make_pretraining_examples);
+            in minilm the spans come from spaCy's NER where the ner extra is installed
+            (pretrain.salient_span_detector: spacy), else from the rules, and it says so
   pretrain  REALM pre-training from the ICT retriever, the index refreshed in the
             background as it trains (realm_tf.train --task=pretrain, beam_pipelines.refresh)
   retrieval recall@{1,5,20} on the qa_dev questions of the newest index: dense, BM25, the
@@ -49,6 +51,7 @@ ASSETS_DIR = pathlib.Path(__file__).resolve().parent / "assets"
 QA_DIR = ASSETS_DIR / "squad_open"
 DEFAULT_CORPUS = QA_DIR / "corpus.jsonl"
 SAMPLE_QUESTION = "When was Nikola Tesla born?"
+SPAN_DETECTOR = "pretrain.salient_span_detector"
 
 
 @dataclasses.dataclass
@@ -122,10 +125,22 @@ def _index_stage(ws: Workspace) -> List[str]:
 
 def _examples_stage(ws: Workspace) -> List[str]:
     from beam_pipelines import make_pretraining_examples
+    from realm_tf.configs import load_config
+    from realm_tf.features.spacy_spans import SpanModelError, check_installed
 
-    manifest = make_pretraining_examples.make_pretraining_examples(ws.path("blocks"), ws.path("examples"), ws.config,
+    config, notes = ws.config, []
+    chosen = any(o.split("=", 1)[0].strip() == SPAN_DETECTOR for o in ws.overrides)
+    if config.pretrain.salient_span_detector == "spacy" and not chosen:
+        # The config's tagger where the ner extra is installed; said, not silent, where it is not
+        # (an explicit --override asking for it still fails with the install command).
+        try:
+            check_installed()
+        except SpanModelError as e:
+            config = load_config(ws.config_name, [*ws.overrides, f"{SPAN_DETECTOR}=dates_and_entities"])
+            notes = [f"note: {e}; masking with the rule-based detector (dates_and_entities) instead"]
+    manifest = make_pretraining_examples.make_pretraining_examples(ws.path("blocks"), ws.path("examples"), config,
                                                                    overwrite=True)
-    return make_pretraining_examples.summarize(manifest, ws.path("examples")).splitlines()
+    return notes + make_pretraining_examples.summarize(manifest, ws.path("examples")).splitlines()
 
 
 def _pretrain_stage(ws: Workspace) -> List[str]:

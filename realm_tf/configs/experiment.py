@@ -6,6 +6,7 @@ Values not taken from the paper or the released code say so in a comment.
 """
 
 import dataclasses
+from typing import List
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from official.modeling.hyperparams import base_config
@@ -185,6 +186,15 @@ class IctConfig(base_config.Config):
     heldout_percent: int = 5
 
 
+# The entity types of OntoNotes 5, as spaCy's English models label them.
+ONTONOTES_ENTITY_TYPES = ("PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW",
+                          "LANGUAGE", "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CARDINAL")
+# Those that CoNLL-2003's PER, ORG, LOC and MISC cover (the tagger the paper used): no
+# numbers, and no DATE or TIME, which hold phrases such as "each year".
+CONLL_ENTITY_TYPES = ("PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW",
+                      "LANGUAGE")
+
+
 @dataclasses.dataclass
 class PretrainConfig(base_config.Config):
     """REALM pre-training: salient span masking and asynchronous MIPS refresh."""
@@ -197,7 +207,12 @@ class PretrainConfig(base_config.Config):
     # "salient": mask one salient span (entity or date) per sentence, falling back to
     # random tokens where a sentence has none; "random": BERT-style random tokens only.
     masking: str = "salient"
+    # "dates_and_entities" (rules), "spacy" (a trained NER tagger, the `ner` extra), or any
+    # registered detector (`realm_tf.features.salient_spans`).
     salient_span_detector: str = "dates_and_entities"
+    # The entity types the "spacy" detector masks, of ONTONOTES_ENTITY_TYPES; dates come
+    # from the date regex.
+    salient_entity_types: List[str] = dataclasses.field(default_factory=lambda: list(CONLL_ENTITY_TYPES))
     random_mask_probability: float = 0.15
     # Examples are streamed from their shards; this many are held and shuffled at a time
     # (`realm_tf.tasks.example_stream`).

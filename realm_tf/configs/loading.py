@@ -10,7 +10,7 @@ from typing import Any, Iterable, List, Mapping, Sequence, Set
 
 import yaml
 
-from realm_tf.configs.experiment import ExperimentConfig
+from realm_tf.configs.experiment import ONTONOTES_ENTITY_TYPES, ExperimentConfig
 from realm_tf.errors import RealmError
 
 _SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -206,6 +206,9 @@ def validate_config(config: ExperimentConfig) -> None:
              config.retriever.projection_norm_gain, "must be positive")
     _require(config.pretrain.masking in ("salient", "random"), "pretrain.masking", config.pretrain.masking,
              "must be 'salient' or 'random'")
+    types = config.pretrain.salient_entity_types
+    _require(isinstance(types, (list, tuple)) and types and set(types) <= set(ONTONOTES_ENTITY_TYPES),
+             "pretrain.salient_entity_types", types, f"must be a non-empty list of {list(ONTONOTES_ENTITY_TYPES)}")
     _require(0 < config.pretrain.random_mask_probability <= 1, "pretrain.random_mask_probability",
              config.pretrain.random_mask_probability, "must be in (0, 1]")
     p = config.ict.remove_sentence_probability

@@ -6,7 +6,7 @@ world knowledge rather than local syntax.
 
 A span detector is a callable `text -> [(start, end), ...]`: character spans of
 `text`, non-overlapping and sorted, each starting and ending at a word boundary.
-Registered here, none of them needing a download:
+Registered here (the rules need no model; "spacy" needs its extra):
 
   "dates"               a date regex: "7 February 2016", "February 7, 2016",
                         "Feb. 7, 2016", "March 1880", "1990s" (of "the 1990s"),
@@ -24,30 +24,36 @@ Registered here, none of them needing a download:
                         possessive is stripped ("Denver's" gives "Denver").
   "dates_and_entities"  the union; where a date and an entity overlap the longer
                         wins ("February 7, 2016" over "February").
+  "spacy"               a trained NER tagger, as the paper used: spaCy's English model
+                        (`realm_tf.features.spacy_spans`, the `ner` extra: `pip install -e
+                        '.[ner]'`), its entities of `pretrain.salient_entity_types` with the
+                        date regex's dates. Without the extra it is refused, naming the
+                        install command; nothing falls back to the rules.
 
-A real NER model plugs in with `register_span_detector`, e.g. spaCy:
+Another detector plugs in with `register_span_detector`:
 
     from realm_tf.features.salient_spans import register_span_detector
 
-    def spacy_entities_and_dates():
-        import spacy
-        nlp = spacy.load("en_core_web_sm", disable=["parser", "lemmatizer"])
-        keep = {"PERSON", "NORP", "ORG", "GPE", "LOC", "FAC", "EVENT", "WORK_OF_ART", "DATE"}
-        return lambda text: [(e.start_char, e.end_char) for e in nlp(text).ents if e.label_ in keep]
+    def my_tagger():
+        model = load_my_model()
+        return lambda text: [(start, end) for start, end in model.entities(text)]
 
-    register_span_detector("spacy", spacy_entities_and_dates)
+    register_span_detector("mine", my_tagger)
 
-and select it with `pretrain.salient_span_detector: spacy`. Register it before the
+and is selected with `pretrain.salient_span_detector: mine`. Register it before the
 pipeline is built (in the launching script, or a module it imports):
 `beam_pipelines.make_pretraining_examples` looks the factory up there and ships it,
 pickled, to its workers, which call it once each. A factory defined in an importable
 module is pickled by reference, so that module must be installed on the workers too
-(`--setup_file`); one defined in the launching script travels by value.
+(`--setup_file`); one defined in the launching script travels by value. A detector with a
+`batch(texts) -> [spans, ...]` method is given a batch of sentences at a time
+(`detect_spans`), as a model runs faster on batches.
 
 `mask_sentence` turns a sentence and its spans into a masked query (wordpieces).
 """
 
 import dataclasses
+import functools
 import random
 import re
 from typing import Callable, Dict, List, Optional, Sequence
@@ -82,7 +88,8 @@ _DATE = re.compile(
 )
 
 
-def _dates(text: str) -> List[Span]:
+def dates(text: str) -> List[Span]:
+    """The date regex's spans of `text`."""
     return [m.span() for m in _DATE.finditer(text)]
 
 
@@ -172,11 +179,29 @@ def merge_spans(*span_lists: Sequence[Span]) -> List[Span]:
     return sorted(kept)
 
 
-_DETECTORS: Dict[str, Callable[[], SpanDetector]] = {
-    "dates": lambda: _dates,
+def _spacy(entity_types: Sequence[str] = ()) -> SpanDetector:
+    from realm_tf.configs.experiment import CONLL_ENTITY_TYPES
+    from realm_tf.features.spacy_spans import SpacySpanDetector
+
+    return SpacySpanDetector(entity_types or CONLL_ENTITY_TYPES)
+
+
+def _check_spacy() -> None:
+    from realm_tf.features.spacy_spans import check_installed
+
+    check_installed()
+
+
+_DETECTORS: Dict[str, Callable[..., SpanDetector]] = {
+    "dates": lambda: dates,
     "entities": lambda: _entities,
-    "dates_and_entities": lambda: lambda text: merge_spans(_dates(text), _entities(text)),
+    "dates_and_entities": lambda: lambda text: merge_spans(dates(text), _entities(text)),
+    "spacy": _spacy,
 }
+# Detectors whose factory takes `entity_types`, and what checks, in the launching process,
+# that a worker will be able to load them.
+_TAKES_ENTITY_TYPES = {"spacy"}
+_PREFLIGHT = {"spacy": _check_spacy}
 
 
 def register_span_detector(name: str, factory: Callable[[], SpanDetector]) -> None:
@@ -187,19 +212,35 @@ def register_span_detector(name: str, factory: Callable[[], SpanDetector]) -> No
     _DETECTORS[name] = factory
 
 
-def span_detector_factory(name: str) -> Callable[[], SpanDetector]:
-    """The factory registered under `name`; ValueError naming the known ones otherwise.
+def span_detector_factory(name: str, entity_types: Sequence[str] = ()) -> Callable[[], SpanDetector]:
+    """The factory registered under `name`, called with no arguments to make the detector.
 
     Pipelines ship the factory to their workers, whose own registries may lack `name`.
+    `entity_types` (`pretrain.salient_entity_types`; empty: the detector's default) go to
+    a detector that takes them ("spacy").
+
+    Raises:
+      ValueError: no detector is registered under `name` (the message names those that are).
+      SpanModelError: "spacy" without spaCy or its model installed (naming the install command).
     """
     if name not in _DETECTORS:
         raise ValueError(f"unknown salient span detector {name!r}; registered: {sorted(_DETECTORS)}")
+    if name in _PREFLIGHT:
+        _PREFLIGHT[name]()
+    if name in _TAKES_ENTITY_TYPES:
+        return functools.partial(_DETECTORS[name], tuple(entity_types))
     return _DETECTORS[name]
 
 
-def get_span_detector(name: str) -> SpanDetector:
-    """The detector registered under `name`; ValueError naming the known ones otherwise."""
-    return span_detector_factory(name)()
+def get_span_detector(name: str, entity_types: Sequence[str] = ()) -> SpanDetector:
+    """The detector registered under `name` (see `span_detector_factory`)."""
+    return span_detector_factory(name, entity_types)()
+
+
+def detect_spans(detector: SpanDetector, texts: Sequence[str]) -> List[List[Span]]:
+    """Each text's spans: one call of the detector's `batch` where it has one, else one call a text."""
+    batch = getattr(detector, "batch", None)
+    return batch(list(texts)) if batch is not None else [detector(text) for text in texts]
 
 
 # --- Masking -----------------------------------------------------------------------
