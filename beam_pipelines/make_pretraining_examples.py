@@ -42,6 +42,7 @@ from realm_tf.features.salient_spans import (
     SpanDetector,
     detect_spans,
     mask_sentence,
+    masking_options,
     span_detector_factory,
     strings_to_tokenize,
 )
@@ -87,13 +88,7 @@ class MaskSentences(beam.DoFn):
         self._featurizer = Featurizer(self._config.features)
         self._split = get_sentence_splitter(self._config.corpus.sentence_splitter)
         self._detect = self._detector_factory() if self._detector_factory else None
-        self._masking = dict(
-            mask_id=self._featurizer.vocabulary.mask_id,
-            vocab_size=self._featurizer.vocabulary.size,
-            max_query_tokens=self._config.features.query_length - 2,
-            max_masked_tokens=self._config.pretrain.max_masked_tokens,
-            random_fallback_probability=self._config.pretrain.random_mask_probability,
-        )
+        self._masking = masking_options(self._config, self._featurizer.vocabulary)
 
     def process(self, serialized: Sequence[bytes]):
         # (block_id, index in block, sentence, spans) for the whole batch, so that all

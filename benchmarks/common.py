@@ -198,6 +198,16 @@ def parse_names(text: str, known: Sequence[str], what: str) -> List[str]:
     return names
 
 
+def write_docs(workdir: pathlib.Path, num_docs: int = 0) -> Tuple[pathlib.Path, int]:
+    """The first `num_docs` documents of the embedded corpus (0: all) in workdir/docs.jsonl;
+    returns its path and how many documents it holds."""
+    lines = CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)[:num_docs or None]
+    workdir.mkdir(parents=True, exist_ok=True)
+    docs = workdir / "docs.jsonl"
+    docs.write_text("".join(lines), encoding="utf-8")
+    return docs, len(lines)
+
+
 def prepare_pipeline(workdir: pathlib.Path, num_docs: int = 0, config: str = "tiny",
                      overrides: Sequence[str] = (), examples: bool = False) -> Dict[str, Any]:
     """A small real pipeline for timing: blocks, an embedder export, an index version, examples.
@@ -231,9 +241,7 @@ def prepare_pipeline(workdir: pathlib.Path, num_docs: int = 0, config: str = "ti
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     started = time.perf_counter()
-    lines = CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)
-    docs = workdir / "docs.jsonl"
-    docs.write_text("".join(lines[:num_docs] if num_docs else lines), encoding="utf-8")
+    docs, written = write_docs(workdir, num_docs)
     experiment = load_config(config, overrides)
     blocks_dir = str(workdir / "blocks")
     manifest = chunk_corpus.chunk_corpus([str(docs)], blocks_dir, experiment)
@@ -249,7 +257,7 @@ def prepare_pipeline(workdir: pathlib.Path, num_docs: int = 0, config: str = "ti
         examples_dir = str(workdir / "examples")
         make_pretraining_examples.make_pretraining_examples(blocks_dir, examples_dir, experiment)
     paths = {"blocks_dir": blocks_dir, "embedder_export": embedder_export, "index_root": index_root,
-             "examples_dir": examples_dir, "num_blocks": manifest.num_blocks, "num_docs": len(lines[:num_docs or None])}
+             "examples_dir": examples_dir, "num_blocks": manifest.num_blocks, "num_docs": written}
     marker.write_text(json.dumps({"arguments": wanted, "paths": paths}, indent=2) + "\n", encoding="utf-8")
     print(f"pipeline prepared in {workdir} ({manifest.num_blocks} blocks) in {time.perf_counter() - started:.0f}s",
           flush=True)

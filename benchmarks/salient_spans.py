@@ -151,7 +151,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from beam_pipelines import chunk_corpus
     from realm_tf.configs import load_config
     from realm_tf.features import Featurizer
-    from realm_tf.features.salient_spans import get_span_detector
+    from realm_tf.features.salient_spans import get_span_detector, masking_options
 
     config = load_config(args.config)
     names = [name.strip() for name in args.detectors.split(",") if name.strip()]
@@ -159,16 +159,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     rows = read_labels(args.labels)
     featurizer = Featurizer(config.features)
     tokenize = lambda texts: featurizer.tokenize(list(texts)).to_list()  # noqa: E731
-    masking = dict(mask_id=featurizer.vocabulary.mask_id, vocab_size=featurizer.vocabulary.size,
-                   max_query_tokens=config.features.query_length - 2,
-                   max_masked_tokens=config.pretrain.max_masked_tokens,
-                   random_fallback_probability=config.pretrain.random_mask_probability)
+    masking = masking_options(config, featurizer.vocabulary)
     labelled = {name: score_labelled(detector, rows, tokenize, masking) for name, detector in detectors.items()}
 
-    lines = common.CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)
-    docs = args.workdir / "docs.jsonl"
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    docs.write_text("".join(lines[:args.num_docs] if args.num_docs else lines), encoding="utf-8")
+    docs, num_docs = common.write_docs(args.workdir, args.num_docs)
     blocks_dir = str(args.workdir / "blocks")
     blocks = chunk_corpus.chunk_corpus([str(docs)], blocks_dir, config, overwrite=True)
     runs: Dict[str, List[Dict[str, Any]]] = {name: [] for name in names}
@@ -187,7 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "command": common.command_line("benchmarks.salient_spans", argv),
         "config": args.config,
         "entity_types": list(config.pretrain.salient_entity_types),
-        "corpus": {"documents": len(lines[:args.num_docs or None]), "blocks": blocks.num_blocks,
+        "corpus": {"documents": num_docs, "blocks": blocks.num_blocks,
                    "block_length": config.features.block_length},
         "beam_args": list(beam_args),
         "labels": {"file": str(args.labels.name), "sentences": len(rows),

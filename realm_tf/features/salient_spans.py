@@ -274,6 +274,17 @@ def strings_to_tokenize(text: str, spans: Sequence[Span]) -> List[str]:
     return strings
 
 
+def masking_options(config, vocabulary) -> Dict[str, object]:
+    """`mask_sentence`'s keyword arguments but `rng`, from an `ExperimentConfig` and its `Vocabulary`."""
+    return dict(
+        mask_id=vocabulary.mask_id,
+        vocab_size=vocabulary.size,
+        max_query_tokens=config.features.query_length - 2,
+        max_masked_tokens=config.pretrain.max_masked_tokens,
+        random_fallback_probability=config.pretrain.random_mask_probability,
+    )
+
+
 def mask_sentence(
     text: str,
     tokenize: Tokenize,
