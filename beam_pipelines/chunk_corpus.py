@@ -5,7 +5,10 @@
       -> sentence split, tokenize, pack greedily into blocks (realm_tf.corpus.chunking)
       -> blocks-SSSSS-of-NNNNN.tfrecord   (realm_tf.corpus.block_records)
          dead_letters-SSSSS-of-NNNNN.jsonl (with --on_bad_record=dead_letter)
-         manifest.json, written last       (realm_tf.artifacts.manifests)
+      -> compact/blocks-SSSSS-of-NNNNN/   the compact store's piece of each shard, built by
+                                          the worker that gets the shard
+         manifest.json, then compact/arrays.json, written last
+                                          (realm_tf.artifacts.manifests, .block_arrays)
 
 Bad records stop the run with an error naming the file and line (default), or with
 `--on_bad_record=dead_letter` go to the dead-letter files and are counted in the
@@ -27,7 +30,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 import realm_tf
-from realm_tf.artifacts.block_arrays import COMPACT_DIR
+from realm_tf.artifacts.block_arrays import COMPACT_DIR, blocks_manifest_sha256, compact_dir, piece_name, \
+    write_store_record
 from realm_tf.artifacts.manifests import BLOCK_SHARD_PREFIX, DEAD_LETTER_SHARD_PREFIX, BlocksManifest
 from realm_tf.cli import add_verbose_flag, run_command
 from realm_tf.configs import ExperimentConfig, load_config
@@ -58,6 +62,7 @@ METRICS_NAMESPACE = "chunk_corpus"
 _documents_read = Metrics.counter(METRICS_NAMESPACE, "documents_read")
 _documents_chunked = Metrics.counter(METRICS_NAMESPACE, "documents_chunked")
 _blocks_written = Metrics.counter(METRICS_NAMESPACE, "blocks_written")
+_pieces_written = Metrics.counter(METRICS_NAMESPACE, "compact_pieces_written")
 
 
 class BadRecordRouter:
@@ -132,6 +137,26 @@ class ChunkDocuments(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_STATS, chunked.stats)
 
 
+class WriteCompactPiece(beam.DoFn):
+    """Builds the compact store's piece of each block shard written (re-tokenizing its texts
+    for the answers' character offsets), on whichever worker gets the shard: at corpus scale
+    no machine builds the whole store."""
+
+    def __init__(self, config: ExperimentConfig, output_dir: str):
+        self._features, self._output_dir = config.features, output_dir
+
+    def setup(self):
+        from realm_tf.features import Featurizer
+
+        self._featurizer = Featurizer(self._features)
+
+    def process(self, shard: str):
+        from realm_tf.corpus.block_store import publish_shard_piece
+
+        yield publish_shard_piece(shard, self._output_dir, self._featurizer)
+        _pieces_written.inc()
+
+
 def _sum_counters(counters: Iterable[collections.Counter]) -> collections.Counter:
     total = collections.Counter()
     for counter in counters:
@@ -169,6 +194,7 @@ def build_pipeline(
     block_files = chunked.blocks | "WriteBlocks" >> beam.io.WriteToTFRecord(
         FileSystems.join(output_dir, BLOCK_SHARD_PREFIX), file_name_suffix=".tfrecord", num_shards=num_shards
     )
+    pieces = block_files | "WriteCompactPieces" >> beam.ParDo(WriteCompactPiece(config, output_dir))
     dead = (parsed[_DEAD], unique[_DEAD], chunked[_DEAD]) | "AllDeadLetters" >> beam.Flatten()
     dead_files = (
         dead
@@ -207,10 +233,11 @@ def build_pipeline(
         dead_counts=beam.pvalue.AsSingleton(dead_counts),
         block_files=beam.pvalue.AsList(block_files),
         dead_files=beam.pvalue.AsList(dead_files),
+        pieces=beam.pvalue.AsList(pieces),
     )
 
 
-def _write_manifest(output_dir, fields, num_blocks, stats, dead_counts, block_files, dead_files):
+def _write_manifest(output_dir, fields, num_blocks, stats, dead_counts, block_files, dead_files, pieces):
     stats = dict(stats)
     manifest = BlocksManifest(
         num_documents=stats.pop("documents", 0),
@@ -224,7 +251,12 @@ def _write_manifest(output_dir, fields, num_blocks, stats, dead_counts, block_fi
     )
     if stats.get("blocks", 0) != num_blocks:
         raise RuntimeError(f"blocks counted while chunking ({stats.get('blocks')}) != blocks written ({num_blocks})")
+    shard_pieces = [piece_name(shard) for shard in manifest.block_shards]
+    if sorted(pieces) != sorted(shard_pieces):
+        raise RuntimeError(f"compact pieces written {sorted(pieces)} != block shards {manifest.block_shards}")
     manifest.write(output_dir)
+    # After the manifest: the store names the manifest it belongs to.
+    write_store_record(compact_dir(output_dir), shard_pieces, blocks_manifest_sha256(output_dir))
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -267,7 +299,7 @@ def chunk_corpus(inputs: Sequence[str], output_dir: str, config: ExperimentConfi
     """
     input_files = list_input_files(inputs, input_format)
     prepare_output_dir(output_dir, overwrite, (BLOCK_SHARD_PREFIX, DEAD_LETTER_SHARD_PREFIX), "chunked blocks")
-    # The compact store of blocks being replaced is theirs, not the new ones'; BlockStore builds it again.
+    # The compact store of blocks being replaced is theirs, not the new ones'; the pipeline writes it again.
     stale_store = FileSystems.join(output_dir, COMPACT_DIR)
     if FileSystems.exists(stale_store):
         FileSystems.delete([stale_store])

@@ -117,12 +117,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.block_store", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_blocks", type=int, default=100_000, help="synthetic blocks (default: %(default)s)")
+    parser.add_argument("--shards", type=int, default=4,
+                        help="block shards, so pieces of the compact store (default: %(default)s)")
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("runs/bench/block_store"))
     parser.add_argument("--traced_blocks", type=int, default=5000,
                         help="blocks of the baseline's traced pass, for its bytes a token (default: %(default)s)")
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
-    common.check_at_least(parser, args, {"num_blocks": 1, "traced_blocks": 1})
+    common.check_at_least(parser, args, {"num_blocks": 1, "shards": 1, "traced_blocks": 1})
 
     from realm_tf.configs import load_config
     from realm_tf.corpus.block_store import BlockStore
@@ -132,7 +134,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     shutil.rmtree(args.workdir, ignore_errors=True)
     blocks_dir = args.workdir / "blocks"
     started = time.perf_counter()
-    tokens = write_synthetic_blocks(blocks_dir, args.num_blocks)
+    tokens = write_synthetic_blocks(blocks_dir, args.num_blocks, shards=args.shards)
     print(f"{args.num_blocks} synthetic blocks written in {time.perf_counter() - started:.0f}s", flush=True)
     featurizer = Featurizer(load_config("base").features)
     # Both sides re-tokenize with it: its first calls (graph set-up, the per-character
@@ -176,6 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         "benchmark": "block_store",
         "command": common.command_line("benchmarks.block_store", argv),
         "num_blocks": args.num_blocks,
+        "shards": args.shards,
         "body_tokens": tokens,
         "synthetic": "random whole words of the bundled BERT vocabulary; shapes (10 + 270 wordpieces a block) real",
         "baseline": {"open_seconds": round(baseline_open, 2), "bytes_per_token": round(baseline_per_token, 2),

@@ -48,17 +48,22 @@ ICT_OVERRIDES = ["ict.training.batch_size=16", "ict.training.train_steps=120", "
                  "ict.training.checkpoint_every_steps=60", "ict.heldout_percent=10"]
 
 
-@pytest.fixture(scope="session")
-def small_blocks_dir(tmp_path_factory):
-    """The first documents of the embedded corpus, chunked with the tiny config."""
+def chunk_small_corpus(root: pathlib.Path, *flags: str) -> str:
+    """The first documents of the embedded corpus, chunked with the tiny config (and
+    `flags`) into `root`/blocks by the pipeline's command line; returns that directory."""
     from beam_pipelines import chunk_corpus
 
-    root = tmp_path_factory.mktemp("small_corpus")
     docs = root / "docs.jsonl"
     docs.write_text("".join(CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)[:SMALL_CORPUS_DOCS]),
                     encoding="utf-8")
-    chunk_corpus.run([f"--input={docs}", f"--output_dir={root / 'blocks'}", "--config=tiny"])
+    chunk_corpus.run([f"--input={docs}", f"--output_dir={root / 'blocks'}", "--config=tiny", *flags])
     return str(root / "blocks")
+
+
+@pytest.fixture(scope="session")
+def small_blocks_dir(tmp_path_factory):
+    """The first documents of the embedded corpus, chunked with the tiny config."""
+    return chunk_small_corpus(tmp_path_factory.mktemp("small_corpus"))
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from realm_tf.artifacts.block_arrays import COMPACT_DIR, INFO_NAME, BlockArraysError
+from realm_tf.artifacts.block_arrays import (COMPACT_DIR, INFO_NAME, BlockArrays, BlockArraysError, PieceInfo,
+                                             blocks_manifest_sha256, piece_name)
 from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
 from realm_tf.configs import load_config
 from realm_tf.corpus.block_records import read_block_dataset
-from realm_tf.corpus.block_store import NULL_BLOCK_ID, BlockStore, open_block_arrays, read_doc_ids
+from realm_tf.corpus.block_store import NULL_BLOCK_ID, BlockStore, open_block_arrays, read_doc_ids, token_rows
 from realm_tf.features import Featurizer
 
 
@@ -150,14 +151,90 @@ def test_rows_are_compared_whole():
 
 def test_a_damaged_store_is_named(blocks_dir):
     BlockStore(blocks_dir)
-    body = os.path.join(blocks_dir, COMPACT_DIR, "body_tokens.u16")
+    shard = BlocksManifest.read(blocks_dir).block_shards[0]
+    body = os.path.join(blocks_dir, COMPACT_DIR, piece_name(shard), "body_tokens.u16")
     with open(body, "r+b") as f:
         f.truncate(os.path.getsize(body) - 2)
-    with pytest.raises(BlockArraysError, match=f"{body}: .* bytes, arrays.json says .*; the store is damaged"):
+    with pytest.raises(BlockArraysError, match=f"{body}: .* bytes, piece.json says .*; the store is damaged"):
         BlockStore(blocks_dir)
 
 
-def test_rechunking_into_the_directory_drops_its_store(small_blocks_dir, tmp_path):
+@pytest.fixture(scope="module")
+def sharded_blocks_dir(tmp_path_factory):
+    """The small corpus chunked into 3 shards by the pipeline, which writes its store too."""
+    from conftest import chunk_small_corpus
+
+    return chunk_small_corpus(tmp_path_factory.mktemp("sharded"), "--num_shards=3")
+
+
+def test_the_chunking_pipeline_writes_the_store_a_piece_a_shard(sharded_blocks_dir, tmp_path):
+    manifest = BlocksManifest.read(sharded_blocks_dir)
+    assert len(manifest.block_shards) == 3
+    compact = os.path.join(sharded_blocks_dir, COMPACT_DIR)
+    info = json.loads(open(os.path.join(compact, INFO_NAME), encoding="utf-8").read())
+    assert info["pieces"] == [piece_name(shard) for shard in manifest.block_shards]
+    assert info["num_blocks"] == manifest.num_blocks
+    written = os.stat(os.path.join(compact, INFO_NAME)).st_mtime_ns
+    featurizer = Featurizer(load_config("tiny").features)
+    store = BlockStore(sharded_blocks_dir, featurizer)
+    assert os.stat(os.path.join(compact, INFO_NAME)).st_mtime_ns == written  # Opened, not built again.
+    # The same blocks, rows and offsets as a store built by its first reader from the shards.
+    copy = tmp_path / "blocks"
+    shutil.copytree(sharded_blocks_dir, copy, ignore=shutil.ignore_patterns(COMPACT_DIR))
+    built = BlockStore(str(copy), featurizer)
+    assert json.loads(open(copy / COMPACT_DIR / INFO_NAME, encoding="utf-8").read()) == info
+    np.testing.assert_array_equal(store.arrays.block_ids, built.arrays.block_ids)
+    for column in ("titles", "bodies", "doc_ids", "title_texts", "texts"):
+        assert list(getattr(store, column).items()) == list(getattr(built, column).items())
+    for block_id in store.arrays.block_ids[::7].tolist():
+        np.testing.assert_array_equal(store.token_begins[block_id], built.token_begins[block_id])
+        np.testing.assert_array_equal(store.token_ends[block_id], built.token_ends[block_id])
+    assert len({store.arrays.row_of(i) for i in store.arrays.block_ids.tolist()}) == len(store) == manifest.num_blocks
+
+
+def test_a_gather_across_pieces_gives_each_block_its_ids(sharded_blocks_dir):
+    store = BlockStore(sharded_blocks_dir)
+    compact = os.path.join(sharded_blocks_dir, COMPACT_DIR)
+    pieces = [PieceInfo.read(os.path.join(compact, name)).num_blocks for name in store.arrays.info.pieces]
+    assert min(pieces) > 0
+    ids = store.arrays.block_ids.tolist()
+    # One block from each piece, out of row order, with repeats and the null document.
+    wanted = np.array([ids[-1], ids[0], NULL_BLOCK_ID, ids[pieces[0]], ids[0], ids[pieces[0] - 1], ids[-1]])
+    for part, column in (("title", store.titles), ("body", store.bodies)):
+        gathered = store.token_ids(part, wanted)
+        assert gathered.values.dtype == np.uint16
+        assert gathered.to_tensor().to_list() == [column[i] for i in wanted.tolist()]
+        rows = token_rows(store.arrays, part, pieces[0] - 2, pieces[0] + 3)  # Across a piece's end.
+        assert rows.to_tensor().to_list() == [column[i] for i in ids[pieces[0] - 2:pieces[0] + 3]]
+
+
+def test_the_lexical_index_of_a_sharded_store_is_the_one_of_its_blocks(sharded_blocks_dir, small_blocks_dir):
+    from realm_tf.retrieval.lexical_index import LexicalIndex
+
+    vocabulary = Featurizer(load_config("tiny").features).vocabulary
+    sharded = open_block_arrays(sharded_blocks_dir)
+    one = open_block_arrays(small_blocks_dir)  # The same documents, chunked into one shard.
+    assert len(one.info.pieces) == 1 and len(sharded.info.pieces) == 3
+    a = LexicalIndex.from_block_arrays(sharded, vocabulary)
+    b = LexicalIndex.from_block_arrays(one, vocabulary, block_ids=sharded.block_ids)
+    for name in ("term_starts", "rows", "weights", "block_ids"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_pieces_of_two_vocabularies_are_refused(sharded_blocks_dir, tmp_path):
+    from realm_tf.artifacts.block_arrays import write_store_record
+
+    copy = tmp_path / "compact"
+    shutil.copytree(os.path.join(sharded_blocks_dir, COMPACT_DIR), copy)
+    info = BlockArrays(str(copy)).info
+    piece_json = copy / info.pieces[1] / "piece.json"
+    record = json.loads(piece_json.read_text(encoding="utf-8"))
+    piece_json.write_text(json.dumps(dict(record, vocabulary_sha256="f" * 64)), encoding="utf-8")
+    with pytest.raises(BlockArraysError, match=f"{copy}: its pieces were tokenized with 2 vocabularies"):
+        write_store_record(str(copy), list(info.pieces), info.blocks_manifest_sha256)
+
+
+def test_rechunking_into_the_directory_replaces_its_store(small_blocks_dir, tmp_path):
     from beam_pipelines import chunk_corpus
 
     from conftest import CORPUS
@@ -170,7 +247,7 @@ def test_rechunking_into_the_directory_drops_its_store(small_blocks_dir, tmp_pat
     first = set(BlockStore(str(output)).doc_ids.values())
     docs.write_text("".join(CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)[3:5]), encoding="utf-8")
     chunk_corpus.chunk_corpus([str(docs)], str(output), config, overwrite=True)
-    assert not (output / COMPACT_DIR).exists()
+    assert BlockArrays(str(output / COMPACT_DIR)).info.blocks_manifest_sha256 == blocks_manifest_sha256(str(output))
     rechunked = set(BlockStore(str(output)).doc_ids.values()) - {""}
     assert rechunked == {r["doc_id"].decode("utf-8") for r in _records(str(output))}
     assert not rechunked & first

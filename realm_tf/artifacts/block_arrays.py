@@ -1,22 +1,31 @@
 """The compact block store: a block directory's blocks as flat, memory-mapped arrays.
 
     <blocks_dir>/compact/
-      arrays.json                         `BlockArraysInfo`, written last
-      block_ids.i64                       int64 [N], the blocks in record order
-      title_tokens.u16, title_offsets.i64 the WordPiece ids of every title, uint16 [T];
-                                          block i's are [title_offsets[i], title_offsets[i + 1])
-      body_tokens.u16, body_offsets.i64   the same for the bodies, uint16 [B]
-      token_begins.i32, token_ends.i32    int32 [B]: the characters of block i's text each
-                                          body token came from (indexed by body_offsets)
-      doc_ids.utf8, titles.utf8, texts.utf8   UTF-8 strings back to back, with
-      doc_id_offsets.i64, title_text_offsets.i64, text_offsets.i64   byte offsets [N + 1]
+      arrays.json            `BlockArraysInfo`: the pieces in row order, their totals and the
+                             digest of the manifest they belong to; written last
+      <piece>/               one piece a block shard (blocks-SSSSS-of-NNNNN), written by the
+                             chunking pipeline's worker of that shard (or by the first
+                             reader of a directory chunked without them):
+        piece.json                          `PieceInfo`, written last
+        block_ids.i64                       int64 [n], the shard's blocks in record order
+        title_tokens.u16, title_offsets.i64 the WordPiece ids of every title, uint16 [T];
+                                            block i's are [title_offsets[i], title_offsets[i + 1])
+        body_tokens.u16, body_offsets.i64   the same for the bodies, uint16 [B]
+        token_begins.i32, token_ends.i32    int32 [B]: the characters of block i's text each
+                                            body token came from (indexed by body_offsets)
+        doc_ids.utf8, titles.utf8, texts.utf8   UTF-8 strings back to back, with
+        doc_id_offsets.i64, title_text_offsets.i64, text_offsets.i64   byte offsets [n + 1]
 
 Raw little-endian arrays, opened with `numpy.memmap`: nothing is read until a block is
 touched, and what stays resident is the pages touched. A token costs 2 bytes (the
 vocabulary has 30,522 ids, under 2**16) plus 8 for its character offsets, read only for
-the blocks answered from. The directory is staged and renamed into place like every
-artifact here; `BlockArraysInfo.blocks_manifest_sha256` ties it to the `manifest.json`
-it was built from, so a re-chunked directory's stale arrays are rebuilt, not read.
+the blocks answered from. Rows number the blocks of all pieces, piece after piece.
+
+A piece is built from its shard alone, so at corpus scale the pieces are built where the
+shards are written, a worker each, and nothing but the small `arrays.json` needs every
+piece. Pieces and store are staged and renamed into place like every artifact here;
+`BlockArraysInfo.blocks_manifest_sha256` ties the store to the `manifest.json` it was
+built for, so a re-chunked directory's stale arrays are rebuilt, not read.
 """
 
 import dataclasses
@@ -27,12 +36,14 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 import numpy as np
 
 from realm_tf.artifacts.manifests import MANIFEST_NAME
-from realm_tf.artifacts.staging import read_json, staged_directory, write_json
+from realm_tf.artifacts.staging import staged_directory
 from realm_tf.errors import RealmError
 
 COMPACT_DIR = "compact"
 INFO_NAME = "arrays.json"
-ARRAYS_FORMAT = "realm_tf.block_arrays.v1"
+PIECE_INFO_NAME = "piece.json"
+ARRAYS_FORMAT = "realm_tf.block_arrays.v2"
+PIECE_FORMAT = "realm_tf.block_arrays.piece.v1"
 MAX_TOKEN_ID = np.iinfo(np.uint16).max
 _TOKENS = {"title": "title_tokens.u16", "body": "body_tokens.u16"}
 _TOKEN_OFFSETS = {"title": "title_offsets.i64", "body": "body_offsets.i64"}
@@ -50,6 +61,11 @@ def compact_dir(blocks_dir: str) -> str:
     return os.path.join(blocks_dir, COMPACT_DIR)
 
 
+def piece_name(shard: str) -> str:
+    """The piece of block shard `shard` (a path or file name): its name without the suffix."""
+    return os.path.splitext(os.path.basename(shard))[0]
+
+
 def blocks_manifest_sha256(blocks_dir: str) -> str:
     """The digest of the block directory's manifest, which names its shards and counts."""
     import tensorflow as tf  # tf.io.gfile: block directories may be on gs://.
@@ -58,12 +74,46 @@ def blocks_manifest_sha256(blocks_dir: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def _read_record(path: str, format_name: str, cls):
+    """The dataclass `cls` of the JSON record at `path` (tf.io.gfile: local or gs://)."""
+    import json
+
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            record = json.loads(f.read())
+    except tf.errors.NotFoundError:
+        raise BlockArraysError(f"{path}: missing; not a compact block store") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BlockArraysError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(record, dict) or record.get("format") != format_name:
+        raise BlockArraysError(f"{path}: format is not {format_name!r}")
+    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+    missing = [name for name in required if name not in record]
+    if missing:
+        raise BlockArraysError(f"{path}: no field {missing[0]!r}")
+    fields = {f.name: record[f.name] for f in dataclasses.fields(cls) if f.name in record}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def _write_record(path: str, format_name: str, record) -> None:
+    import json
+
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps({"format": format_name, **dataclasses.asdict(record)}, indent=2, sort_keys=True))
+
+
 @dataclasses.dataclass(frozen=True)
-class BlockArraysInfo:
-    """Attributes:
+class PieceInfo:
+    """The record of one piece (the blocks of one shard).
+
+    Attributes:
       num_blocks, num_title_tokens, num_body_tokens: the arrays' lengths.
-      blocks_manifest_sha256: of the `manifest.json` the arrays were built from.
       vocabulary_sha256: of the vocabulary the character offsets were computed with.
+      source: the name of the block shard it was built from.
       unlocated_blocks: blocks whose text does not re-tokenize to their token ids (a
         word cut between wordpieces by the chunker), so their offsets are -1.
       first_unlocated: "<block id> (document <doc id>)" of the first of them, for errors.
@@ -72,27 +122,45 @@ class BlockArraysInfo:
     num_blocks: int
     num_title_tokens: int
     num_body_tokens: int
+    vocabulary_sha256: str
+    source: str
+    unlocated_blocks: int = 0
+    first_unlocated: str = ""
+
+    @classmethod
+    def read(cls, piece_dir: str) -> "PieceInfo":
+        return _read_record(os.path.join(piece_dir, PIECE_INFO_NAME), PIECE_FORMAT, cls)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockArraysInfo:
+    """The store's record: its pieces' totals.
+
+    Attributes:
+      num_blocks, num_title_tokens, num_body_tokens, unlocated_blocks: sums over the pieces.
+      blocks_manifest_sha256: of the `manifest.json` the store belongs to.
+      vocabulary_sha256: of the vocabulary the character offsets were computed with.
+      pieces: the pieces' directory names, in row order.
+      first_unlocated: the first piece's first unlocated block, for errors.
+    """
+
+    num_blocks: int
+    num_title_tokens: int
+    num_body_tokens: int
     blocks_manifest_sha256: str
     vocabulary_sha256: str
+    pieces: Tuple[str, ...]
     unlocated_blocks: int = 0
     first_unlocated: str = ""
 
     @classmethod
     def read(cls, directory: str) -> "BlockArraysInfo":
-        path = os.path.join(directory, INFO_NAME)
-        record = read_json(path, BlockArraysError, "not a compact block store")
-        if not isinstance(record, dict) or record.get("format") != ARRAYS_FORMAT:
-            raise BlockArraysError(f"{path}: format is not {ARRAYS_FORMAT!r}")
-        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
-        missing = [name for name in required if name not in record]
-        if missing:
-            raise BlockArraysError(f"{path}: no field {missing[0]!r}")
-        return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls) if f.name in record})
+        return _read_record(os.path.join(directory, INFO_NAME), ARRAYS_FORMAT, cls)
 
 
 @dataclasses.dataclass(frozen=True)
 class BlockBatch:
-    """n blocks to append to the store, as columns (what one `ragged_batch` of block records gives).
+    """n blocks to append to a piece, as columns (what one `ragged_batch` of block records gives).
 
     Attributes:
       block_ids: int64 [n].
@@ -118,8 +186,8 @@ class BlockBatch:
 
 
 class BlockArraysWriter:
-    """Appends batches of blocks to the arrays of a staging directory, holding only the
-    offsets (8 bytes a block each) in memory; `close` writes the record last."""
+    """Appends batches of blocks to the arrays of a piece's staging directory, holding only
+    the offsets (8 bytes a block each) in memory; `close` writes the piece's record last."""
 
     unlocated_blocks = 0
     first_unlocated = ""
@@ -172,7 +240,7 @@ class BlockArraysWriter:
             self._files[data_name].write(b"".join(values))
             self._extend_offsets(offsets_name, np.fromiter(map(len, values), np.int64, len(values)))
 
-    def close(self, blocks_manifest_sha256: str, vocabulary_sha256: str) -> BlockArraysInfo:
+    def close(self, vocabulary_sha256: str, source: str) -> PieceInfo:
         for f in self._files.values():
             f.close()
         ends = {}
@@ -180,47 +248,65 @@ class BlockArraysWriter:
             offsets = np.concatenate(pieces)
             offsets.astype("<i8").tofile(os.path.join(self.directory, name))
             ends[name] = int(offsets[-1])
-        info = BlockArraysInfo(num_blocks=sum(len(p) for p in self._offsets[_STRINGS["text"][1]]) - 1,
-                               num_title_tokens=ends[_TOKEN_OFFSETS["title"]],
-                               num_body_tokens=ends[_TOKEN_OFFSETS["body"]],
-                               blocks_manifest_sha256=blocks_manifest_sha256, vocabulary_sha256=vocabulary_sha256,
-                               unlocated_blocks=self.unlocated_blocks, first_unlocated=self.first_unlocated)
-        write_json(os.path.join(self.directory, INFO_NAME), {"format": ARRAYS_FORMAT, **dataclasses.asdict(info)})
+        info = PieceInfo(num_blocks=sum(len(p) for p in self._offsets[_STRINGS["text"][1]]) - 1,
+                         num_title_tokens=ends[_TOKEN_OFFSETS["title"]], num_body_tokens=ends[_TOKEN_OFFSETS["body"]],
+                         vocabulary_sha256=vocabulary_sha256, source=source,
+                         unlocated_blocks=self.unlocated_blocks, first_unlocated=self.first_unlocated)
+        _write_record(os.path.join(self.directory, PIECE_INFO_NAME), PIECE_FORMAT, info)
         return info
 
 
-def write_block_arrays(output_dir: str, batches: Iterator[BlockBatch], blocks_manifest_sha256: str,
-                       vocabulary_sha256: str) -> BlockArraysInfo:
-    """Writes `batches` as the compact store `output_dir`, staged beside it and renamed into place."""
-    with staged_directory(output_dir) as staging:
+def write_piece(piece_dir: str, batches: Iterator[BlockBatch], vocabulary_sha256: str, source: str) -> PieceInfo:
+    """Writes `batches` (the blocks of block shard `source`) as the piece `piece_dir` of a
+    local store, staged beside it and renamed into place."""
+    with staged_directory(piece_dir) as staging:
         writer = BlockArraysWriter(staging)
         for batch in batches:
             writer.add_batch(batch)
-        return writer.close(blocks_manifest_sha256, vocabulary_sha256)
+        return writer.close(vocabulary_sha256, source)
 
 
-class BlockArrays:
-    """The compact store of one block directory, memory-mapped (see the module docstring).
+def write_store_record(directory: str, pieces: Sequence[str], blocks_manifest_sha256: str) -> BlockArraysInfo:
+    """Makes the pieces `pieces` (directory names under `directory`, in row order) one store:
+    checks they share a vocabulary and writes `arrays.json`, last. Reads the pieces' records
+    only (local or gs://)."""
+    infos = [PieceInfo.read(os.path.join(directory, name)) for name in pieces]
+    vocabularies = {info.vocabulary_sha256 for info in infos}
+    if len(vocabularies) > 1:
+        raise BlockArraysError(f"{directory}: its pieces were tokenized with {len(vocabularies)} vocabularies "
+                               f"({', '.join(sorted(v[:12] for v in vocabularies))}); a store has one")
+    first_unlocated = next((info.first_unlocated for info in infos if info.unlocated_blocks), "")
+    info = BlockArraysInfo(
+        num_blocks=sum(i.num_blocks for i in infos), num_title_tokens=sum(i.num_title_tokens for i in infos),
+        num_body_tokens=sum(i.num_body_tokens for i in infos), blocks_manifest_sha256=blocks_manifest_sha256,
+        vocabulary_sha256=vocabularies.pop() if vocabularies else "", pieces=tuple(pieces),
+        unlocated_blocks=sum(i.unlocated_blocks for i in infos), first_unlocated=first_unlocated)
+    _write_record(os.path.join(directory, INFO_NAME), ARRAYS_FORMAT, info)
+    return info
 
-    Attributes:
-      info: its `BlockArraysInfo`.
-      block_ids: int64 [N], record order.
-    """
+
+def write_block_arrays(output_dir: str, batches: Iterator[BlockBatch], blocks_manifest_sha256: str,
+                       vocabulary_sha256: str, source: str = "blocks") -> BlockArraysInfo:
+    """Writes `batches` as a store of one piece, `output_dir`, staged beside it and renamed into place."""
+    with staged_directory(output_dir) as staging:
+        write_piece(os.path.join(staging, piece_name(source)), batches, vocabulary_sha256, source)
+        return write_store_record(staging, [piece_name(source)], blocks_manifest_sha256)
+
+
+class _Piece:
+    """The memory-mapped arrays of one piece."""
 
     def __init__(self, directory: str):
         self.directory = directory
-        self.info = BlockArraysInfo.read(directory)
+        self.info = PieceInfo.read(directory)
         sizes = {"block_ids.i64": self.info.num_blocks,
                  _TOKENS["title"]: self.info.num_title_tokens, _TOKENS["body"]: self.info.num_body_tokens,
                  _CHARS["begins"]: self.info.num_body_tokens, _CHARS["ends"]: self.info.num_body_tokens}
         sizes.update({name: self.info.num_blocks + 1 for name in _TOKEN_OFFSETS.values()})
         sizes.update({offsets: self.info.num_blocks + 1 for _, offsets in _STRINGS.values()})
-        self._arrays: Dict[str, np.ndarray] = {name: self._map(name, size) for name, size in sizes.items()}
+        self.arrays: Dict[str, np.ndarray] = {name: self._map(name, size) for name, size in sizes.items()}
         for data_name, offsets_name in _STRINGS.values():
-            self._arrays[data_name] = self._map(data_name, int(self._arrays[offsets_name][-1]), np.uint8)
-        self.block_ids = self._arrays["block_ids.i64"]
-        self._order = np.argsort(self.block_ids, kind="stable")
-        self._sorted_ids = self.block_ids[self._order]
+            self.arrays[data_name] = self._map(data_name, int(self.arrays[offsets_name][-1]), np.uint8)
 
     def _map(self, name: str, size: int, dtype=None) -> np.ndarray:
         path = os.path.join(self.directory, name)
@@ -228,9 +314,42 @@ class BlockArrays:
         expected = size * dtype.itemsize
         found = os.path.getsize(path) if os.path.exists(path) else None
         if found != expected:
-            raise BlockArraysError(f"{path}: {found} bytes, {INFO_NAME} says {expected}; the store is damaged")
+            raise BlockArraysError(f"{path}: {found} bytes, {PIECE_INFO_NAME} says {expected}; the store is damaged")
         # An empty file cannot be memory-mapped; nothing would be read from it anyway.
         return np.memmap(path, dtype, mode="r", shape=(size,)) if size else np.zeros([0], dtype)
+
+    def slice(self, data_name: str, offsets_name: str, row: int) -> np.ndarray:
+        offsets = self.arrays[offsets_name]
+        return self.arrays[data_name][offsets[row]:offsets[row + 1]]
+
+
+class BlockArrays:
+    """The compact store of one block directory, memory-mapped (see the module docstring).
+
+    Attributes:
+      info: its `BlockArraysInfo`.
+      block_ids: int64 [N], the blocks of every piece in row order.
+      piece_starts: int64 [pieces + 1], the first row of each piece, then N.
+    """
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.info = BlockArraysInfo.read(directory)
+        self._pieces = [_Piece(os.path.join(directory, name)) for name in self.info.pieces]
+        counts = [piece.info.num_blocks for piece in self._pieces]
+        if sum(counts) != self.info.num_blocks:
+            raise BlockArraysError(f"{os.path.join(directory, INFO_NAME)}: {self.info.num_blocks} blocks, its pieces "
+                                   f"hold {sum(counts)}; the store is damaged")
+        # Row r of the store is row r - piece_starts[p] of piece p, piece_starts[p] <= r < piece_starts[p + 1].
+        self.piece_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.block_ids = (np.concatenate([piece.arrays["block_ids.i64"] for piece in self._pieces])
+                          if self._pieces else np.zeros([0], np.int64))
+        self._order = np.argsort(self.block_ids, kind="stable")
+        self._sorted_ids = self.block_ids[self._order]
+
+    def _locate(self, row: int) -> Tuple[_Piece, int]:
+        p = int(np.searchsorted(self.piece_starts, row, side="right")) - 1
+        return self._pieces[p], row - int(self.piece_starts[p])
 
     def row_of(self, block_id: int) -> Optional[int]:
         """The row of `block_id`, None if the store has no such block."""
@@ -252,30 +371,35 @@ class BlockArrays:
             raise KeyError(int(block_ids[missing][0]))
         return self._order[at].astype(np.int64)
 
-    def token_arrays(self, part: str) -> Tuple[np.ndarray, np.ndarray]:
-        """(uint16 [tokens], int64 [N + 1]): every title's ("title") or body's ("body") ids
-        end to end, and where row i's begin (memory-mapped, nothing read yet)."""
-        return self._arrays[_TOKENS[part]], self._arrays[_TOKEN_OFFSETS[part]]
+    def piece_tokens(self, part: str, piece: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(uint16 [tokens], int64 [n + 1]) of piece `piece` (rows piece_starts[piece] on):
+        every title's ("title") or body's ("body") ids end to end, and where its row i's
+        begin (memory-mapped, nothing read yet)."""
+        arrays = self._pieces[piece].arrays
+        return arrays[_TOKENS[part]], arrays[_TOKEN_OFFSETS[part]]
 
     def tokens(self, part: str, row: int) -> np.ndarray:
         """uint16 [tokens]: the title's ("title") or body's ("body") WordPiece ids of `row`."""
-        offsets = self._arrays[_TOKEN_OFFSETS[part]]
-        return self._arrays[_TOKENS[part]][offsets[row]:offsets[row + 1]]
+        piece, local = self._locate(row)
+        return piece.slice(_TOKENS[part], _TOKEN_OFFSETS[part], local)
 
     def char_offsets(self, which: str, row: int) -> np.ndarray:
         """int32 [body tokens]: the body tokens' first characters ("begins") or ends ("ends")."""
-        offsets = self._arrays[_TOKEN_OFFSETS["body"]]
-        return self._arrays[_CHARS[which]][offsets[row]:offsets[row + 1]]
+        piece, local = self._locate(row)
+        return piece.slice(_CHARS[which], _TOKEN_OFFSETS["body"], local)
 
     def string(self, part: str, row: int) -> str:
         """The "doc_id", "title" or "text" of `row`."""
-        data_name, offsets_name = _STRINGS[part]
-        offsets = self._arrays[offsets_name]
-        return bytes(self._arrays[data_name][offsets[row]:offsets[row + 1]]).decode("utf-8")
+        piece, local = self._locate(row)
+        return bytes(piece.slice(*_STRINGS[part], local)).decode("utf-8")
 
     def file_bytes(self) -> Dict[str, int]:
-        """Bytes on disk by array: what a reader touching every block would map."""
-        return {name: int(array.nbytes) for name, array in self._arrays.items()}
+        """Bytes on disk by array, over every piece: what a reader touching every block would map."""
+        sizes: Dict[str, int] = {}
+        for piece in self._pieces:
+            for name, array in piece.arrays.items():
+                sizes[name] = sizes.get(name, 0) + int(array.nbytes)
+        return sizes
 
 
 def read_block_arrays_info(directory: str) -> Optional[BlockArraysInfo]:
@@ -284,4 +408,3 @@ def read_block_arrays_info(directory: str) -> Optional[BlockArraysInfo]:
         return BlockArraysInfo.read(directory)
     except BlockArraysError:
         return None
-

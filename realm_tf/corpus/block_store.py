@@ -5,11 +5,13 @@ their text too (answers are slices of it). The null document is block id -1: no 
 no body, no text.
 
 The blocks are read from the directory's compact store (`realm_tf.artifacts.block_arrays`:
-uint16 token ids and offset-indexed texts, memory-mapped), built from the TFRecord shards
-the first time the directory is opened and reused afterwards. Building it re-tokenizes
-every text with the directory's own vocabulary to find each body token's characters; a
-block whose text does not give back its stored ids gets no offsets, and opening the
-store with a featurizer (to cut answers from the texts) refuses such a directory.
+uint16 token ids and offset-indexed texts, memory-mapped, a piece a block shard). The
+chunking pipeline writes it, each worker the piece of its own shard (`write_shard_piece`);
+a directory chunked without it (or re-chunked by other means) gets it built from its
+TFRecord shards the first time it is opened. Building a piece re-tokenizes every text with
+the directory's own vocabulary to find each body token's characters; a block whose text
+does not give back its stored ids gets no offsets, and opening the store with a featurizer
+(to cut answers from the texts) refuses such a directory.
 """
 
 import logging
@@ -17,14 +19,16 @@ import os
 import shutil
 import tempfile
 import uuid
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Optional, Sequence
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
-from realm_tf.artifacts.block_arrays import (BlockArrays, BlockBatch, blocks_manifest_sha256, compact_dir,
-                                             read_block_arrays_info, write_block_arrays)
+from realm_tf.artifacts.block_arrays import (INFO_NAME, BlockArrays, BlockBatch, PieceInfo, blocks_manifest_sha256,
+                                             compact_dir, piece_name, read_block_arrays_info, write_piece,
+                                             write_store_record)
 from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
+from realm_tf.artifacts.staging import staged_directory
 from realm_tf.corpus.block_records import read_block_dataset
 from realm_tf.features.ragged_rows import RaggedRows
 
@@ -110,41 +114,141 @@ class BlockStore:
 
     def token_ids(self, part: str, block_ids: np.ndarray) -> RaggedRows:
         """The title ("title") or body ("body") WordPiece ids of each of `block_ids` (int [n],
-        the null document -1 empty), as uint16 `RaggedRows` [n, (tokens)]: one gather, no
+        the null document -1 empty), as uint16 `RaggedRows` [n, (tokens)]: a gather a piece, no
         Python loop over the blocks."""
         block_ids = np.asarray(block_ids, np.int64)
         rows = np.full(block_ids.shape, -1, np.int64)
         real = block_ids != NULL_BLOCK_ID
         rows[real] = self.arrays.rows_of(block_ids[real])
-        return RaggedRows(*self.arrays.token_arrays(part)).take(rows)
+        return take_tokens(self.arrays, part, rows)
+
+
+def take_tokens(arrays: BlockArrays, part: str, rows: np.ndarray) -> RaggedRows:
+    """The title ("title") or body ("body") ids of store rows `rows` (int [n], repeats
+    allowed, -1 an empty row), as uint16 `RaggedRows` [n, (tokens)]: a gather a piece of
+    the store, no loop over the rows."""
+    rows = np.asarray(rows, np.int64)
+    starts = arrays.piece_starts
+    if len(starts) == 2:
+        return RaggedRows(*arrays.piece_tokens(part, 0)).take(rows)
+    of_piece = np.searchsorted(starts, rows, side="right") - 1
+    lengths = np.zeros(rows.shape, np.int64)
+    gathered = []
+    for p in range(len(starts) - 1):
+        mine = np.flatnonzero((of_piece == p) & (rows >= 0))
+        if len(mine):
+            taken = RaggedRows(*arrays.piece_tokens(part, p)).take(rows[mine] - starts[p])
+            lengths[mine] = taken.lengths()
+            gathered.append((mine, taken))
+    splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    values = np.zeros([int(splits[-1])], np.uint16)
+    for mine, taken in gathered:
+        # Each taken element's place: its row's begin in the output plus its place in the row.
+        values[np.repeat(splits[mine] - taken.splits[:-1], taken.lengths())
+               + np.arange(len(taken.values), dtype=np.int64)] = taken.values
+    return RaggedRows(values, splits)
+
+
+def token_rows(arrays: BlockArrays, part: str, start: int, stop: int) -> RaggedRows:
+    """The title ("title") or body ("body") ids of store rows [start, stop), as uint16
+    `RaggedRows`: a slice of each piece they span, read into memory."""
+    starts, parts = arrays.piece_starts, []
+    for p in range(len(starts) - 1):
+        first, last = max(start, starts[p]) - starts[p], min(stop, starts[p + 1]) - starts[p]
+        if first < last:
+            values, splits = arrays.piece_tokens(part, p)
+            parts.append(RaggedRows(np.array(values[splits[first]:splits[last]]),
+                                    np.array(splits[first:last + 1] - splits[first])))
+    return RaggedRows.concat(parts) if parts else RaggedRows(np.zeros([0], np.uint16), np.zeros([1], np.int64))
 
 
 def open_block_arrays(blocks_dir: str, manifest: Optional[BlocksManifest] = None, featurizer=None) -> BlockArrays:
-    """The compact store of `blocks_dir`, built first if it is missing or was built from
+    """The compact store of `blocks_dir`, built first if it is missing or was built for
     another manifest (the directory was chunked again). `featurizer` tokenizes the texts
-    for the character offsets; by default one of the directory's own vocabulary."""
+    for the character offsets; by default one of the directory's own vocabulary. A store on
+    gs:// is copied to a local folder first (memory maps need local files)."""
     manifest = manifest or BlocksManifest.read(blocks_dir)
     digest = blocks_manifest_sha256(blocks_dir)
-    local = "://" not in blocks_dir
-    target = compact_dir(blocks_dir) if local else os.path.join(tempfile.mkdtemp(prefix="realm_blocks_"), "compact")
+    if "://" in blocks_dir:
+        return _local_copy(blocks_dir, manifest, digest, featurizer)
+    target = compact_dir(blocks_dir)
     info = read_block_arrays_info(target)
     if info is not None and info.blocks_manifest_sha256 == digest:
         return BlockArrays(target)
-    if info is not None:  # Stale: out of sight first, then built again.
+    if os.path.exists(target):  # Stale or unfinished: out of sight first, then built again.
         trash = os.path.join(os.path.dirname(target), f".trash-{uuid.uuid4().hex}")
         os.rename(target, trash)
         shutil.rmtree(trash, ignore_errors=True)
-    featurizer = featurizer or _featurizer_of(blocks_dir, manifest)
-    logger.info("building the compact block store of %s (%d blocks)", blocks_dir, manifest.num_blocks)
     try:
-        write_block_arrays(target, _block_batches(blocks_dir, manifest, featurizer), digest,
-                           featurizer.vocabulary.sha256)
+        _build_store(blocks_dir, manifest, digest, featurizer, target)
     except OSError:
         # Another process (the refresher beside the trainer) published it first.
         info = read_block_arrays_info(target)
         if info is None or info.blocks_manifest_sha256 != digest:
             raise
     return BlockArrays(target)
+
+
+def _local_copy(blocks_dir: str, manifest: BlocksManifest, digest: str, featurizer) -> BlockArrays:
+    """The store of a remote `blocks_dir` in a fresh local folder: its pieces copied when
+    the store there is current, else built here from its shards."""
+    import tensorflow as tf
+
+    source = compact_dir(blocks_dir)
+    target = os.path.join(tempfile.mkdtemp(prefix="realm_blocks_"), "compact")
+    info = read_block_arrays_info(source)
+    if info is None or info.blocks_manifest_sha256 != digest:
+        _build_store(blocks_dir, manifest, digest, featurizer, target)
+        return BlockArrays(target)
+    for piece in info.pieces:
+        os.makedirs(os.path.join(target, piece))
+        for name in tf.io.gfile.listdir(os.path.join(source, piece)):
+            tf.io.gfile.copy(os.path.join(source, piece, name), os.path.join(target, piece, name))
+    tf.io.gfile.copy(os.path.join(source, INFO_NAME), os.path.join(target, INFO_NAME))
+    return BlockArrays(target)
+
+
+def _build_store(blocks_dir: str, manifest: BlocksManifest, digest: str, featurizer, target: str) -> None:
+    """Builds the store of `blocks_dir` at the local `target`, a piece a shard, staged and renamed into place."""
+    featurizer = featurizer or _featurizer_of(blocks_dir, manifest)
+    logger.info("building the compact block store of %s (%d blocks, %d shards)", blocks_dir, manifest.num_blocks,
+                len(manifest.block_shards))
+    with staged_directory(target) as staging:
+        pieces = []
+        for shard in manifest.block_paths(blocks_dir):
+            write_shard_piece(shard, os.path.join(staging, piece_name(shard)), featurizer)
+            pieces.append(piece_name(shard))
+        write_store_record(staging, pieces, digest)
+
+
+def publish_shard_piece(shard: str, blocks_dir: str, featurizer) -> str:
+    """Writes the piece of block shard `shard` into the store folder of `blocks_dir` (local
+    or gs://, where it is written locally and copied) and returns its name; what the
+    chunking pipeline's workers do, a shard each. The store is whole once
+    `write_store_record` lists its pieces."""
+    import tensorflow as tf
+
+    name = piece_name(shard)
+    target = os.path.join(compact_dir(blocks_dir), name)
+    if tf.io.gfile.exists(target):  # A retried bundle's piece, perhaps half copied.
+        tf.io.gfile.rmtree(target)
+    if "://" not in blocks_dir:
+        os.makedirs(compact_dir(blocks_dir), exist_ok=True)
+        write_shard_piece(shard, target, featurizer)
+        return name
+    with tempfile.TemporaryDirectory(prefix="realm_piece_") as local:
+        write_shard_piece(shard, os.path.join(local, name), featurizer)
+        tf.io.gfile.makedirs(target)
+        for file_name in os.listdir(os.path.join(local, name)):
+            tf.io.gfile.copy(os.path.join(local, name, file_name), os.path.join(target, file_name))
+    return name
+
+
+def write_shard_piece(shard: str, piece_dir: str, featurizer) -> PieceInfo:
+    """Writes the piece of block shard `shard` (a TFRecord file, local or gs://) into the
+    local folder `piece_dir`: its blocks with the character offsets `featurizer` finds."""
+    return write_piece(piece_dir, _block_batches([shard], featurizer), featurizer.vocabulary.sha256,
+                       os.path.basename(shard))
 
 
 def _featurizer_of(blocks_dir: str, manifest: BlocksManifest):
@@ -161,29 +265,31 @@ def _featurizer_of(blocks_dir: str, manifest: BlocksManifest):
                         "Featurizer of that vocabulary")
 
 
-def _block_batches(blocks_dir: str, manifest: BlocksManifest, featurizer, batch_size: int = 512
-                   ) -> Iterator[BlockBatch]:
-    """Every record in file order, `batch_size` at a time, with the body tokens' character
-    offsets: each text is tokenized again in the input pipeline, and a block whose tokens
-    differ from its stored ids is not located."""
+def _block_batches(paths: Sequence[str], featurizer, batch_size: int = 512) -> Iterator[BlockBatch]:
+    """Every record of the block shards `paths` in file order, `batch_size` at a time, with
+    the body tokens' character offsets: each text is tokenized again, and a block whose
+    tokens differ from its stored ids is not located."""
 
-    def retokenized(batch):
-        ids, begins, ends = featurizer.tokenize_with_offsets(batch["text"])
+    def columns(batch):
         # Ragged values come to numpy as columns: every row's values end to end, and row lengths.
-        columns = {key: batch[key] for key in ("block_id", "doc_id", "title", "text")}
-        for key, ragged in (("title", batch["title_token_ids"]), ("body", batch["body_token_ids"]), ("found", ids)):
-            columns[f"{key}_ids"], columns[f"{key}_lengths"] = ragged.flat_values, ragged.row_lengths()
-        columns["begins"], columns["ends"] = begins.flat_values, ends.flat_values
-        return columns
+        out = {key: batch[key] for key in ("block_id", "doc_id", "title", "text")}
+        for key in ("title", "body"):
+            ragged = batch[f"{key}_token_ids"]
+            out[f"{key}_ids"], out[f"{key}_lengths"] = ragged.flat_values, ragged.row_lengths()
+        return out
 
-    records = read_block_dataset(manifest.block_paths(blocks_dir)).ragged_batch(batch_size).map(retokenized)
-    for c in records.prefetch(1).as_numpy_iterator():
-        located = same_rows(c["body_ids"], c["body_lengths"], c["found_ids"], c["found_lengths"])
+    records = read_block_dataset(list(paths)).ragged_batch(batch_size).map(columns).prefetch(1)
+    for c in records.as_numpy_iterator():
+        # Tokenized on the host by a function traced once a process, not once a dataset: a
+        # store of many pieces (a piece a shard) pays no tracing a piece.
+        ids, begins, ends = featurizer.traced_tokenize_with_offsets(c["text"])
+        found_lengths = ids.row_lengths().numpy()
+        located = same_rows(c["body_ids"], c["body_lengths"], ids.flat_values.numpy(), found_lengths)
         # The offsets of located blocks, aligned with the stored ids (the same number of them).
-        stored, found = np.repeat(located, c["body_lengths"]), np.repeat(located, c["found_lengths"])
+        stored, found = np.repeat(located, c["body_lengths"]), np.repeat(located, found_lengths)
         aligned = [np.full(len(c["body_ids"]), -1, np.int64) for _ in range(2)]
-        for out, chars in zip(aligned, (c["begins"], c["ends"])):
-            out[stored] = chars[found]
+        for out, chars in zip(aligned, (begins, ends)):
+            out[stored] = chars.flat_values.numpy()[found]
         yield BlockBatch(block_ids=c["block_id"], doc_ids=list(c["doc_id"]), titles=list(c["title"]),
                          texts=list(c["text"]), title_ids=c["title_ids"], title_lengths=c["title_lengths"],
                          body_ids=c["body_ids"], body_lengths=c["body_lengths"], begins=aligned[0], ends=aligned[1],

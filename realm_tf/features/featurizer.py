@@ -68,12 +68,16 @@ class Featurizer(tf.Module):
         begins, last_chars = self._chars_of_bytes(texts, byte_begins, byte_ends - 1)
         return ids, begins, last_chars + 1
 
+    def traced_tokenize_with_offsets(self, texts) -> Tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+        """`tokenize_with_offsets` of a host batch (str or UTF-8 bytes [batch]) through one
+        tf.function a process per vocabulary and casing: no tracing per call or per dataset."""
+        return _traced_offsets(self.vocabulary.path, self.config.lower_case)(tf.constant(list(texts), tf.string))
+
     def tokenize_with_char_offsets(self, texts: Sequence[str]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """`tokenize_with_offsets` on the host: per string, (ids, begins, ends) int64 [T] numpy."""
         if not len(texts):
             return []
-        ids, begins, ends = _traced_offsets(self.vocabulary.path, self.config.lower_case)(
-            tf.constant(list(texts), tf.string))
+        ids, begins, ends = self.traced_tokenize_with_offsets(texts)
         splits = ids.row_splits.numpy()
         values = [ragged.flat_values.numpy() for ragged in (ids, begins, ends)]
         return [tuple(v[splits[i]:splits[i + 1]] for v in values) for i in range(len(texts))]

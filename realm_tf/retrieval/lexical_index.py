@@ -39,6 +39,7 @@ import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
 from realm_tf.artifacts.index_version import file_sha256
+from realm_tf.corpus import block_store
 from realm_tf.errors import RealmError
 
 LEXICAL_FORMAT = "realm_tf.lexical.v1"
@@ -190,16 +191,13 @@ class LexicalIndex:
             missing = store_ids[block_ids[order][at] != store_ids][0]
             raise LexicalIndexError(f"{arrays.directory}: block {missing} is not among the rows asked for")
         row_of_store_row = order[at]
-        parts = [arrays.token_arrays(part) for part in ("title", "body")]
 
         def passes():
             for start in range(0, len(store_ids), _BUILD_ROWS):
                 stop = min(start + _BUILD_ROWS, len(store_ids))
-                tokens, rows = [], []
-                for values, offsets in parts:
-                    tokens.append(np.asarray(values[offsets[start]:offsets[stop]]))
-                    rows.append(np.repeat(row_of_store_row[start:stop], np.diff(offsets[start:stop + 1])))
-                yield np.concatenate(tokens), np.concatenate(rows)
+                parts = [block_store.token_rows(arrays, part, start, stop) for part in ("title", "body")]
+                yield (np.concatenate([p.values for p in parts]),
+                       np.concatenate([np.repeat(row_of_store_row[start:stop], p.lengths()) for p in parts]))
 
         return cls.build(passes(), block_ids, vocabulary, parameters)
 
