@@ -27,8 +27,10 @@ With blocks (N at most --blocks_max, 1M by default), N synthetic blocks of the r
 block directory, the index's rows get their block ids, and four more stages run:
 
   store       realm_tf.corpus.block_store.BlockStore opened with a featurizer: the compact
-              store built from the TFRecord shards (every text tokenized again for its
-              character offsets), then its bytes on disk.
+              store built from the TFRecord shards, a piece a shard one after the other, as
+              the first reader of a directory chunked without it does (chunk_corpus's
+              workers build the same pieces, a shard each, every text tokenized again for
+              its character offsets), then its bytes on disk.
   batches     the store opened again (memory-mapped), then 40 pre-training batches of 32
               synthetic examples x 8 candidates (the null document and 7 blocks drawn from
               all N) assembled by realm_tf.tasks.pretrain.pack_pretraining_batch with the
