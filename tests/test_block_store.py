@@ -251,3 +251,35 @@ def test_rechunking_into_the_directory_replaces_its_store(small_blocks_dir, tmp_
     rechunked = set(BlockStore(str(output)).doc_ids.values()) - {""}
     assert rechunked == {r["doc_id"].decode("utf-8") for r in _records(str(output))}
     assert not rechunked & first
+
+
+def test_a_store_on_remote_storage_is_written_there_and_mapped_from_a_local_copy(sharded_blocks_dir):
+    import uuid
+
+    import tensorflow as tf
+
+    from realm_tf.artifacts.block_arrays import compact_dir, write_store_record
+    from realm_tf.corpus.block_store import publish_shard_piece
+
+    remote = f"ram://{uuid.uuid4().hex}/blocks"  # TF's in-memory filesystem stands for gs://.
+    tf.io.gfile.makedirs(remote)
+    for name in os.listdir(sharded_blocks_dir):
+        if os.path.isfile(os.path.join(sharded_blocks_dir, name)):
+            tf.io.gfile.copy(os.path.join(sharded_blocks_dir, name), f"{remote}/{name}")
+    manifest = BlocksManifest.read(sharded_blocks_dir)  # Beam's FileSystems, which read gs://, know no ram://.
+    featurizer = Featurizer(load_config("tiny").features)
+    # As chunk_corpus's workers and its last step do it.
+    pieces = [publish_shard_piece(f"{remote}/{shard}", remote, featurizer) for shard in manifest.block_shards]
+    written = write_store_record(compact_dir(remote), pieces, blocks_manifest_sha256(remote))
+    assert written.num_blocks == manifest.num_blocks
+    assert sorted(tf.io.gfile.listdir(f"{compact_dir(remote)}/{pieces[0]}")) == sorted(
+        os.listdir(os.path.join(sharded_blocks_dir, COMPACT_DIR, pieces[0])))
+    local = open_block_arrays(remote, manifest)  # Current there, so copied, not built again.
+    assert "://" not in local.directory and local.info.pieces == tuple(pieces)
+    here = open_block_arrays(sharded_blocks_dir)
+    np.testing.assert_array_equal(local.block_ids, here.block_ids)
+    for row in range(0, len(here.block_ids), 5):
+        np.testing.assert_array_equal(local.tokens("body", row), here.tokens("body", row))
+        np.testing.assert_array_equal(local.char_offsets("ends", row), here.char_offsets("ends", row))
+        assert local.string("text", row) == here.string("text", row)
+    tf.io.gfile.rmtree(remote.rsplit("/", 1)[0])

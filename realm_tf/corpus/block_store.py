@@ -24,7 +24,7 @@ from typing import Dict, Iterator, Optional, Sequence
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
-from realm_tf.artifacts.block_arrays import (INFO_NAME, BlockArrays, BlockBatch, PieceInfo, blocks_manifest_sha256,
+from realm_tf.artifacts.block_arrays import (INFO_NAME, PIECE_INFO_NAME, BlockArrays, BlockBatch, PieceInfo, blocks_manifest_sha256,
                                              compact_dir, piece_name, read_block_arrays_info, write_piece,
                                              write_store_record)
 from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
@@ -239,7 +239,8 @@ def publish_shard_piece(shard: str, blocks_dir: str, featurizer) -> str:
     with tempfile.TemporaryDirectory(prefix="realm_piece_") as local:
         write_shard_piece(shard, os.path.join(local, name), featurizer)
         tf.io.gfile.makedirs(target)
-        for file_name in os.listdir(os.path.join(local, name)):
+        # The piece's record last, as when written in place.
+        for file_name in sorted(os.listdir(os.path.join(local, name)), key=lambda n: n == PIECE_INFO_NAME):
             tf.io.gfile.copy(os.path.join(local, name, file_name), os.path.join(target, file_name))
     return name
 
