@@ -424,11 +424,14 @@ def scale_blocks_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     largest = sizes[-1]
     peak = max(largest[f"qa_serve:{kind}"]["peak_rss_bytes"] for kind in kinds)
     if largest["num_blocks"] >= QA_TARGET_BLOCKS:
-        lines += [f"Against the target for {QA_TARGET_BLOCKS:,} blocks: at {largest['num_blocks']:,} the QA exports "
-                  f"are served in at most {_gib(peak)} GiB at their peak, against under 4 GiB "
-                  f"({'met' if peak < 4 * 2**30 else 'not met'}).", ""]
+        # The target says 4 GB; each export is judged in decimal GB, GiB beside it.
+        judged = [f"{kind} {_gib(largest[f'qa_serve:{kind}']['peak_rss_bytes'])} GiB = "
+                  f"{largest[f'qa_serve:{kind}']['peak_rss_bytes'] / 1e9:.2f} GB "
+                  f"({'met' if largest[f'qa_serve:{kind}']['peak_rss_bytes'] < 4e9 else 'not met'})" for kind in kinds]
+        lines += [f"Against the target for {QA_TARGET_BLOCKS:,} blocks (served in under 4 GB): at "
+                  f"{largest['num_blocks']:,} the QA exports' peaks are {'; '.join(judged)}.", ""]
     else:
-        lines += [f"The target (a QA export of {QA_TARGET_BLOCKS:,} blocks served in under 4 GiB) is not measured by "
+        lines += [f"The target (a QA export of {QA_TARGET_BLOCKS:,} blocks served in under 4 GB) is not measured by "
                   f"this run: its largest size is {largest['num_blocks']:,} blocks, served in at most {_gib(peak)} GiB "
                   "at the peak.", ""]
     return lines + _provenance(results)
