@@ -75,9 +75,12 @@ def test_training_on_questions_with_answers_in_their_blocks_lowers_the_loss(task
     trainer = Trainer(task, task.config.finetune.training, str(tmp_path / "model"))
     task.sync_search_embedder(trainer.model)
     batch = task.make_batch(np.arange(len(task.examples)))
-    with_answer = np.nonzero(batch["answer_spans"].any(axis=(1, 2, 3)))[0][:4]
-    assert len(with_answer) == 4
-    fixed = task.make_batch(with_answer)
+    with_answer = np.nonzero(batch["answer_spans"].any(axis=(1, 2, 3)))[0]
+    assert len(with_answer) > 0
+    # The tiny model's towers start random, so how many questions find an answer in the blocks
+    # they read is chance (1 to a few of the 120, by the seeds the tests before left): repeats
+    # fill the batch of 4 when fewer do.
+    fixed = task.make_batch(np.resize(with_answer[:4], 4))
     step = trainer.build_train_step()
     losses = [float(step(fixed)["loss"]) for _ in range(25)]
     assert losses[-1] < 0.5 * losses[0], losses
