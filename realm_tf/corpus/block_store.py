@@ -24,9 +24,9 @@ from typing import Dict, Iterator, Optional, Sequence
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
-from realm_tf.artifacts.block_arrays import (INFO_NAME, PIECE_INFO_NAME, BlockArrays, BlockBatch, PieceInfo, blocks_manifest_sha256,
-                                             compact_dir, piece_name, read_block_arrays_info, write_piece,
-                                             write_store_record)
+from realm_tf.artifacts.block_arrays import (INFO_NAME, PIECE_INFO_NAME, BlockArrays, BlockBatch, PieceInfo,
+                                             blocks_manifest_sha256, compact_dir, piece_name, read_block_arrays_info,
+                                             write_piece, write_store_record)
 from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
 from realm_tf.artifacts.staging import staged_directory
 from realm_tf.corpus.block_records import read_block_dataset
@@ -201,11 +201,19 @@ def _local_copy(blocks_dir: str, manifest: BlocksManifest, digest: str, featuriz
         _build_store(blocks_dir, manifest, digest, featurizer, target)
         return BlockArrays(target)
     for piece in info.pieces:
-        os.makedirs(os.path.join(target, piece))
-        for name in tf.io.gfile.listdir(os.path.join(source, piece)):
-            tf.io.gfile.copy(os.path.join(source, piece, name), os.path.join(target, piece, name))
+        _copy_piece(os.path.join(source, piece), os.path.join(target, piece))
     tf.io.gfile.copy(os.path.join(source, INFO_NAME), os.path.join(target, INFO_NAME))
     return BlockArrays(target)
+
+
+def _copy_piece(source: str, target: str) -> None:
+    """Copies the piece folder `source` to `target` (either local or gs://), its record last,
+    as when a piece is written in place."""
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(target)
+    for name in sorted(tf.io.gfile.listdir(source), key=lambda n: n == PIECE_INFO_NAME):
+        tf.io.gfile.copy(os.path.join(source, name), os.path.join(target, name))
 
 
 def _build_store(blocks_dir: str, manifest: BlocksManifest, digest: str, featurizer, target: str) -> None:
@@ -238,10 +246,7 @@ def publish_shard_piece(shard: str, blocks_dir: str, featurizer) -> str:
         return name
     with tempfile.TemporaryDirectory(prefix="realm_piece_") as local:
         write_shard_piece(shard, os.path.join(local, name), featurizer)
-        tf.io.gfile.makedirs(target)
-        # The piece's record last, as when written in place.
-        for file_name in sorted(os.listdir(os.path.join(local, name)), key=lambda n: n == PIECE_INFO_NAME):
-            tf.io.gfile.copy(os.path.join(local, name, file_name), os.path.join(target, file_name))
+        _copy_piece(os.path.join(local, name), target)
     return name
 
 
