@@ -60,6 +60,7 @@ def test_a_yaml_path_loads(tmp_path):
         (["reader.encoder.max_position_embeddings=64"], "reader.encoder.max_position_embeddings = 64"),
         (["pretrain.top_k=0"], "pretrain.top_k = 0 must be positive"),
         (["ict.remove_sentence_probability=1.5"], "ict.remove_sentence_probability = 1.5"),
+        (["index.reorder_dtype=float16"], "index.reorder_dtype = 'float16' must be one of"),
         (["no_equals_sign"], "not of the form dotted.key=value"),
     ],
 )

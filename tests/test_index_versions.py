@@ -12,7 +12,7 @@ import pytest
 from realm_tf.artifacts.index_version import IndexVersion, IndexVersionError, latest_version, list_versions
 from realm_tf.configs import IndexConfig
 from realm_tf.retrieval import Searcher, publish_index_version, scann_parameters
-from realm_tf.retrieval.index_build import MIN_TREE_AH_BLOCKS
+from realm_tf.retrieval.index_build import MAX_AUTO_LEAVES_TO_SEARCH, MIN_TREE_AH_BLOCKS
 
 
 def _random_index(n, dim=16, seed=0):
@@ -40,8 +40,13 @@ def test_scann_parameters_are_sized_to_the_corpus():
         "dims_per_block": 2,
         "anisotropic_quantization_threshold": pytest.approx(0.2),
         "reorder_num_neighbors": 1000,
+        "reorder_dtype": "bfloat16",
         "spherical_tree": True,
     }
+    # At REALM's 13.35M blocks a tenth of the 3,654 leaves would be 366: capped.
+    realm = scann_parameters(13_353_718, config)
+    assert (realm["num_leaves"], realm["num_leaves_to_search"]) == (3654, MAX_AUTO_LEAVES_TO_SEARCH)
+    assert scann_parameters(13_353_718, IndexConfig(num_leaves_to_search=400))["num_leaves_to_search"] == 400
     small = scann_parameters(4000, IndexConfig(exact_below=0))
     assert (small["num_leaves"], small["num_leaves_to_search"], small["training_sample_size"]) == (63, 7, 4000)
     assert small["num_leaves_to_search"] == math.ceil(63 / 10)

@@ -76,6 +76,39 @@ def test_scann_tree_agrees_with_exact_search(tree_index):
     assert (np.diff(scores, axis=1) <= 1e-4).all()
 
 
+@pytest.mark.parametrize("dtype, min_recall", [("float32", 0.95), ("int8", 0.9)])
+def test_each_reorder_dtype_is_built_as_recorded_and_scores_truly(tmp_path, dtype, min_recall):
+    # The default (bfloat16) is the tree_index fixture's; old manifests without the key
+    # re-score in float32, as they were built.
+    blocks, queries = _clustered(4000, 100, seed=2)
+    path = publish_index_version(str(tmp_path), blocks, _block_ids(4000),
+                                 IndexConfig(exact_below=0, reorder_dtype=dtype), {})
+    index = IndexVersion.load(path)
+    assert index.build["reorder_dtype"] == dtype
+    ids, scores = Searcher(index, "scann").search(queries, 10)
+    exact_ids, _ = Searcher(index, "exact").search(queries, 10)
+    assert _recall(ids, exact_ids) >= min_recall
+    true_scores = np.einsum("qd,qkd->qk", queries, blocks[(ids - 1000) // 7])
+    np.testing.assert_allclose(scores, true_scores, rtol=1e-4, atol=1e-3)
+
+
+def test_the_reorder_dtype_reaches_scanns_config():
+    from realm_tf.artifacts.index_version import scann_pybind
+    from realm_tf.retrieval.index_build import configured_scann_builder, scann_parameters
+
+    blocks, _ = _clustered(1000, 1)
+
+    def reorder_config(params):
+        text = configured_scann_builder(scann_pybind().builder(blocks, 10, "dot_product"), params).create_config()
+        return re.sub(r"\s+", " ", text[text.index("exact_reordering"):])
+
+    params = scann_parameters(1000, IndexConfig(exact_below=0, reorder_dtype="bfloat16"))
+    assert "bfloat16 { enabled: True" in reorder_config(params)
+    assert "fixed_point { enabled: True" in reorder_config({**params, "reorder_dtype": "int8"})
+    old = {key: value for key, value in params.items() if key != "reorder_dtype"}
+    assert "enabled: False" in reorder_config(old)
+
+
 def test_scann_tree_answers_large_k_in_full(tree_index):
     # 7 of 63 leaves hold ~450 blocks, fewer than k: such queries fall back to exact search.
     index, queries = tree_index

@@ -10,7 +10,7 @@ from typing import Any, Iterable, List, Mapping, Sequence, Set
 
 import yaml
 
-from realm_tf.configs.experiment import ONTONOTES_ENTITY_TYPES, ExperimentConfig
+from realm_tf.configs.experiment import ONTONOTES_ENTITY_TYPES, REORDER_DTYPES, ExperimentConfig
 from realm_tf.errors import RealmError
 
 _SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -191,6 +191,8 @@ def validate_config(config: ExperimentConfig) -> None:
     for field in ("exact_below", "num_leaves", "num_leaves_to_search"):
         value = getattr(config.index, field)
         _require(value >= 0, f"index.{field}", value, "must not be negative")
+    _require(config.index.reorder_dtype in REORDER_DTYPES, "index.reorder_dtype", config.index.reorder_dtype,
+             f"must be one of {list(REORDER_DTYPES)}")
     _require(0 <= config.ict.heldout_percent < 100, "ict.heldout_percent", config.ict.heldout_percent,
              "must be in [0, 100)")
     _require(config.finetune.retriever_beam_size >= config.finetune.top_k, "finetune.retriever_beam_size",

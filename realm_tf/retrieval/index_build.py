@@ -18,6 +18,11 @@ from realm_tf.configs import IndexConfig
 # training points than that; and a tree over a few hundred blocks saves nothing over
 # scoring them all. Below this many blocks the index is brute force whatever the config.
 MIN_TREE_AH_BLOCKS = 256
+# The most leaves searched when the config leaves it to the corpus. At REALM's 13.35M
+# blocks (3,654 leaves; benchmarks/results/scale.json) a tenth of them, 366, took 6.4 ms a
+# query for recall@10 0.983 of exact; 100 took 2.1 ms for 0.979 and 250 4.9 ms for 0.983:
+# past about 150 leaves the re-scoring, not the leaves, limits recall.
+MAX_AUTO_LEAVES_TO_SEARCH = 150
 
 
 def scann_parameters(num_blocks: int, config: IndexConfig) -> Dict[str, Any]:
@@ -31,12 +36,13 @@ def scann_parameters(num_blocks: int, config: IndexConfig) -> Dict[str, Any]:
     - num_leaves: `config.num_leaves`, or round(sqrt(num_blocks)) when 0, so that a leaf
       holds about as many blocks as there are leaves (ScaNN's rule of thumb); never more
       than the training sample.
-    - num_leaves_to_search: `config.num_leaves_to_search`, or ceil(num_leaves / 10) when
-      0: about a tenth of the corpus is scored with AH. Clamped to [1, num_leaves].
+    - num_leaves_to_search: `config.num_leaves_to_search`, or when 0 ceil(num_leaves / 10)
+      (about a tenth of the corpus scored with AH) up to `MAX_AUTO_LEAVES_TO_SEARCH`.
+      Clamped to [1, num_leaves].
     - training_sample_size: min(num_blocks, config.training_sample_size), used for both
       the tree's k-means and the AH codebooks.
-    - dims_per_block, anisotropic_quantization_threshold, reorder_num_neighbors: as
-      configured (reorder 0 means no re-scoring).
+    - dims_per_block, anisotropic_quantization_threshold, reorder_num_neighbors,
+      reorder_dtype: as configured (reorder 0 means no re-scoring).
     - spherical_tree: always True. Spherical k-means partitions by direction, which is
       what an inner product ranks by; on clustered synthetic 128-d data (4k blocks,
       7 of 63 leaves searched) it gave recall@10 0.97-1.0 against 0.84-0.96 for
@@ -45,8 +51,8 @@ def scann_parameters(num_blocks: int, config: IndexConfig) -> Dict[str, Any]:
     Returns:
       A dict with keys method ("brute_force" or "tree_ah"), num_leaves,
       num_leaves_to_search, training_sample_size, dims_per_block,
-      anisotropic_quantization_threshold, reorder_num_neighbors, spherical_tree; the
-      tree and AH keys are None for brute force.
+      anisotropic_quantization_threshold, reorder_num_neighbors, reorder_dtype,
+      spherical_tree; the tree and AH keys are None for brute force.
     """
     if num_blocks < 1:
         raise ValueError(f"num_blocks must be positive, got {num_blocks}")
@@ -58,13 +64,14 @@ def scann_parameters(num_blocks: int, config: IndexConfig) -> Dict[str, Any]:
         "dims_per_block": None,
         "anisotropic_quantization_threshold": None,
         "reorder_num_neighbors": None,
+        "reorder_dtype": None,
         "spherical_tree": None,
     }
     if num_blocks < max(config.exact_below, MIN_TREE_AH_BLOCKS):
         return params
     training_sample_size = min(num_blocks, config.training_sample_size)
     num_leaves = min(config.num_leaves or max(1, round(math.sqrt(num_blocks))), training_sample_size)
-    to_search = config.num_leaves_to_search or math.ceil(num_leaves / 10)
+    to_search = config.num_leaves_to_search or min(math.ceil(num_leaves / 10), MAX_AUTO_LEAVES_TO_SEARCH)
     params.update(
         method="tree_ah",
         num_leaves=num_leaves,
@@ -73,6 +80,7 @@ def scann_parameters(num_blocks: int, config: IndexConfig) -> Dict[str, Any]:
         dims_per_block=config.dims_per_block,
         anisotropic_quantization_threshold=config.anisotropic_quantization_threshold,
         reorder_num_neighbors=config.reorder_num_neighbors,
+        reorder_dtype=config.reorder_dtype,
         spherical_tree=True,
     )
     return params
@@ -98,7 +106,11 @@ def configured_scann_builder(builder, params: Dict[str, Any]):
         training_sample_size=params["training_sample_size"],
     )
     if params["reorder_num_neighbors"]:
-        builder = builder.reorder(params["reorder_num_neighbors"])
+        from scann.scann_ops.py.scann_builder import ReorderType
+
+        # Versions published before the setting existed re-scored in float32.
+        dtype = params.get("reorder_dtype") or "float32"
+        builder = builder.reorder(params["reorder_num_neighbors"], quantize=ReorderType[dtype.upper()])
     return builder
 
 

@@ -128,6 +128,12 @@ class Searcher:
         # ScaNN pads with NaN scores when the searched leaves hold fewer than n blocks;
         # such rows (rare: small indexes, large n) are answered exactly instead.
         short = ~np.isfinite(scores).all(axis=1)
+        if (self.index.build.get("reorder_dtype") or "float32") != "float32" and rows.size:
+            # A quantized re-scoring copy ranks well but scores to about 3 digits: the
+            # returned blocks are scored again from the float32 embeddings, best first.
+            scores = np.einsum("qd,qkd->qk", queries, np.asarray(self.index.embeddings)[rows.clip(0)])
+            order = np.argsort(-scores, axis=1, kind="stable")
+            rows, scores = np.take_along_axis(rows, order, 1), np.take_along_axis(scores, order, 1).astype(np.float32)
         if short.any():
             rows[short], scores[short] = self._exact_candidates(queries[short], n)
         return rows, scores
