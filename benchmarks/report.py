@@ -332,6 +332,14 @@ def inputs_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     return lines + _provenance(results)
 
 
+def _rescoring(build: Dict) -> str:
+    """How an index version re-scores its candidates: "-" (brute force), or the count and dtype."""
+    if not build.get("reorder_num_neighbors"):
+        return "-"
+    # Versions built before index.reorder_dtype existed re-scored in float32.
+    return f"{build['reorder_num_neighbors']:,} in {build.get('reorder_dtype') or 'float32'}"
+
+
 def scale_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     sizes = results["sizes"]
     lines = [f"The index stages at each N ({results['synthetic']}; the {results['index_config']} config's index "
@@ -342,11 +350,11 @@ def scale_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     for size in sizes:
         build, verify, serve = size["build"], size["verify"], size["serve"]
         rows.append([f"{size['num_blocks']:,}", _gib(size["embeddings_bytes"]), build["build"]["method"],
-                     build["build"]["num_leaves"] or "-", build["seconds"], _gib(build["peak_rss_bytes"]),
+                     build["build"]["num_leaves"] or "-", _rescoring(build["build"]), build["seconds"], _gib(build["peak_rss_bytes"]),
                      verify["seconds"], serve["load_seconds"], _gib(serve["peak_rss_after_load_bytes"]),
                      serve["one_query"]["p50_ms"], serve["one_query"]["p99_ms"], serve["recall_at_10"],
                      _gib(size["index_bytes_on_disk"])])
-    lines += _table(["N", "embeddings GiB", "method", "leaves", "build s", "build peak GiB", "verify s", "load s",
+    lines += _table(["N", "embeddings GiB", "method", "leaves", "re-scoring", "build s", "build peak GiB", "verify s", "load s",
                      "loaded GiB", "one query p50 ms", "p99 ms", "recall@10 vs exact", "on disk GiB"], rows)
     largest = sizes[-1]
     met = lambda ok: "met" if ok else "not met"  # noqa: E731

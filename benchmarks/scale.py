@@ -1,8 +1,8 @@
 """How the index, block store and QA export grow with the corpus: `python -m benchmarks.scale`.
 
     python -m benchmarks.scale [--sizes 100000,1000000,13353718] [--queries 200]
-        [--sweep_leaves 100,200] [--blocks_max 1000000] [--qa_retrieval exact,scann]
-        [--qa_questions 50] [--workdir runs/bench/scale] [--keep]
+        [--sweep_leaves 100,200] [--reorder_dtype bfloat16] [--blocks_max 1000000]
+        [--qa_retrieval exact,scann] [--qa_questions 50] [--workdir runs/bench/scale] [--keep]
 
 For each N, synthetic 128-d block embeddings of the real shape (REALM's `block_emb` is
 [13353718, 128] float32; these are clustered around round(sqrt(N)) random centres, with
@@ -12,7 +12,8 @@ wall time and peak resident memory (ru_maxrss: mapped file pages it touched incl
 are its alone:
 
   build    realm_tf.retrieval.index_build.publish_index_version over the memory-mapped
-           embeddings, with the base config's index settings: checks, checksums, the
+           embeddings, with the base config's index settings (--reorder_dtype sets
+           index.reorder_dtype, the copy ScaNN re-scores from): checks, checksums, the
            ScaNN build and the atomic publication of the version, as embed_and_index and
            import-index do it.
   verify   IndexVersion.load with verification: every checksum recomputed, every byte read.
@@ -64,6 +65,7 @@ import numpy as np
 from benchmarks import common
 from benchmarks.block_store import write_synthetic_blocks
 from benchmarks.retrieval_latency import clustered_embeddings, recall_at_k
+from realm_tf.configs.experiment import REORDER_DTYPES
 
 RESULTS = common.RESULTS_DIR / "scale.json"
 DIM, K, RECALL_QUERIES = 128, 10, 100
@@ -115,7 +117,7 @@ def _timed_search(searcher, queries: np.ndarray, exact: np.ndarray, **search_opt
     return {"one_query": common.latency_ms(seconds), "recall_at_10": recall_at_k(np.stack(found[:len(exact)]), exact)}
 
 
-def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = "") -> None:
+def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = "", reorder_dtype: str = "") -> None:
     """One stage in this process; prints its figures as one JSON line."""
     import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before scann imports TensorFlow)
     from realm_tf.artifacts.index_version import IndexVersion, latest_version
@@ -127,7 +129,7 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
     started = time.perf_counter()
     if stage == "build":
         embeddings = np.load(work / "embeddings.npy", mmap_mode="r")
-        config = load_config("base").index
+        config = load_config("base", [f"index.reorder_dtype={reorder_dtype}"] if reorder_dtype else []).index
         path = publish_index_version(str(work / "index"), embeddings, _block_ids(work, len(embeddings)), config,
                                      {"step": 0, "synthetic": True})
         figures["build"] = IndexVersion.load(path, verify=False).build
@@ -286,6 +288,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     parser.add_argument("--sweep_leaves", type=common.int_list, default=[], metavar="L[,L]",
                         help="also search each tree index with these numbers of leaves (ScaNN's leaves_to_search at "
                              "search time, no rebuild), timed and scored as above (default: none)")
+    parser.add_argument("--reorder_dtype", choices=REORDER_DTYPES, default=None,
+                        help="index.reorder_dtype of the index builds (default: the base config's)")
     parser.add_argument("--blocks_max", type=int, default=BLOCKS_MAX,
                         help="sizes up to this also get synthetic blocks, the block store and the QA exports "
                              "(default: %(default)s)")
@@ -303,7 +307,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
 
     results = {"benchmark": "scale", "command": common.command_line("benchmarks.scale", argv),
                "synthetic": "clustered float32 128-d embeddings (round(sqrt(N)) centres), queries near random blocks",
-               "index_config": "base", "sizes": [], "machine": common.machine_info()}
+               "index_config": "base" + (f" with index.reorder_dtype={args.reorder_dtype}" if args.reorder_dtype else ""),
+               "sizes": [], "machine": common.machine_info()}
     for num_blocks in args.sizes:
         work = args.workdir / f"n{num_blocks}"
         shutil.rmtree(work, ignore_errors=True)
@@ -320,7 +325,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                                                      for part in ("export", "serve"))]
         for stage in stages:
             count = args.qa_questions if stage.startswith("qa_serve") else args.queries
-            size[stage] = common.stage_in_child("benchmarks.scale", stage, work, count, ",".join(map(str, args.sweep_leaves)))
+            size[stage] = common.stage_in_child("benchmarks.scale", stage, work, count,
+                                                ",".join(map(str, args.sweep_leaves)), args.reorder_dtype or "")
             print(f"N={num_blocks:,} {stage}: {size[stage]['seconds']} s, peak RSS "
                   f"{size[stage]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
         size["index_bytes_on_disk"] = sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file())

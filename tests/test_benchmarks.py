@@ -288,12 +288,16 @@ def test_scale_runs_every_stage_at_each_size_in_its_own_process(tmp_path):
 
     output = tmp_path / "scale.json"
     results = scale.main(["--sizes=3000,25000", "--queries=20", "--sweep_leaves=5,400", "--blocks_max=3000",
+                          "--reorder_dtype=float32",
                           "--qa_retrieval=exact", "--qa_questions=3", f"--workdir={tmp_path / 'work'}",
                           f"--output={output}"])
     assert json.loads(output.read_text()) == results
     small, large = results["sizes"]
     assert small["build"]["build"]["method"] == "brute_force" and large["build"]["build"]["method"] == "tree_ah"
     assert small["serve"]["recall_at_10"] == 1.0  # Brute force is exact.
+    # --reorder_dtype overrides the base config's (bfloat16); brute force re-scores nothing.
+    assert large["build"]["build"]["reorder_dtype"] == "float32" and small["build"]["build"]["reorder_dtype"] is None
+    assert results["index_config"] == "base with index.reorder_dtype=float32"
     assert large["serve"]["recall_at_10"] >= 0.9 and large["serve"]["recall_queries"] == 20
     # The sweep: 400 leaves capped at the tree's; searching every leaf recalls at least what the default does.
     leaves = large["build"]["build"]["num_leaves"]
@@ -342,6 +346,8 @@ def test_report_shows_the_inputs_and_scale_results_beside_their_targets(tmp_path
     assert f"recall@10 {largest['serve']['recall_at_10']} against at least 0.95" in text
     assert f"Searching other numbers of leaves at {largest['num_blocks']:,} blocks" in text
     assert text.count("(the build's)") == 1
+    build = largest["build"]["build"]
+    assert f"| {build['reorder_num_neighbors']:,} in {build.get('reorder_dtype') or 'float32'} |" in text
     # The block store and QA export section: each export's peak at 1M judged against 4 GB.
     blocks_results = json.loads((results_dir / "scale_blocks.json").read_text())
     blocks = blocks_results["sizes"][-1]

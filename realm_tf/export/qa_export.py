@@ -152,7 +152,12 @@ def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.nda
 
 def _scann_layer(embeddings: np.ndarray, build: Dict[str, Any], top_k: int):
     """tensorflow-recommenders' ScaNN layer over `embeddings` (float32 [N, D]), built with the
-    index version's parameters (`IndexVersion.build`) and called once, as saving needs."""
+    index version's parameters (`IndexVersion.build`) and called once, as saving needs.
+
+    It re-scores in float32 whatever the version's `reorder_dtype`: ScaNN 1.4's TF ops
+    cannot restore a searcher whose re-scoring copy is bfloat16 ("No dataset provided").
+    """
+    build = {**build, "reorder_dtype": "float32"}
     from scann.scann_ops.py import scann_ops
     from tensorflow_recommenders.layers.factorized_top_k import ScaNN
 
