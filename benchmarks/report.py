@@ -48,6 +48,7 @@ FILES = {
     "hybrid": "hybrid_retrieval.json",
     "lexical_scale": "lexical_scale.json",
     "spans": "salient_spans.json",
+    "finetune_steps": "finetune_steps.json",
 }
 
 
@@ -613,6 +614,43 @@ def spans_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     return lines + _provenance(results)
 
 
+def finetune_steps_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    """Exact match on all of qa_dev at each kept checkpoint of one longer fine-tuning run."""
+    budget = results["budget"]["finetune"]
+    lines = [f"{results['what']}. Fine-tuning: {budget['steps']:,} steps at batch {budget['batch_size']} "
+             f"({budget['examples_seen']:,} questions seen, {budget['qa_train_questions']:,} in qa_train, whose "
+             f"articles are not qa_dev's), learning rate {budget['learning_rate']:g} after {budget['warmup_steps']} "
+             f"warm-up steps, {budget['trainable']}, the beam {budget['beam']}, {budget['blocks_read']} blocks read; "
+             f"lengths {budget['lengths']}; {budget['wall_seconds']:,.0f} s ({budget['seconds_per_step']} s a step), "
+             f"{results['budget']['quickstart_total_seconds']:,.0f} s for the whole quickstart; "
+             f"{results['budget']['machine']}.", ""]
+    entries = sorted(results["results"].values(),
+                     key=lambda e: (int(e["checkpoint"].rsplit("-", 1)[1]), e["top_k"]))
+    rows = [[int(e["checkpoint"].rsplit("-", 1)[1]), e["top_k"], e["recall@1"], e["recall@5"], e["recall@20"],
+             round(100 * e["exact_match"], 1), round(100 * e["f1"], 1), e.get("evaluation_wall", "-")]
+            for e in entries]
+    lines += _table(["after step", "blocks read", "recall@1", "recall@5", "recall@20", "EM", "F1", "evaluation (m:ss)"],
+                    rows)
+    best = max(entries, key=lambda e: e["exact_match"])
+    lines += [f"Against the target of exact match at least 40 on all {best['num_questions']:,} qa_dev questions: "
+              f"{100 * best['exact_match']:.1f} ({'met' if best['exact_match'] >= 0.4 else 'not met'}). The "
+              f"quickstart's own export of the run, through its signature, on the 300-question sample: exact match "
+              f"{100 * results['quickstart_export_sample']['exact_match']:.1f}.", ""]
+    read_5 = [e for e in entries if e["top_k"] == 5]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    steps = [int(e["checkpoint"].rsplit("-", 1)[1]) for e in read_5]
+    ax.plot(steps, [100 * e["exact_match"] for e in read_5], "o-", label="exact match")
+    ax.plot(steps, [100 * e["f1"] for e in read_5], "s-", label="F1")
+    ax.set_xlabel("fine-tuning steps (batch 8)")
+    ax.set_ylabel("% on all of qa_dev")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(plt, fig, images / "finetune_steps.png")
+    lines += [f"![exact match and F1 against fine-tuning steps]({images.name}/finetune_steps.png)", ""]
+    return lines + [f"Commands: `{results['commands']['run']}`, then `{results['commands']['evaluate']}`; "
+                    f"commit {results['commit']}, {results['date']}.", ""]
+
+
 SECTIONS: List[tuple] = [
     # (key, title, section function, the command that makes the results)
     ("retrieval", "Retrieval: ScaNN vs exact, and the recall/throughput curve", retrieval_section,
@@ -642,6 +680,8 @@ SECTIONS: List[tuple] = [
     ("quality", "Quality: open-QA on squad_open qa_dev", quality_section, "python -m benchmarks.quality"),
     ("quality_full", "Quality at the full budget: every qa_dev question", lambda r, i, p: quality_section(
         r, i, p, "quality_full"), "python -m benchmarks.quality --size full --sample 0"),
+    ("finetune_steps", "Fine-tuning longer: exact match against steps on every qa_dev question",
+     finetune_steps_section, "the quickstart with more fine-tuning steps, then python -m realm_tf.evaluate"),
 ]
 
 

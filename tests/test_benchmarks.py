@@ -363,6 +363,28 @@ def test_report_shows_the_inputs_and_scale_results_beside_their_targets(tmp_path
     assert "(a QA export of 1,000,000 blocks served in under 4 GB) is not measured by this run" in page.read_text()
 
 
+def test_report_shows_exact_match_against_fine_tuning_steps_beside_the_target(tmp_path):
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    results = json.loads((REPO / "benchmarks" / "results" / "finetune_steps.json").read_text())
+    entry = results["results"]["ck1500_hybrid"]
+    # Two checkpoints, the later one worse: the best one is judged, in step order.
+    results["results"] = {"late": {**entry, "checkpoint": "ckpt-900", "exact_match": 0.39},
+                          "early": {**entry, "checkpoint": "ckpt-300", "exact_match": 0.41}}
+    (results_dir / "finetune_steps.json").write_text(json.dumps(results))
+    page = tmp_path / "docs" / "benchmarks.md"
+    written = report.main([f"--results_dir={results_dir}", f"--output={page}"])
+    text = page.read_text()
+    assert {p.rsplit("/", 1)[-1] for p in written["images"]} == {"finetune_steps.png"}
+    assert text.index("| 300 | 5 |") < text.index("| 900 | 5 |")
+    assert f"| 300 | 5 | {entry['recall@1']:.3g} |" in text and "| 41.0 |" in text and "| 39.0 |" in text
+    assert "Against the target of exact match at least 40 on all 1,352 qa_dev questions: 41.0 (met)" in text
+    results["results"] = {"late": results["results"]["late"]}
+    (results_dir / "finetune_steps.json").write_text(json.dumps(results))
+    report.main([f"--results_dir={results_dir}", f"--output={page}"])
+    assert "39.0 (not met)" in page.read_text()
+
+
 def test_lexical_scale_builds_and_serves_the_lexical_index_beside_dense_exact_search(tmp_path):
     from benchmarks import lexical_scale
 
