@@ -291,3 +291,28 @@ def test_readers_never_see_a_partial_version_while_versions_are_published(tmp_pa
         assert path in published and not os.path.exists(path), error
     assert list_versions(root) == sorted(published)[-2:]
     assert _visible_and_hidden(root)[1] == []
+
+
+def test_the_build_drops_the_mapped_embeddings_pages_it_has_read(tmp_path):
+    # ScaNN copies the embeddings; their mapped pages need not stay resident beside the copy.
+    import time
+
+    from realm_tf.retrieval.index_build import _dropping_mapped_pages, _file_mapping
+
+    def rss_bytes():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    np.save(tmp_path / "e.npy", np.random.default_rng(0).normal(size=(1 << 19, 128)).astype(np.float32))  # 256 MiB.
+    mapped = np.load(tmp_path / "e.npy", mmap_mode="r")
+    assert _file_mapping(mapped) is not None and _file_mapping(np.ascontiguousarray(mapped)[10:]) is not None
+    assert _file_mapping(np.zeros(3)) is None
+    with _dropping_mapped_pages(np.zeros(3)):  # Nothing mapped: nothing to do.
+        pass
+    total = float(mapped.sum(dtype=np.float64))  # Every page read: resident.
+    before = rss_bytes()
+    with _dropping_mapped_pages(mapped, interval_seconds=0.05):
+        time.sleep(0.3)
+        inside = rss_bytes()
+        assert float(mapped.sum(dtype=np.float64)) == total  # Read again from the file, the same.
+    assert before - inside > 200 * 2**20
