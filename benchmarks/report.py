@@ -362,7 +362,8 @@ def scale_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     build_peak, serve = largest["build"]["peak_rss_bytes"], largest["serve"]
     lines += [f"Against the targets for {largest['num_blocks']:,} blocks on this machine: the build's peak "
               f"{_gib(build_peak)} GiB against at most 20 GiB ({met(build_peak <= 20 * 2**30)}; it counts the "
-              f"{_gib(largest['embeddings_bytes'])} GiB of memory-mapped embeddings the build read), recall@10 "
+              f"pages of the {_gib(largest['embeddings_bytes'])} GiB of memory-mapped embeddings resident at the "
+              "time), recall@10 "
               f"{serve['recall_at_10']} against at least 0.95 ({met(serve['recall_at_10'] >= 0.95)}), one query "
               f"{serve['one_query']['p50_ms']} ms p50 against at most 5 ms ({met(serve['one_query']['p50_ms'] <= 5)}); "
               f"{largest['build']['build']['num_leaves_to_search']} of {largest['build']['build']['num_leaves']} "
