@@ -22,9 +22,10 @@ from realm_tf.configs import IndexConfig
 # scoring them all. Below this many blocks the index is brute force whatever the config.
 MIN_TREE_AH_BLOCKS = 256
 # The most leaves searched when the config leaves it to the corpus. At REALM's 13.35M
-# blocks (3,654 leaves; benchmarks/results/scale.json) a tenth of them, 366, took 6.4 ms a
-# query for recall@10 0.983 of exact; 100 took 2.1 ms for 0.979 and 250 4.9 ms for 0.983:
-# past about 150 leaves the re-scoring, not the leaves, limits recall.
+# blocks (3,654 leaves; benchmarks/results/scale.json, bfloat16 re-scoring) a tenth of them,
+# 366, took 3.4 ms a query for recall@10 0.973 of exact; 150 took 1.6 ms for 0.970 and 100
+# 1.1 ms for 0.969 (in float32, an earlier run: 366 6.4 ms for 0.983, 100 2.1 ms for 0.979).
+# Past about 150 leaves the re-scoring, not the leaves, limits recall.
 MAX_AUTO_LEAVES_TO_SEARCH = 150
 
 
