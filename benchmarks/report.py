@@ -351,12 +351,13 @@ def scale_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     for size in sizes:
         build, verify, serve = size["build"], size["verify"], size["serve"]
         rows.append([f"{size['num_blocks']:,}", _gib(size["embeddings_bytes"]), build["build"]["method"],
-                     build["build"]["num_leaves"] or "-", _rescoring(build["build"]), build["seconds"], _gib(build["peak_rss_bytes"]),
+                     build["build"]["num_leaves"] or "-", _rescoring(build["build"]), build["seconds"],
+                     _gib(build["peak_rss_bytes"]),
                      verify["seconds"], serve["load_seconds"], _gib(serve["peak_rss_after_load_bytes"]),
                      serve["one_query"]["p50_ms"], serve["one_query"]["p99_ms"], serve["recall_at_10"],
                      _gib(size["index_bytes_on_disk"])])
-    lines += _table(["N", "embeddings GiB", "method", "leaves", "re-scoring", "build s", "build peak GiB", "verify s", "load s",
-                     "loaded GiB", "one query p50 ms", "p99 ms", "recall@10 vs exact", "on disk GiB"], rows)
+    lines += _table(["N", "embeddings GiB", "method", "leaves", "re-scoring", "build s", "build peak GiB", "verify s",
+                     "load s", "loaded GiB", "one query p50 ms", "p99 ms", "recall@10 vs exact", "on disk GiB"], rows)
     largest = sizes[-1]
     met = lambda ok: "met" if ok else "not met"  # noqa: E731
     build_peak, serve = largest["build"]["peak_rss_bytes"], largest["serve"]
@@ -625,13 +626,14 @@ def finetune_steps_section(results: Dict, images: pathlib.Path, plt) -> List[str
              f"lengths {budget['lengths']}; {budget['wall_seconds']:,.0f} s ({budget['seconds_per_step']} s a step), "
              f"{results['budget']['quickstart_total_seconds']:,.0f} s for the whole quickstart; "
              f"{results['budget']['machine']}.", ""]
-    entries = sorted(results["results"].values(),
-                     key=lambda e: (int(e["checkpoint"].rsplit("-", 1)[1]), e["top_k"]))
-    rows = [[int(e["checkpoint"].rsplit("-", 1)[1]), e["top_k"], e["recall@1"], e["recall@5"], e["recall@20"],
+    # The step a checkpoint was saved at: the number ending its path (".../ckpt-1500").
+    step = lambda entry: int(entry["checkpoint"].rsplit("-", 1)[1])  # noqa: E731
+    entries = sorted(results["results"].values(), key=lambda e: (step(e), e["top_k"]))
+    rows = [[step(e), e["top_k"], e["recall@1"], e["recall@5"], e["recall@20"],
              round(100 * e["exact_match"], 1), round(100 * e["f1"], 1), e.get("evaluation_wall", "-")]
             for e in entries]
-    lines += _table(["after step", "blocks read", "recall@1", "recall@5", "recall@20", "EM", "F1", "evaluation (m:ss)"],
-                    rows)
+    lines += _table(["after step", "blocks read", "recall@1", "recall@5", "recall@20", "EM", "F1",
+                     "evaluation (m:ss)"], rows)
     best = max(entries, key=lambda e: e["exact_match"])
     lines += [f"Against the target of exact match at least 40 on all {best['num_questions']:,} qa_dev questions: "
               f"{100 * best['exact_match']:.1f} ({'met' if best['exact_match'] >= 0.4 else 'not met'}). The "
@@ -639,7 +641,7 @@ def finetune_steps_section(results: Dict, images: pathlib.Path, plt) -> List[str
               f"{100 * results['quickstart_export_sample']['exact_match']:.1f}.", ""]
     read_5 = [e for e in entries if e["top_k"] == 5]
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    steps = [int(e["checkpoint"].rsplit("-", 1)[1]) for e in read_5]
+    steps = [step(e) for e in read_5]
     ax.plot(steps, [100 * e["exact_match"] for e in read_5], "o-", label="exact match")
     ax.plot(steps, [100 * e["f1"] for e in read_5], "s-", label="F1")
     ax.set_xlabel("fine-tuning steps (batch 8)")

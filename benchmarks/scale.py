@@ -305,9 +305,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     if min(args.sweep_leaves, default=1) < 1:
         parser.error(f"--sweep_leaves must be positive, got {args.sweep_leaves}")
 
+    index_config = "base" + (f" with index.reorder_dtype={args.reorder_dtype}" if args.reorder_dtype else "")
     results = {"benchmark": "scale", "command": common.command_line("benchmarks.scale", argv),
                "synthetic": "clustered float32 128-d embeddings (round(sqrt(N)) centres), queries near random blocks",
-               "index_config": "base" + (f" with index.reorder_dtype={args.reorder_dtype}" if args.reorder_dtype else ""),
+               "index_config": index_config,
                "sizes": [], "machine": common.machine_info()}
     for num_blocks in args.sizes:
         work = args.workdir / f"n{num_blocks}"

@@ -112,10 +112,14 @@ def configured_scann_builder(builder, params: Dict[str, Any]):
     if params["reorder_num_neighbors"]:
         from scann.scann_ops.py.scann_builder import ReorderType
 
-        # Versions published before the setting existed re-scored in float32.
-        dtype = params.get("reorder_dtype") or "float32"
-        builder = builder.reorder(params["reorder_num_neighbors"], quantize=ReorderType[dtype.upper()])
+        builder = builder.reorder(params["reorder_num_neighbors"], quantize=ReorderType[reorder_dtype(params).upper()])
     return builder
+
+
+def reorder_dtype(params: Dict[str, Any]) -> str:
+    """The dtype of the copy a version's searcher re-scores from (its `manifest["build"]`);
+    versions published before `index.reorder_dtype` existed re-scored in float32."""
+    return params.get("reorder_dtype") or "float32"
 
 
 def _build_scann(embeddings: np.ndarray, params: Dict[str, Any]):

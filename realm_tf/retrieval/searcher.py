@@ -12,6 +12,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from realm_tf.artifacts.index_version import IndexVersion, resolve_version
+from realm_tf.retrieval.index_build import reorder_dtype
 
 METHODS = ("scann", "exact")
 # Scores of at most this many query x block pairs are held at once by exact search
@@ -128,7 +129,7 @@ class Searcher:
         # ScaNN pads with NaN scores when the searched leaves hold fewer than n blocks;
         # such rows (rare: small indexes, large n) are answered exactly instead.
         short = ~np.isfinite(scores).all(axis=1)
-        if (self.index.build.get("reorder_dtype") or "float32") != "float32" and rows.size:
+        if reorder_dtype(self.index.build) != "float32" and rows.size:
             # A quantized re-scoring copy ranks well but scores to about 3 digits: the
             # returned blocks are scored again from the float32 embeddings, best first.
             scores = np.einsum("qd,qkd->qk", queries, np.asarray(self.index.embeddings)[rows.clip(0)])
