@@ -9,11 +9,11 @@ searcher a `tf.function` over the same float32 embeddings:
 
   exact    `tf.math.top_k(tf.linalg.matmul(queries, embeddings, transpose_b=True), k)`,
            the exact QA export's retrieval;
-  scann    tensorflow-recommenders' `ScaNN` layer as the ScaNN QA export builds it
-           (`realm_tf.export.qa_export`), with the parameters an index version of that
-           many blocks gets (`realm_tf.artifacts.index_version.scann_parameters`): at 1M
-           blocks a spherical tree of 1,000 leaves, 100 searched, AH scoring, and exact
-           re-scoring of the best `index.reorder_num_neighbors` (1,000);
+  scann    tensorflow-recommenders' `ScaNN` layer as the ScaNN QA export uses it
+           (`realm_tf.export.scann_retrieval.RescoredScann`), with the parameters an index
+           version of that many blocks gets (`realm_tf.artifacts.index_version.scann_parameters`):
+           at 1M blocks a spherical tree of 1,000 leaves, 100 searched, AH scoring, and the
+           best `index.reorder_num_neighbors` (1,000) re-scored exactly from the float32 table;
   scann_reorder_<n>  the same but re-scoring `--also_reorder` candidates (default 100,
            the index config's value until this benchmark showed it too few; 0 leaves it
            out): AH scores of nearby blocks are too close to rank them at this size, and
@@ -28,16 +28,15 @@ and fetching the [b, k] result).
 
 The recall/throughput curve ("sweep"): the `scann` layer's own searcher, built once, is
 searched with other settings at search time (ScaNN's `search_batched(q, final_num_neighbors,
-pre_reorder_num_neighbors, leaves_to_search)`), for every pair of `--sweep_reorder` (how many
-AH candidates are re-scored exactly) and `--sweep_leaves` (tree leaves searched; default
+leaves_to_search)`, its candidates re-scored as the layer's), for every pair of `--sweep_reorder`
+(how many AH candidates are re-scored exactly) and `--sweep_leaves` (tree leaves searched; default
 half, once and twice the index config's). Every point and exact take turns again, on the
 first `--sweep_queries` one-query calls and on the same batches; each point records
 recall@k against exact, batched queries/s and one-query p50/p99, with its speed-up over
 the exact point measured in those turns.
 
 Writes benchmarks/results/retrieval_latency.json. At the default size it needs about
-6.5 GB of memory (the embeddings, each layer's copy for re-scoring and its codes, a
-batch's [b, N] exact scores) and some 2.5 minutes on 2 cores, most of it building ScaNN;
+4.5 GB of memory (the embeddings, each layer's codes, a batch's [b, N] exact scores) and some 2.5 minutes on 2 cores, most of it building ScaNN;
 below `index.exact_below` (20,000) blocks ScaNN is brute force, as in an index version,
 and the re-scoring variant and the sweep are left out.
 """
@@ -134,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     import tensorflow as tf
 
     from realm_tf.configs import load_config
-    from realm_tf.export.qa_export import _scann_layer
+    from realm_tf.export.scann_retrieval import RescoredScann
     from realm_tf.retrieval.index_build import scann_parameters
 
     started = time.perf_counter()
@@ -147,15 +146,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     if args.also_reorder and params["method"] == "tree_ah":
         variants[f"scann_reorder_{args.also_reorder}"] = dict(params, reorder_num_neighbors=args.also_reorder)
     spec = [tf.TensorSpec([None, DIM], tf.float32)]
+    table = tf.Variable(blocks, trainable=False)
+    del blocks  # The variable holds its own copy, and the layers re-score from it.
     searchers, builds, layers = {}, {}, {}
     for name, build in variants.items():
         started = time.perf_counter()
-        layers[name] = layer = _scann_layer(blocks, build, args.k)
+        layers[name] = layer = RescoredScann(table, build, shared_name=f"benchmark/{name}")
         builds[name] = {"build": build, "build_seconds": round(time.perf_counter() - started, 1)}
         print(f"{name}: {build['method']} built in {builds[name]['build_seconds']}s", flush=True)
-        searchers[name] = tf.function(lambda q, layer=layer: layer(q, k=args.k)[1], input_signature=spec)
-    table = tf.Variable(blocks, trainable=False)
-    del blocks  # The layers and the variable hold their own copies.
+        searchers[name] = tf.function(lambda q, layer=layer: layer(q, args.k)[1], input_signature=spec)
     searchers["exact"] = tf.function(
         lambda q: tf.math.top_k(tf.linalg.matmul(q, table, transpose_b=True), args.k).indices, input_signature=spec)
     calls = {name: (lambda batch, search=search: search(tf.constant(batch)).numpy()) for name, search in searchers.items()}
@@ -190,7 +189,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
 
     sweep = None
     if params["method"] == "tree_ah" and args.sweep_reorder:
-        sweep = _sweep(args, params, layers["scann"], calls["exact"], one_query_inputs, batch_inputs,
+        sweep = _sweep(args, params, layers["scann"], table, calls["exact"], one_query_inputs, batch_inputs,
                        found["exact"], found_batched["exact"])
     results = {
         "benchmark": "retrieval_latency",
@@ -221,14 +220,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     return results
 
 
-def _sweep(args, params: Dict, layer, exact_call, one_query_inputs: List[np.ndarray],
+def _sweep(args, params: Dict, layer, table, exact_call, one_query_inputs: List[np.ndarray],
            batch_inputs: List[np.ndarray], exact_one: List[np.ndarray], exact_batched: List[np.ndarray]) -> Dict:
     """Recall@k, batched queries/s and one-query latency of the `scann` layer's searcher at
     other search-time settings, every point and exact taking turns (see the module docstring).
 
     Args:
       params: the layer's build parameters (`scann_parameters`).
-      layer: the `scann` ScaNN layer; its searcher is reused, not rebuilt.
+      layer: the `scann` `RescoredScann`; its layer's searcher is reused, not rebuilt.
+      table: the embeddings variable the candidates are re-scored from.
       exact_call: the exact searcher, float32 [b, DIM] -> int32 [b, k] (numpy).
       one_query_inputs, batch_inputs: the main measurement's inputs, float32 [1 | batch, DIM] each.
       exact_one, exact_batched: exact's results on them, int32 [1 | batch, k] each.
@@ -236,15 +236,21 @@ def _sweep(args, params: Dict, layer, exact_call, one_query_inputs: List[np.ndar
     import tensorflow as tf
     from scann.scann_ops.py import scann_ops
 
+    from realm_tf.export.scann_retrieval import rescore_candidates
+
     leaves = args.sweep_leaves or sorted({max(1, math.ceil(params["num_leaves_to_search"] / 2)),
                                           params["num_leaves_to_search"], 2 * params["num_leaves_to_search"]})
     leaves = sorted({min(n, params["num_leaves"]) for n in leaves})
     # tensorflow-recommenders 0.7.7 (pinned) keeps the built searcher in `_serialized_searcher`;
-    # its search op takes the re-scoring count and the leaves to search as inputs.
-    searcher = scann_ops.searcher_from_module(layer._serialized_searcher)
+    # its search op takes the candidates wanted and the leaves to search as inputs.
+    searcher = scann_ops.searcher_from_module(layer.layer._serialized_searcher)
+
+    def search(q, reorder, to_search):
+        found = searcher.search_batched(q, final_num_neighbors=reorder, leaves_to_search=to_search)
+        return rescore_candidates(table, q, found.distances, found.indices, args.k)[1]
+
     search = tf.function(
-        lambda q, reorder, to_search: searcher.search_batched(
-            q, final_num_neighbors=args.k, pre_reorder_num_neighbors=reorder, leaves_to_search=to_search).indices,
+        search,
         input_signature=[tf.TensorSpec([None, DIM], tf.float32), tf.TensorSpec([], tf.int32),
                          tf.TensorSpec([], tf.int32)])
     points = [(reorder, n) for reorder in args.sweep_reorder for n in leaves]

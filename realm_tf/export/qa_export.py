@@ -26,7 +26,8 @@ both returning
 
 Retrieval is "exact" (a matmul and `tf.math.top_k`: TF core and TF Text ops only, so
 stock TF Serving serves it) or "scann" (tensorflow-recommenders' ScaNN layer, built as
-the index version's searcher was; it needs the ScaNN ops: `import scann` before loading
+the index version's searcher was, its candidates re-scored from the embeddings table:
+`realm_tf.export.scann_retrieval`; it needs the ScaNN ops: `import scann` before loading
 in Python, or a TF Serving built with them). "hybrid" and "scann_hybrid" add lexical
 retrieval to them (BM25 over WordPiece ids, `realm_tf.retrieval.lexical_index`, whose
 postings are more variables; the index version's own, or built from the blocks) and fuse
@@ -44,7 +45,8 @@ apply) held in memory by whoever serves it: 4 * D + 8 bytes plus the title and t
 compressed text per block (a 288-wordpiece block of English is some 1.2 KB of text, 0.6 KB
 compressed). No token ids: the retrieved texts are decompressed and tokenized again in the
 graph (core TF and TF Text ops), which gives back the stored ids and places the answer's
-characters. `python -m benchmarks.scale` measures the export and its server per million
+characters. A ScaNN export adds the tree and AH codes (D / dims_per_block bytes a block),
+not a second copy of the embeddings. `python -m benchmarks.scale` measures the export and its server per million
 blocks. Past what one server holds, search a separate index service and serve the reader
 on its own.
 
@@ -62,7 +64,7 @@ import os
 import re
 import uuid
 import zlib
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
@@ -75,11 +77,11 @@ from realm_tf.artifacts.qa_export import WARMUP_PATH, QaExportError, QaExportInf
 from realm_tf.artifacts.staging import staged_directory
 from realm_tf.configs import load_config
 from realm_tf.corpus.block_store import BlockStore
+from realm_tf.export.scann_retrieval import RescoredScann
 from realm_tf.features import FEATURE_KEYS, Featurizer
 from realm_tf.modeling.open_qa import OpenQaModel
 from realm_tf.modeling.span_reader import best_span
 from realm_tf.retrieval.fusion import FusedRanking, fuse_rows
-from realm_tf.retrieval.index_build import configured_scann_builder
 from realm_tf.retrieval.lexical_index import Bm25Parameters, LexicalIndex, LexicalScorer
 from realm_tf.tasks.finetune import build_open_qa_model, restore_finetuned
 
@@ -150,35 +152,6 @@ def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.nda
     }
 
 
-def _scann_layer(embeddings: np.ndarray, build: Dict[str, Any], top_k: int):
-    """tensorflow-recommenders' ScaNN layer over `embeddings` (float32 [N, D]), built with the
-    index version's parameters (`IndexVersion.build`) and called once, as saving needs.
-
-    It re-scores in float32 whatever the version's `reorder_dtype`: ScaNN 1.4's TF ops
-    cannot restore a searcher whose re-scoring copy is bfloat16 ("No dataset provided").
-    """
-    build = {**build, "reorder_dtype": "float32"}
-    from scann.scann_ops.py import scann_ops
-    from tensorflow_recommenders.layers.factorized_top_k import ScaNN
-
-    def build_searcher(candidates):
-        # The layer's own builder always makes a tree with asymmetric hashing. The index
-        # version may be brute force (small corpora) or a spherical tree with anisotropic
-        # hashing: the same parameters make the export search as the version's searcher
-        # does (identically for brute force; a tree is retrained on the same embeddings).
-        builder = configured_scann_builder(scann_ops.builder(candidates, min(10, len(embeddings)), "dot_product"),
-                                           build)
-        return builder.build(shared_name=f"realm_qa_scann/{uuid.uuid4()}")
-
-    # Row indices are the identifiers (the layer returns them when given none): the
-    # tables of the export are in index row order.
-    layer = ScaNN(k=top_k, name="scann")
-    layer._build_searcher = build_searcher  # Pinned tensorflow-recommenders 0.7.7: the one builder hook.
-    layer.index(tf.constant(embeddings))
-    layer(tf.zeros([1, embeddings.shape[1]], tf.float32), k=1)
-    return layer
-
-
 class _QaModule(tf.Module):
     """Questions in, answers with evidence out (the signatures of the module docstring).
 
@@ -186,7 +159,8 @@ class _QaModule(tf.Module):
       model: the fine-tuned `OpenQaModel`.
       featurizer: its `Featurizer` (tracked, so the vocabulary is an asset).
       tables: `_block_tables` output.
-      scann: the ScaNN layer over the embeddings, or None for exact retrieval.
+      scann_build: the index version's ScaNN parameters, for ScaNN retrieval (`RescoredScann`
+        over the embeddings table); None for exact retrieval.
       lexical: a `LexicalScorer` whose rows are the tables', for hybrid retrieval; or None.
       hybrid: the `HybridConfig` that fuses the two rankings (with `lexical`).
       top_k, max_answer_length: the defaults of serving_default.
@@ -196,7 +170,7 @@ class _QaModule(tf.Module):
         pairs, or one question's k.
     """
 
-    def __init__(self, model: OpenQaModel, featurizer: Featurizer, tables: Dict[str, np.ndarray], scann,
+    def __init__(self, model: OpenQaModel, featurizer: Featurizer, tables: Dict[str, np.ndarray], scann_build,
                  top_k: int, max_answer_length: int, max_k: int, reader_batch_size: int,
                  lexical: Optional[LexicalScorer] = None, hybrid=None):
         super().__init__(name="realm_qa")
@@ -207,9 +181,10 @@ class _QaModule(tf.Module):
         self._embed_queries = lambda query: model.query_embedder(query, training=False)
         self._read = lambda batch: model(batch, training=False)
         self.featurizer = featurizer
-        self.scann = scann
         # Variables, not constants: they are saved beside the graph, which stays small.
         self.tables = {name: tf.Variable(value, trainable=False, name=name) for name, value in tables.items()}
+        self.scann = None if scann_build is None else RescoredScann(
+            self.tables["embeddings"], scann_build, shared_name=f"realm_qa_scann/{uuid.uuid4()}")
         self._num_blocks = len(tables["block_ids"])
         self._top_k = top_k
         self._max_answer_length = max_answer_length
@@ -285,7 +260,7 @@ class _QaModule(tf.Module):
         """Rows of the k best blocks by inner product, best first: float32 [b, D] -> int32 [b, k]."""
         if self.scann is None:
             return self._exact_rows(queries, k)
-        distances, rows = self.scann(queries, k=k)
+        distances, rows = self.scann(queries, k)
         b = tf.shape(queries)[0]
         # A tree search whose searched leaves hold fewer than k blocks pads its results
         # (NaN scores, as the host-side Searcher handles too): that batch is searched exactly.
@@ -435,13 +410,13 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
     checkpoint = restore_finetuned(model, model_dir)
     blocks = BlockStore(blocks_dir, featurizer)
     tables = _block_tables(version, blocks)
-    scann = _scann_layer(tables["embeddings"], version.build, top_k) if retrieval.startswith("scann") else None
     hybrid = config.index.hybrid
     lexical = None
     if "hybrid" in retrieval:
         lexical = LexicalScorer(LexicalIndex.of_version(version, featurizer.vocabulary,
                                                         Bm25Parameters(hybrid.k1, hybrid.b), blocks.arrays))
-    module = _QaModule(model, featurizer, tables, scann, top_k, max_answer_length, max_k, reader_batch_size,
+    scann_build = version.build if retrieval.startswith("scann") else None
+    module = _QaModule(model, featurizer, tables, scann_build, top_k, max_answer_length, max_k, reader_batch_size,
                        lexical, hybrid)
     # The functions themselves, not concrete functions traced here: saving traces them
     # again in its own context, and tracing is most of an export's time.
@@ -453,7 +428,7 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
         warmup_requests = _write_warmup_requests(os.path.join(staging, WARMUP_PATH), top_k, max_answer_length)
         QaExportInfo.now(
             retrieval=retrieval,
-            scann_build=version.build if retrieval.startswith("scann") else None,
+            scann_build=scann_build,
             top_k=top_k,
             max_answer_length=max_answer_length,
             max_k=max_k,
