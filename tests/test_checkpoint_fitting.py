@@ -311,3 +311,14 @@ def test_the_written_yaml_loads_equal_and_records_every_choice(minilm, tmp_path,
                 if line.startswith("#   ")]
     assert comments == lines
     assert yaml.safe_load(output.read_text(encoding="utf-8"))["retriever"]["pooling"] == "mean"
+
+
+def test_a_sentence_embedding_checkpoint_gets_an_identity_projection_of_its_width(minilm):
+    fitted = fitted_config("tiny", [], minilm, None)
+    retriever = fitted.config.retriever
+    assert retriever.projection_initializer == "identity"
+    assert retriever.projection_size == retriever.encoder.hidden_size
+    assert "cosine of its pooled outputs" in choices_of(fitted)["retriever.projection_initializer"].reason
+    # An override keeps the paper's random projection, at the base's width.
+    kept = fitted_config("tiny", ["retriever.projection_initializer=truncated_normal"], minilm, None).config.retriever
+    assert (kept.projection_initializer, kept.projection_size) == ("truncated_normal", 128)

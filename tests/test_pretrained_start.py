@@ -56,6 +56,32 @@ def test_mean_pooling_projects_the_mean_of_the_unpadded_token_states(featurizer)
     assert not np.allclose(cls(features).numpy(), embedded, atol=1e-3)
 
 
+def test_identity_projection_keeps_the_pooled_geometry(featurizer):
+    hidden = load_config("tiny").retriever.encoder.hidden_size
+    config = load_config("tiny", ["retriever.pooling=mean", "retriever.projection_initializer=identity",
+                                  f"retriever.projection_size={hidden}"]).retriever
+    embedder = ProjectedEmbedder(config)
+    features = featurizer.block_features(["Nikola Tesla", "Tesla", "Smiljan"],
+                                         ["was born in 1856 in Smiljan.", "an engineer", "a village in Lika"])
+    embedded = embedder(features).numpy()
+    states = embedder.encoder({k: features[k] for k in KEYS})["sequence_output"].numpy()
+    mask = features["input_mask"].numpy().astype(bool)
+    means = np.stack([states[i][mask[i]].mean(axis=0) for i in range(len(states))])
+    np.testing.assert_array_equal(embedder.projection.kernel.numpy(), np.eye(hidden, dtype=np.float32))
+    # LayerNorm'd means: inner products are gain^2 x width x the means' correlations.
+    centred = means - means.mean(axis=1, keepdims=True)
+    correlations = np.corrcoef(centred)
+    gain = config.projection_norm_gain
+    np.testing.assert_allclose(embedded @ embedded.T, gain ** 2 * hidden * correlations, rtol=1e-3, atol=1e-3)
+
+
+def test_identity_projection_needs_the_encoder_width():
+    with pytest.raises(ConfigError, match="retriever.projection_size = 64 must be retriever.encoder.hidden_size"):
+        load_config("tiny", ["retriever.projection_initializer=identity", "retriever.projection_size=64"])
+    with pytest.raises(ConfigError, match="retriever.projection_initializer"):
+        load_config("tiny", ["retriever.projection_initializer=orthogonal"])
+
+
 @pytest.mark.parametrize("override, words", [
     ("retriever.pooling=max", "retriever.pooling"),
     ("reader.trainable_layers=3", "reader.trainable_layers"),

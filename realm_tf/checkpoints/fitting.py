@@ -10,7 +10,9 @@ The base config, with the user's `--override`s, changes in three kinds of field:
                              bert_config.json): the BERT releases' rule, unless an --override
                              says otherwise.
   suggested for it           how to train from a pretrained start: the pooling and dropout it
-                             was trained with, a fresh projection's LayerNorm gain
+                             was trained with, for a sentence-embedding checkpoint (one with
+                             a pooling config and no projection) an identity projection of
+                             the encoder's width, a fresh projection's LayerNorm gain
                              (`FRESH_SCORE_SCALE`), learning rates and warm-up for a pretrained
                              start (`PRETRAINED_LEARNING_RATES`); an --override always wins.
 
@@ -209,6 +211,13 @@ def _fit_around_encoder(fitter: _Fitter, role: str, checkpoint: PretrainedCheckp
                      "the width of the checkpoint's projection dense/kernel", path)
         fitter.fixed("retriever.projection_norm_epsilon", projection.epsilon,
                      f"the checkpoint's projection {projection.norm_name}", path)
+    if role == "retriever" and not checkpoint.projection and checkpoint.pooling:
+        fitter.suggested("retriever.projection_initializer", "identity",
+                         "the checkpoint was trained for the cosine of its pooled outputs and has no projection: "
+                         "an identity keeps that similarity, where a random projection loses some of it")
+    if role == "retriever" and not checkpoint.projection and fitter.get("retriever.projection_initializer") == "identity":
+        fitter.suggested("retriever.projection_size", fitter.get("retriever.encoder.hidden_size"),
+                         "an identity projection keeps the encoder's width")
     if role == "retriever" and not checkpoint.projection:
         size = fitter.get("retriever.projection_size")
         fitter.suggested("retriever.projection_norm_gain", round(math.sqrt(FRESH_SCORE_SCALE / size), 4),

@@ -204,6 +204,13 @@ def validate_config(config: ExperimentConfig) -> None:
              reader.trainable_layers, f"must be in [0, reader.encoder.num_layers = {reader.encoder.num_layers}]")
     _require(config.retriever.pooling in ("cls", "mean"), "retriever.pooling", config.retriever.pooling,
              "must be 'cls' or 'mean'")
+    retriever = config.retriever
+    _require(retriever.projection_initializer in ("truncated_normal", "identity"), "retriever.projection_initializer",
+             retriever.projection_initializer, "must be 'truncated_normal' or 'identity'")
+    _require(retriever.projection_initializer != "identity" or retriever.projection_size == retriever.encoder.hidden_size,
+             "retriever.projection_size", retriever.projection_size,
+             f"must be retriever.encoder.hidden_size ({retriever.encoder.hidden_size}) for an identity "
+             "retriever.projection_initializer")
     _require(config.retriever.projection_norm_gain > 0, "retriever.projection_norm_gain",
              config.retriever.projection_norm_gain, "must be positive")
     _require(config.pretrain.masking in ("salient", "random"), "pretrain.masking", config.pretrain.masking,

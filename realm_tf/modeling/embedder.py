@@ -9,6 +9,7 @@ from realm_tf.features import FEATURE_KEYS
 from realm_tf.modeling.encoders import build_bert_encoder
 
 POOLINGS = ("cls", "mean")
+PROJECTION_INITIALIZERS = ("truncated_normal", "identity")
 
 
 class ProjectedEmbedder(tf_keras.layers.Layer):
@@ -28,9 +29,13 @@ class ProjectedEmbedder(tf_keras.layers.Layer):
             raise ValueError(f"retriever.pooling {config.pooling!r} is not one of {POOLINGS}")
         self.pooling = config.pooling
         self.encoder = build_bert_encoder(config.encoder, name="bert")
+        if config.projection_initializer not in PROJECTION_INITIALIZERS:
+            raise ValueError(f"retriever.projection_initializer {config.projection_initializer!r} is not one of "
+                             f"{PROJECTION_INITIALIZERS}")
         self.projection = tf_keras.layers.Dense(
             config.projection_size,
-            kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=config.encoder.initializer_range),
+            kernel_initializer=(tf_keras.initializers.Identity() if config.projection_initializer == "identity"
+                                else tf_keras.initializers.TruncatedNormal(stddev=config.encoder.initializer_range)),
             name="projection",
         )
         self.layer_norm = tf_keras.layers.LayerNormalization(
