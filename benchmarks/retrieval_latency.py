@@ -38,8 +38,9 @@ the exact point measured in those turns.
 Writes benchmarks/results/retrieval_latency.json. At the default size it needs about
 4.6 GB of memory (peak RSS 4.63 GB on 2026-12-06: the embeddings, each layer's codes, a
 batch's [b, N] exact scores; 6.5 GB while each layer kept its own copy to re-score from)
-and some 2.5 minutes on 2 quiet cores, most of it building ScaNN; below `index.exact_below` (20,000) blocks ScaNN is brute force, as in an index version,
-and the re-scoring variant and the sweep are left out.
+and some 2.5 minutes on 2 quiet cores, most of it building ScaNN; below `index.exact_below`
+(20,000) blocks ScaNN is brute force, as in an index version, and the re-scoring variant
+and the sweep are left out.
 """
 
 import argparse

@@ -211,14 +211,14 @@ def _fit_around_encoder(fitter: _Fitter, role: str, checkpoint: PretrainedCheckp
                      "the width of the checkpoint's projection dense/kernel", path)
         fitter.fixed("retriever.projection_norm_epsilon", projection.epsilon,
                      f"the checkpoint's projection {projection.norm_name}", path)
-    if role == "retriever" and not checkpoint.projection and checkpoint.pooling:
-        fitter.suggested("retriever.projection_initializer", "identity",
-                         "the checkpoint was trained for the cosine of its pooled outputs and has no projection: "
-                         "an identity keeps that similarity, where a random projection loses some of it")
-    if role == "retriever" and not checkpoint.projection and fitter.get("retriever.projection_initializer") == "identity":
-        fitter.suggested("retriever.projection_size", fitter.get("retriever.encoder.hidden_size"),
-                         "an identity projection keeps the encoder's width")
     if role == "retriever" and not checkpoint.projection:
+        if checkpoint.pooling:
+            fitter.suggested("retriever.projection_initializer", "identity",
+                             "the checkpoint was trained for the cosine of its pooled outputs and has no projection: "
+                             "an identity keeps that similarity, where a random projection loses some of it")
+        if fitter.get("retriever.projection_initializer") == "identity":
+            fitter.suggested("retriever.projection_size", fitter.get("retriever.encoder.hidden_size"),
+                             "an identity projection keeps the encoder's width")
         size = fitter.get("retriever.projection_size")
         fitter.suggested("retriever.projection_norm_gain", round(math.sqrt(FRESH_SCORE_SCALE / size), 4),
                          f"the projection starts fresh: retrieval scores start near {FRESH_SCORE_SCALE:g} x the "

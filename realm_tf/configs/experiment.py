@@ -143,6 +143,8 @@ class HybridConfig(base_config.Config):
 
 # How ScaNN may store the embeddings it re-scores (`IndexConfig.reorder_dtype`).
 REORDER_DTYPES = ("float32", "bfloat16", "int8")
+# How a retriever projection the checkpoint lacks starts (RetrieverConfig.projection_initializer).
+PROJECTION_INITIALIZERS = ("truncated_normal", "identity")
 
 
 @dataclasses.dataclass

@@ -10,7 +10,8 @@ from typing import Any, Iterable, List, Mapping, Sequence, Set
 
 import yaml
 
-from realm_tf.configs.experiment import ONTONOTES_ENTITY_TYPES, REORDER_DTYPES, ExperimentConfig
+from realm_tf.configs.experiment import (ONTONOTES_ENTITY_TYPES, PROJECTION_INITIALIZERS, REORDER_DTYPES,
+                                         ExperimentConfig)
 from realm_tf.errors import RealmError
 
 _SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -205,8 +206,8 @@ def validate_config(config: ExperimentConfig) -> None:
     _require(config.retriever.pooling in ("cls", "mean"), "retriever.pooling", config.retriever.pooling,
              "must be 'cls' or 'mean'")
     retriever = config.retriever
-    _require(retriever.projection_initializer in ("truncated_normal", "identity"), "retriever.projection_initializer",
-             retriever.projection_initializer, "must be 'truncated_normal' or 'identity'")
+    _require(retriever.projection_initializer in PROJECTION_INITIALIZERS, "retriever.projection_initializer",
+             retriever.projection_initializer, f"must be one of {list(PROJECTION_INITIALIZERS)}")
     _require(retriever.projection_initializer != "identity" or retriever.projection_size == retriever.encoder.hidden_size,
              "retriever.projection_size", retriever.projection_size,
              f"must be retriever.encoder.hidden_size ({retriever.encoder.hidden_size}) for an identity "

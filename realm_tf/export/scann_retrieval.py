@@ -11,7 +11,6 @@ exact scores, one copy of the embeddings fewer: 4 * D bytes a block (512 MB at 1
 
 from typing import Any, Dict, Tuple
 
-import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
@@ -21,7 +20,7 @@ from realm_tf.retrieval.index_build import configured_scann_builder
 _NO_BLOCK = float("-inf")
 
 
-def scann_layer(embeddings: np.ndarray, build: Dict[str, Any], shared_name: str):
+def scann_layer(embeddings: tf.Tensor, build: Dict[str, Any], shared_name: str):
     """tensorflow-recommenders' ScaNN layer over `embeddings` (float32 [N, D]), built with the
     index version's parameters (`IndexVersion.build`) but without re-scoring, and called once,
     as saving needs. Its row indices are its identifiers (the layer returns them when given none).
@@ -30,19 +29,19 @@ def scann_layer(embeddings: np.ndarray, build: Dict[str, Any], shared_name: str)
     from tensorflow_recommenders.layers.factorized_top_k import ScaNN
 
     build = {**build, "reorder_num_neighbors": 0}
+    num_rows = int(embeddings.shape[0])
 
     def build_searcher(candidates):
         # The layer's own builder always makes a tree with asymmetric hashing. The index
         # version may be brute force (small corpora) or a spherical tree with anisotropic
         # hashing: the same parameters make the export search as the version's searcher
         # does (identically for brute force; a tree is retrained on the same embeddings).
-        builder = configured_scann_builder(scann_ops.builder(candidates, min(10, len(embeddings)), "dot_product"),
-                                           build)
+        builder = configured_scann_builder(scann_ops.builder(candidates, min(10, num_rows), "dot_product"), build)
         return builder.build(shared_name=shared_name)
 
     layer = ScaNN(k=1, name="scann")
     layer._build_searcher = build_searcher  # Pinned tensorflow-recommenders 0.7.7: the one builder hook.
-    layer.index(tf.constant(embeddings))
+    layer.index(embeddings)
     layer(tf.zeros([1, embeddings.shape[1]], tf.float32), k=1)
     return layer
 
@@ -63,7 +62,8 @@ class RescoredScann(tf.Module):
     def __init__(self, table: tf.Variable, build: Dict[str, Any], shared_name: str, name: str = "rescored_scann"):
         super().__init__(name=name)
         self.table = table
-        self.layer = scann_layer(table.numpy(), build, shared_name)
+        # The variable's value, not a NumPy or constant copy of it: ScaNN builds from it once.
+        self.layer = scann_layer(tf.convert_to_tensor(table), build, shared_name)
         self._num_rows = int(table.shape[0])
         self._candidates = build["reorder_num_neighbors"] if build["method"] == "tree_ah" else 0
 

@@ -5,11 +5,11 @@ import tensorflow as tf
 import tf_keras
 
 from realm_tf.configs import RetrieverConfig
+from realm_tf.configs.experiment import PROJECTION_INITIALIZERS
 from realm_tf.features import FEATURE_KEYS
 from realm_tf.modeling.encoders import build_bert_encoder
 
 POOLINGS = ("cls", "mean")
-PROJECTION_INITIALIZERS = ("truncated_normal", "identity")
 
 
 class ProjectedEmbedder(tf_keras.layers.Layer):
