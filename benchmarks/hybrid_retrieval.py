@@ -31,7 +31,7 @@ from benchmarks import common
 
 DEFAULT_QA = pathlib.Path(realm_tf.__file__).parent / "assets" / "squad_open" / "qa_dev.jsonl"
 RRF_CONSTANTS = (10.0, 30.0, 60.0, 100.0)
-DENSE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+DENSE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def build_arg_parser() -> argparse.ArgumentParser:

@@ -219,7 +219,7 @@ def test_evaluate_retrieval_reports_lexical_and_hybrid_beside_dense_and_bm25(ict
         recalls = [results[name][f"recall@{k}"] for k in (1, 5, 20)]
         assert recalls == sorted(recalls) and all(0 <= r <= 1 for r in recalls), name
         assert name in table
-    assert results["hybrid_config"] == {"fusion": "interpolation", "dense_weight": 0.5, "rrf_constant": 60.0,
+    assert results["hybrid_config"] == {"fusion": "interpolation", "dense_weight": 0.7, "rrf_constant": 60.0,
                                         "candidates": 20}
     # BM25 over WordPiece ids ranks much as bm25s over words does.
     assert results["lexical_vs_bm25s"]["top1_agreement"] > 0.7
