@@ -63,6 +63,11 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB.
 
 
+def children_peak_rss_bytes() -> int:
+    """The peak resident memory of the largest child process this process has waited for."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+
 def report_stage(figures: Dict[str, Any], started: float) -> None:
     """Ends a `run_stage`: adds its seconds since `started` (perf_counter) and this process's
     peak RSS to `figures`, and prints them on the "STAGE {json}" line `stage_in_child` reads."""

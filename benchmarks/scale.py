@@ -28,10 +28,11 @@ With blocks (N at most --blocks_max, 1M by default), N synthetic blocks of the r
 block directory, the index's rows get their block ids, and four more stages run:
 
   store       realm_tf.corpus.block_store.BlockStore opened with a featurizer: the compact
-              store built from the TFRecord shards, a piece a shard one after the other, as
-              the first reader of a directory chunked without it does (chunk_corpus's
-              workers build the same pieces, a shard each, every text tokenized again for
-              its character offsets), then its bytes on disk.
+              store built from the TFRecord shards as the first reader of a directory
+              chunked without it does, a piece a shard, by a process a CPU (build_workers;
+              chunk_corpus's workers build the same pieces, a shard each, every text
+              tokenized again for its character offsets), then its bytes on disk; the
+              worker processes' peak RSS apart.
   batches     the store opened again (memory-mapped), then 40 pre-training batches of 32
               synthetic examples x 8 candidates (the null document and 7 blocks drawn from
               all N) assembled by realm_tf.tasks.pretrain.pack_pretraining_batch with the
@@ -151,9 +152,14 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
                                                                               leaves_to_search=leaves)}
                                 for leaves in sweep]
     elif stage == "store":
-        from realm_tf.corpus.block_store import BlockStore
+        from realm_tf.artifacts.manifests import BlocksManifest
+        from realm_tf.corpus.block_store import BlockStore, build_workers
 
+        manifest = BlocksManifest.read(str(work / "blocks"))
+        figures["build_workers"] = build_workers(manifest.num_blocks, len(manifest.block_shards))
         store = BlockStore(str(work / "blocks"), _featurizer())
+        # Worker processes (build_workers > 1) are this stage's children, their peak apart.
+        figures["workers_peak_rss_bytes"] = common.children_peak_rss_bytes()
         figures["bytes_on_disk"] = sum(store.arrays.file_bytes().values())
         figures["body_tokens"] = int(store.arrays.info.num_body_tokens)
     elif stage == "batches":

@@ -312,6 +312,7 @@ def test_scale_runs_every_stage_at_each_size_in_its_own_process(tmp_path):
     # and 8 of character offsets, and a QA export over those blocks served in a fresh process.
     assert small["body_tokens"] == small["store"]["body_tokens"] == 3000 * block_store.BODY_TOKENS
     assert small["store"]["bytes_on_disk"] > 10 * small["body_tokens"]
+    assert small["store"]["build_workers"] == 1  # Under PARALLEL_MIN_BLOCKS: built in the stage's process.
     assert small["batches"]["batches_per_second"] > 0 and small["batches"]["batch"]["p50_ms"] > 0
     served = small["qa_serve:exact"]
     assert small["qa_export:exact"]["bytes_on_disk"] > 0 and "qa_export:scann" not in small

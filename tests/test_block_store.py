@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from realm_tf.artifacts.block_arrays import (COMPACT_DIR, INFO_NAME, BlockArrays, BlockArraysError, PieceInfo,
-                                             blocks_manifest_sha256, piece_name)
+                                             blocks_manifest_sha256, partial_dir, piece_name)
 from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
 from realm_tf.configs import load_config
 from realm_tf.corpus.block_records import read_block_dataset
@@ -283,3 +283,77 @@ def test_a_store_on_remote_storage_is_written_there_and_mapped_from_a_local_copy
         np.testing.assert_array_equal(local.char_offsets("ends", row), here.char_offsets("ends", row))
         assert local.string("text", row) == here.string("text", row)
     tf.io.gfile.rmtree(remote.rsplit("/", 1)[0])
+
+
+def _unbuilt_copy(blocks_dir, tmp_path):
+    copy = tmp_path / "blocks"
+    shutil.copytree(blocks_dir, copy, ignore=shutil.ignore_patterns(COMPACT_DIR))
+    return str(copy)
+
+
+def _piece_files(compact):
+    """{piece/file: bytes} of every array file of a store (the records hold no paths)."""
+    return {f"{piece}/{name}": open(os.path.join(compact, piece, name), "rb").read()
+            for piece in sorted(os.listdir(compact)) if os.path.isdir(os.path.join(compact, piece))
+            for name in sorted(os.listdir(os.path.join(compact, piece)))}
+
+
+def test_a_build_cut_short_resumes_at_its_next_piece(sharded_blocks_dir, tmp_path, monkeypatch):
+    from realm_tf.corpus import block_store
+
+    copy = _unbuilt_copy(sharded_blocks_dir, tmp_path)
+    written, write = [], block_store.write_shard_piece
+
+    def fail_at_the_third(shard, piece_dir, featurizer):
+        if len(written) == 2:
+            raise RuntimeError("the machine went down")
+        written.append(piece_name(shard))
+        return write(shard, piece_dir, featurizer)
+
+    monkeypatch.setattr(block_store, "write_shard_piece", fail_at_the_third)
+    with pytest.raises(RuntimeError, match="went down"):
+        BlockStore(copy)
+    partial = partial_dir(os.path.join(copy, COMPACT_DIR), blocks_manifest_sha256(copy))
+    assert not os.path.exists(os.path.join(copy, COMPACT_DIR))
+    assert sorted(name for name in os.listdir(partial) if not name.startswith(".")) == sorted(written)
+    # Resumed: only the third shard is built, and the store is the one built in one go.
+    resumed = []
+    monkeypatch.setattr(block_store, "write_shard_piece",
+                        lambda shard, piece_dir, featurizer: resumed.append(piece_name(shard)) or
+                        write(shard, piece_dir, featurizer))
+    store = BlockStore(copy)
+    manifest = BlocksManifest.read(copy)
+    assert resumed == [piece_name(shard) for shard in manifest.block_shards if piece_name(shard) not in written]
+    assert not os.path.exists(partial)
+    assert _piece_files(os.path.join(copy, COMPACT_DIR)) == _piece_files(os.path.join(sharded_blocks_dir,
+                                                                                       COMPACT_DIR))
+    assert store.arrays.info == BlockArrays(os.path.join(sharded_blocks_dir, COMPACT_DIR)).info
+
+
+def test_a_partial_build_for_another_manifest_is_removed(blocks_dir):
+    target = os.path.join(blocks_dir, COMPACT_DIR)
+    stale = partial_dir(target, "0" * 64)
+    os.makedirs(os.path.join(stale, "blocks-00000-of-00001"))
+    BlockStore(blocks_dir)
+    assert not os.path.exists(stale)
+    assert not [name for name in os.listdir(blocks_dir) if name.startswith(".compact")]
+
+
+def test_worker_processes_build_the_pieces_this_process_builds(sharded_blocks_dir, tmp_path):
+    from realm_tf.corpus.block_store import _build_store
+
+    copy = _unbuilt_copy(sharded_blocks_dir, tmp_path)
+    target = os.path.join(copy, COMPACT_DIR)
+    _build_store(copy, BlocksManifest.read(copy), blocks_manifest_sha256(copy), None, target, workers=2)
+    assert _piece_files(target) == _piece_files(os.path.join(sharded_blocks_dir, COMPACT_DIR))
+    assert BlockArrays(target).info == BlockArrays(os.path.join(sharded_blocks_dir, COMPACT_DIR)).info
+
+
+def test_large_stores_are_built_by_a_process_a_cpu():
+    from realm_tf.corpus.block_store import PARALLEL_MIN_BLOCKS, build_workers
+
+    cpus = os.cpu_count() or 1
+    assert build_workers(PARALLEL_MIN_BLOCKS - 1, 100) == 1
+    assert build_workers(10 ** 7, 1) == 1
+    assert build_workers(10 ** 7, 100) == cpus
+    assert build_workers(10 ** 7, 2) == min(2, cpus)

@@ -25,7 +25,12 @@ A piece is built from its shard alone, so at corpus scale the pieces are built w
 shards are written, a worker each, and nothing but the small `arrays.json` needs every
 piece. Pieces and store are staged and renamed into place like every artifact here;
 `BlockArraysInfo.blocks_manifest_sha256` ties the store to the `manifest.json` it was
-built for, so a re-chunked directory's stale arrays are rebuilt, not read.
+built for, so a re-chunked directory's stale arrays are rebuilt, not read. A store built
+by a directory's first reader collects its finished pieces in
+
+    <blocks_dir>/.compact-partial-<first 16 hex digits of that digest>/
+
+and is renamed to `compact/` once whole, so a build cut short resumes at its next piece.
 """
 
 import dataclasses
@@ -40,6 +45,7 @@ from realm_tf.artifacts.staging import staged_directory
 from realm_tf.errors import RealmError
 
 COMPACT_DIR = "compact"
+PARTIAL_INFIX = "-partial-"
 INFO_NAME = "arrays.json"
 PIECE_INFO_NAME = "piece.json"
 ARRAYS_FORMAT = "realm_tf.block_arrays.v2"
@@ -59,6 +65,13 @@ class BlockArraysError(RealmError, ValueError):
 
 def compact_dir(blocks_dir: str) -> str:
     return os.path.join(blocks_dir, COMPACT_DIR)
+
+
+def partial_dir(target: str, blocks_manifest_sha256: str) -> str:
+    """Where the store `target` (a local compact folder) collects its pieces while it is
+    built for the manifest of digest `blocks_manifest_sha256`: beside it, named after both."""
+    parent, name = os.path.split(os.path.abspath(target))
+    return os.path.join(parent, f".{name}{PARTIAL_INFIX}{blocks_manifest_sha256[:16]}")
 
 
 def piece_name(shard: str) -> str:

@@ -8,10 +8,11 @@ The blocks are read from the directory's compact store (`realm_tf.artifacts.bloc
 uint16 token ids and offset-indexed texts, memory-mapped, a piece a block shard). The
 chunking pipeline writes it, each worker the piece of its own shard (`write_shard_piece`);
 a directory chunked without it (or re-chunked by other means) gets it built from its
-TFRecord shards the first time it is opened. Building a piece re-tokenizes every text with
-the directory's own vocabulary to find each body token's characters; a block whose text
-does not give back its stored ids gets no offsets, and opening the store with a featurizer
-(to cut answers from the texts) refuses such a directory.
+TFRecord shards the first time it is opened: by a process a CPU for a large one, and
+resumed at its next piece if the build is cut short. Building a piece re-tokenizes every
+text with the directory's own vocabulary to find each body token's characters; a block
+whose text does not give back its stored ids gets no offsets, and opening the store with a
+featurizer (to cut answers from the texts) refuses such a directory.
 """
 
 import logging
@@ -23,12 +24,12 @@ from typing import Dict, Iterator, Optional, Sequence
 
 import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from tqdm.auto import tqdm
 
 from realm_tf.artifacts.block_arrays import (INFO_NAME, PIECE_INFO_NAME, BlockArrays, BlockBatch, PieceInfo,
-                                             blocks_manifest_sha256, compact_dir, piece_name, read_block_arrays_info,
-                                             write_piece, write_store_record)
+                                             blocks_manifest_sha256, compact_dir, partial_dir, piece_name,
+                                             read_block_arrays_info, write_piece, write_store_record)
 from realm_tf.artifacts.manifests import BlocksManifest, ManifestError
-from realm_tf.artifacts.staging import staged_directory
 from realm_tf.corpus.block_records import read_block_dataset
 from realm_tf.features.ragged_rows import RaggedRows
 
@@ -216,17 +217,100 @@ def _copy_piece(source: str, target: str) -> None:
         tf.io.gfile.copy(os.path.join(source, name), os.path.join(target, name))
 
 
-def _build_store(blocks_dir: str, manifest: BlocksManifest, digest: str, featurizer, target: str) -> None:
-    """Builds the store of `blocks_dir` at the local `target`, a piece a shard, staged and renamed into place."""
+def _build_store(blocks_dir: str, manifest: BlocksManifest, digest: str, featurizer, target: str,
+                 workers: Optional[int] = None) -> None:
+    """Builds the store of `blocks_dir` at the local `target`, a piece a shard, and renames it into place.
+
+    The finished pieces wait in `partial_dir(target, digest)`, so a build cut short (a
+    machine that went down an hour into a corpus of millions of blocks) keeps them and
+    builds only the rest; partial builds for other manifests are removed. `workers`
+    processes build pieces side by side (default: `build_workers`).
+    """
     featurizer = featurizer or _featurizer_of(blocks_dir, manifest)
-    logger.info("building the compact block store of %s (%d blocks, %d shards)", blocks_dir, manifest.num_blocks,
-                len(manifest.block_shards))
-    with staged_directory(target) as staging:
-        pieces = []
-        for shard in manifest.block_paths(blocks_dir):
-            write_shard_piece(shard, os.path.join(staging, piece_name(shard)), featurizer)
-            pieces.append(piece_name(shard))
-        write_store_record(staging, pieces, digest)
+    partial = partial_dir(target, digest)
+    _remove_other_partials(target, keep=partial)
+    os.makedirs(partial, exist_ok=True)
+    shards = manifest.block_paths(blocks_dir)
+    names = [piece_name(shard) for shard in shards]
+    todo = [(shard, os.path.join(partial, name)) for shard, name in zip(shards, names)
+            if not _finished_piece(os.path.join(partial, name), featurizer.vocabulary.sha256)]
+    workers = build_workers(manifest.num_blocks, len(todo)) if workers is None else max(1, min(workers, len(todo)))
+    logger.info("building the compact block store of %s (%d blocks, %d shards; %d pieces kept from an earlier "
+                "attempt; %d process%s)", blocks_dir, manifest.num_blocks, len(shards), len(shards) - len(todo),
+                workers, "es" if workers > 1 else "")
+    with tqdm(total=len(shards), initial=len(shards) - len(todo), desc="building the compact block store",
+              unit=" pieces", disable=len(todo) < 2) as bar:
+        for _ in _write_pieces(todo, featurizer, workers):
+            bar.update()
+    write_store_record(partial, names, digest)
+    try:
+        os.rename(partial, target)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)  # Published meanwhile by a builder beside this one.
+        raise
+
+
+# Below this many blocks, starting worker processes (each imports TensorFlow, some seconds)
+# costs more than building the pieces one after the other saves.
+PARALLEL_MIN_BLOCKS = 50_000
+
+
+def build_workers(num_blocks: int, num_pieces: int) -> int:
+    """How many processes build `num_pieces` pieces of a store of `num_blocks` blocks: one a
+    CPU (at most one a piece) for a large store, else 1 (this process)."""
+    if num_pieces < 2 or num_blocks < PARALLEL_MIN_BLOCKS:
+        return 1
+    return max(1, min(num_pieces, os.cpu_count() or 1))
+
+
+def _finished_piece(piece_dir: str, vocabulary_sha256: str) -> bool:
+    """Whether `piece_dir` is a whole piece (its record is written last) of this vocabulary."""
+    try:
+        return PieceInfo.read(piece_dir).vocabulary_sha256 == vocabulary_sha256
+    except (OSError, ValueError):
+        return False
+
+
+def _remove_other_partials(target: str, keep: str) -> None:
+    """Removes the partial builds of `target` for other manifests (the directory was chunked again)."""
+    parent = os.path.dirname(keep)
+    prefix = os.path.basename(partial_dir(target, ""))
+    for name in os.listdir(parent) if os.path.isdir(parent) else []:
+        path = os.path.join(parent, name)
+        if name.startswith(prefix) and path != keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_pieces(todo: Sequence, featurizer, workers: int) -> Iterator[str]:
+    """Writes the piece of each (shard, piece_dir) of `todo`, in this process or in `workers`
+    spawned ones; yields each piece_dir as it is finished."""
+    if workers <= 1:
+        for shard, piece_dir in todo:
+            yield _write_missing_piece(shard, piece_dir, featurizer)
+        return
+    import concurrent.futures
+    import multiprocessing
+
+    # Spawned, not forked: the builder may be a process with TensorFlow's threads running.
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_write_missing_piece, shard, piece_dir, featurizer.config) for shard, piece_dir in todo]
+        for future in concurrent.futures.as_completed(futures):
+            yield future.result()
+
+
+def _write_missing_piece(shard: str, piece_dir: str, featurizer) -> str:
+    """Writes the piece of `shard` at `piece_dir` unless a builder beside this one just did;
+    `featurizer` may be its `FeaturesConfig` (what a worker process is sent)."""
+    if not hasattr(featurizer, "vocabulary"):
+        from realm_tf.features import Featurizer
+
+        featurizer = Featurizer(featurizer)
+    try:
+        write_shard_piece(shard, piece_dir, featurizer)
+    except OSError:
+        if not _finished_piece(piece_dir, featurizer.vocabulary.sha256):
+            raise
+    return piece_dir
 
 
 def publish_shard_piece(shard: str, blocks_dir: str, featurizer) -> str:
