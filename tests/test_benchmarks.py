@@ -257,6 +257,7 @@ def test_block_store_measures_the_compact_store_against_the_dicts_it_replaced(tm
     compact, baseline = results["compact"], results["baseline"]
     # uint16 ids: 2 bytes a token, the offsets index and part-filled pages (400 blocks fill enough of them).
     assert 2.0 <= compact["token_bytes_per_token_resident"] < 3.0
+    assert 4.0 <= compact["offset_bytes_per_token_resident"] < 5.0  # Two uint16 a token, read in full.
     assert baseline["bytes_per_token"] > 10 * compact["token_bytes_per_token_resident"]
     assert results["ratios"]["memory_reduction"] == pytest.approx(
         baseline["heap_bytes"] / (results["body_tokens"] * (compact["token_bytes_per_token_resident"]
@@ -309,7 +310,7 @@ def test_scale_runs_every_stage_at_each_size_in_its_own_process(tmp_path):
             assert size[stage]["peak_rss_bytes"] >= size[stage]["rss_after_imports_bytes"] > 0
         assert size["index_bytes_on_disk"] > size["embeddings_bytes"]  # The embeddings are one of its files.
     # The blocks stages, at the size within --blocks_max only: the store's 2 bytes a token of ids
-    # and 8 of character offsets, and a QA export over those blocks served in a fresh process.
+    # and 4 of character offsets, and a QA export over those blocks served in a fresh process.
     assert small["body_tokens"] == small["store"]["body_tokens"] == 3000 * block_store.BODY_TOKENS
     assert small["store"]["bytes_on_disk"] > 10 * small["body_tokens"]
     assert small["store"]["build_workers"] == 1  # Under PARALLEL_MIN_BLOCKS: built in the stage's process.

@@ -357,3 +357,73 @@ def test_large_stores_are_built_by_a_process_a_cpu():
     assert build_workers(10 ** 7, 1) == 1
     assert build_workers(10 ** 7, 100) == cpus
     assert build_workers(10 ** 7, 2) == min(2, cpus)
+
+
+def _batch(block_ids, begins, located):
+    """A BlockBatch of blocks with one title token each and the body tokens of `begins` (a
+    list of int lists), each token one character long."""
+    from realm_tf.artifacts.block_arrays import BlockBatch
+
+    lengths = np.array([len(b) for b in begins], np.int64)
+    flat = np.array([c for b in begins for c in b], np.int64)
+    n = len(block_ids)
+    return BlockBatch(block_ids=np.array(block_ids, np.int64), doc_ids=[b"d"] * n, titles=[b"t"] * n,
+                      texts=[b"x"] * n, title_ids=np.full([n], 7, np.int64), title_lengths=np.ones([n], np.int64),
+                      body_ids=np.full([len(flat)], 9, np.int64), body_lengths=lengths, begins=flat, ends=flat + 1,
+                      located=np.array(located, bool))
+
+
+def _write_one_piece(tmp_path, batches):
+    from realm_tf.artifacts.block_arrays import write_piece, write_store_record
+
+    store = tmp_path / "compact"
+    store.mkdir()
+    write_piece(str(store / "p"), iter(batches), "v" * 64, "p")
+    write_store_record(str(store), ["p"], "m" * 64)
+    return BlockArrays(str(store))
+
+
+def test_character_offsets_take_two_bytes_and_unlocated_blocks_read_minus_one(tmp_path):
+    arrays = _write_one_piece(tmp_path, [_batch([1, 2], [[0, 2, 4], [0, 3]], [True, False]),
+                                         _batch([3], [[65_533, 0]], [True])])  # Its end: 65,534.
+    assert PieceInfo.read(str(tmp_path / "compact" / "p")).char_offsets_dtype == "uint16"
+    assert arrays.file_bytes()["token_begins.u16"] == arrays.file_bytes()["token_ends.u16"] == 2 * 7
+    np.testing.assert_array_equal(arrays.char_offsets("begins", 0), [0, 2, 4])
+    np.testing.assert_array_equal(arrays.char_offsets("ends", 0), [1, 3, 5])
+    np.testing.assert_array_equal(arrays.char_offsets("begins", 1), [-1, -1])
+    np.testing.assert_array_equal(arrays.char_offsets("ends", 2), [65_534, 1])
+    assert arrays.char_offsets("begins", 2).dtype == np.int32
+
+
+def test_a_piece_whose_offsets_reach_65535_is_written_int32_from_its_first_block(tmp_path):
+    # The third block's end (65,535) does not fit beside the "unlocated" mark: the piece widens.
+    arrays = _write_one_piece(tmp_path, [_batch([1, 2], [[0, 2, 4], [0, 3]], [True, False]),
+                                         _batch([3], [[65_534, 70_000]], [True])])
+    assert PieceInfo.read(str(tmp_path / "compact" / "p")).char_offsets_dtype == "int32"
+    assert arrays.file_bytes()["token_begins.i32"] == 4 * 7 and "token_begins.u16" not in arrays.file_bytes()
+    np.testing.assert_array_equal(arrays.char_offsets("ends", 0), [1, 3, 5])
+    np.testing.assert_array_equal(arrays.char_offsets("ends", 1), [-1, -1])
+    np.testing.assert_array_equal(arrays.char_offsets("ends", 2), [65_535, 70_001])
+
+
+def test_a_piece_written_before_uint16_offsets_is_read_as_it_was(blocks_dir):
+    featurizer = Featurizer(load_config("tiny").features)
+    store = BlockStore(blocks_dir, featurizer)
+    compact = os.path.join(blocks_dir, COMPACT_DIR)
+    expected = {i: (store.token_begins[i], store.token_ends[i]) for i in list(_ids(store))[::5]}
+    for piece in store.arrays.info.pieces:  # As the writer before uint16 left it: int32, -1, no dtype field.
+        directory = os.path.join(compact, piece)
+        for which in ("begins", "ends"):
+            narrow = os.path.join(directory, f"token_{which}.u16")
+            values = np.fromfile(narrow, "<u2").astype("<i4")
+            np.where(values == 65_535, -1, values).astype("<i4").tofile(os.path.join(directory, f"token_{which}.i32"))
+            os.remove(narrow)
+        record = json.loads(open(os.path.join(directory, "piece.json"), encoding="utf-8").read())
+        assert record.pop("char_offsets_dtype") == "uint16"
+        with open(os.path.join(directory, "piece.json"), "w", encoding="utf-8") as f:
+            json.dump(record, f)
+    old = BlockStore(blocks_dir, featurizer)
+    assert "token_begins.i32" in old.arrays.file_bytes()
+    for block_id, (begins, ends) in expected.items():
+        np.testing.assert_array_equal(old.token_begins[block_id], begins)
+        np.testing.assert_array_equal(old.token_ends[block_id], ends)

@@ -11,15 +11,19 @@
         title_tokens.u16, title_offsets.i64 the WordPiece ids of every title, uint16 [T];
                                             block i's are [title_offsets[i], title_offsets[i + 1])
         body_tokens.u16, body_offsets.i64   the same for the bodies, uint16 [B]
-        token_begins.i32, token_ends.i32    int32 [B]: the characters of block i's text each
-                                            body token came from (indexed by body_offsets)
+        token_begins.u16, token_ends.u16    uint16 [B]: the characters of block i's text each
+                                            body token came from (indexed by body_offsets),
+                                            65,535 for a token of an unlocated block; int32
+                                            (.i32, -1 for those) in a piece whose offsets do not
+                                            fit (`PieceInfo.char_offsets_dtype`)
         doc_ids.utf8, titles.utf8, texts.utf8   UTF-8 strings back to back, with
         doc_id_offsets.i64, title_text_offsets.i64, text_offsets.i64   byte offsets [n + 1]
 
 Raw little-endian arrays, opened with `numpy.memmap`: nothing is read until a block is
 touched, and what stays resident is the pages touched. A token costs 2 bytes (the
-vocabulary has 30,522 ids, under 2**16) plus 8 for its character offsets, read only for
-the blocks answered from. Rows number the blocks of all pieces, piece after piece.
+vocabulary has 30,522 ids, under 2**16) plus 4 for its character offsets (a block's text
+is a few thousand characters, so they fit uint16 too), read only for the blocks answered
+from. Rows number the blocks of all pieces, piece after piece.
 
 A piece is built from its shard alone, so at corpus scale the pieces are built where the
 shards are written, a worker each, and nothing but the small `arrays.json` needs every
@@ -53,7 +57,12 @@ PIECE_FORMAT = "realm_tf.block_arrays.piece.v1"
 MAX_TOKEN_ID = np.iinfo(np.uint16).max
 _TOKENS = {"title": "title_tokens.u16", "body": "body_tokens.u16"}
 _TOKEN_OFFSETS = {"title": "title_offsets.i64", "body": "body_offsets.i64"}
-_CHARS = {"begins": "token_begins.i32", "ends": "token_ends.i32"}
+# The character offsets' files by dtype (`PieceInfo.char_offsets_dtype`); uint16 keeps its
+# largest value for "unlocated", int32 (the pieces written before uint16, and a piece whose
+# offsets reach it) keeps -1.
+_CHARS = {"uint16": {"begins": "token_begins.u16", "ends": "token_ends.u16"},
+          "int32": {"begins": "token_begins.i32", "ends": "token_ends.i32"}}
+UNLOCATED_U16 = np.iinfo(np.uint16).max
 _STRINGS = {"doc_id": ("doc_ids.utf8", "doc_id_offsets.i64"), "title": ("titles.utf8", "title_text_offsets.i64"),
             "text": ("texts.utf8", "text_offsets.i64")}
 _DTYPES = {".u16": np.uint16, ".i32": np.int32, ".i64": np.int64}
@@ -130,6 +139,8 @@ class PieceInfo:
       unlocated_blocks: blocks whose text does not re-tokenize to their token ids (a
         word cut between wordpieces by the chunker), so their offsets are -1.
       first_unlocated: "<block id> (document <doc id>)" of the first of them, for errors.
+      char_offsets_dtype: "uint16", or "int32" where an offset reaches 65,535 (and in the
+        pieces written before uint16, whose records lack the field).
     """
 
     num_blocks: int
@@ -139,6 +150,7 @@ class PieceInfo:
     source: str
     unlocated_blocks: int = 0
     first_unlocated: str = ""
+    char_offsets_dtype: str = "int32"
 
     @classmethod
     def read(cls, piece_dir: str) -> "PieceInfo":
@@ -204,10 +216,12 @@ class BlockArraysWriter:
 
     unlocated_blocks = 0
     first_unlocated = ""
+    char_offsets_dtype = "uint16"
 
     def __init__(self, directory: str):
         self.directory = directory
-        names = [*_TOKENS.values(), *_CHARS.values(), "block_ids.i64", *(data for data, _ in _STRINGS.values())]
+        names = [*_TOKENS.values(), *_CHARS["uint16"].values(), "block_ids.i64",
+                 *(data for data, _ in _STRINGS.values())]
         self._files = {name: open(os.path.join(directory, name), "wb") for name in names}
         self._offsets = {name: [np.zeros([1], np.int64)] for name in [*_TOKEN_OFFSETS.values(),
                                                                       *(offsets for _, offsets in _STRINGS.values())]}
@@ -245,13 +259,31 @@ class BlockArraysWriter:
             self.first_unlocated = self.first_unlocated or (
                 f"{int(batch.block_ids[first])} (document {batch.doc_ids[first].decode('utf-8')!r})")
         by_token = np.repeat(located, batch.body_lengths)
-        for name, chars in (("begins", batch.begins), ("ends", batch.ends)):
-            self._append(_CHARS[name], np.where(by_token, chars, -1), np.int32)
+        chars = {name: np.where(by_token, values, -1) for name, values in (("begins", batch.begins),
+                                                                           ("ends", batch.ends))}
+        if self.char_offsets_dtype == "uint16" and max(int(v.max(initial=-1)) for v in chars.values()) >= UNLOCATED_U16:
+            self._widen_char_offsets()
+        for name, values in chars.items():
+            if self.char_offsets_dtype == "uint16":
+                values = np.where(values < 0, UNLOCATED_U16, values)
+            self._append(_CHARS[self.char_offsets_dtype][name], values, np.dtype(self.char_offsets_dtype))
         self._append("block_ids.i64", batch.block_ids, np.int64)
         for part, values in (("doc_id", batch.doc_ids), ("title", batch.titles), ("text", batch.texts)):
             data_name, offsets_name = _STRINGS[part]
             self._files[data_name].write(b"".join(values))
             self._extend_offsets(offsets_name, np.fromiter(map(len, values), np.int64, len(values)))
+
+    def _widen_char_offsets(self) -> None:
+        """Rewrites the uint16 offsets written so far as int32 (-1 for unlocated), for a
+        block whose text is too long for uint16; the rest of the piece is written int32."""
+        for name, narrow in _CHARS["uint16"].items():
+            self._files.pop(narrow).close()
+            values = np.fromfile(os.path.join(self.directory, narrow), np.dtype("<u2")).astype(np.int32)
+            os.remove(os.path.join(self.directory, narrow))
+            wide = _CHARS["int32"][name]
+            self._files[wide] = open(os.path.join(self.directory, wide), "wb")
+            self._append(wide, np.where(values == UNLOCATED_U16, -1, values), np.int32)
+        self.char_offsets_dtype = "int32"
 
     def close(self, vocabulary_sha256: str, source: str) -> PieceInfo:
         for f in self._files.values():
@@ -264,7 +296,8 @@ class BlockArraysWriter:
         info = PieceInfo(num_blocks=sum(len(p) for p in self._offsets[_STRINGS["text"][1]]) - 1,
                          num_title_tokens=ends[_TOKEN_OFFSETS["title"]], num_body_tokens=ends[_TOKEN_OFFSETS["body"]],
                          vocabulary_sha256=vocabulary_sha256, source=source,
-                         unlocated_blocks=self.unlocated_blocks, first_unlocated=self.first_unlocated)
+                         unlocated_blocks=self.unlocated_blocks, first_unlocated=self.first_unlocated,
+                         char_offsets_dtype=self.char_offsets_dtype)
         _write_record(os.path.join(self.directory, PIECE_INFO_NAME), PIECE_FORMAT, info)
         return info
 
@@ -312,9 +345,13 @@ class _Piece:
     def __init__(self, directory: str):
         self.directory = directory
         self.info = PieceInfo.read(directory)
+        if self.info.char_offsets_dtype not in _CHARS:
+            raise BlockArraysError(f"{os.path.join(directory, PIECE_INFO_NAME)}: char_offsets_dtype "
+                                   f"{self.info.char_offsets_dtype!r} is not one of {sorted(_CHARS)}")
+        self.char_files = _CHARS[self.info.char_offsets_dtype]
         sizes = {"block_ids.i64": self.info.num_blocks,
                  _TOKENS["title"]: self.info.num_title_tokens, _TOKENS["body"]: self.info.num_body_tokens,
-                 _CHARS["begins"]: self.info.num_body_tokens, _CHARS["ends"]: self.info.num_body_tokens}
+                 **{name: self.info.num_body_tokens for name in self.char_files.values()}}
         sizes.update({name: self.info.num_blocks + 1 for name in _TOKEN_OFFSETS.values()})
         sizes.update({offsets: self.info.num_blocks + 1 for _, offsets in _STRINGS.values()})
         self.arrays: Dict[str, np.ndarray] = {name: self._map(name, size) for name, size in sizes.items()}
@@ -397,9 +434,13 @@ class BlockArrays:
         return piece.slice(_TOKENS[part], _TOKEN_OFFSETS[part], local)
 
     def char_offsets(self, which: str, row: int) -> np.ndarray:
-        """int32 [body tokens]: the body tokens' first characters ("begins") or ends ("ends")."""
+        """int32 [body tokens]: the body tokens' first characters ("begins") or ends ("ends"),
+        -1 for every token of an unlocated block."""
         piece, local = self._locate(row)
-        return piece.slice(_CHARS[which], _TOKEN_OFFSETS["body"], local)
+        values = piece.slice(piece.char_files[which], _TOKEN_OFFSETS["body"], local)
+        if piece.info.char_offsets_dtype == "uint16":
+            return np.where(values == UNLOCATED_U16, -1, values.astype(np.int32)).astype(np.int32)
+        return np.asarray(values, np.int32)
 
     def string(self, part: str, row: int) -> str:
         """The "doc_id", "title" or "text" of `row`."""
