@@ -208,3 +208,19 @@ def test_pretraining_killed_with_its_refresher_resumes_and_leaves_nothing_behind
               f"{left} staging director(ies) left by the kill, none after the resumed run")
     print(f"pre-training: {kills} kill(s) made of {len(SEEDS)} tries, {kills} survived")
     assert kills >= 2
+
+
+def test_a_checkpoint_save_killed_midway_leaves_a_temp_folder_the_next_trainer_removes(tmp_path):
+    from realm_tf.artifacts.model_dir import ModelDir
+
+    model_dir = ModelDir(str(tmp_path / "model"))
+    os.makedirs(os.path.join(model_dir.checkpoints_dir, "ckpt-11_temp"))  # What TF's sharded save writes first.
+    open(os.path.join(model_dir.checkpoints_dir, "ckpt-11_temp", "part-00000-of-00001.data-00000-of-00001"),
+         "wb").close()
+    kept = ["checkpoint", "ckpt-10.index", "ckpt-10.data-00000-of-00001"]
+    for name in kept:
+        open(os.path.join(model_dir.checkpoints_dir, name), "wb").close()
+    assert model_dir.remove_unfinished_checkpoints() == ["ckpt-11_temp"]
+    assert sorted(os.listdir(model_dir.checkpoints_dir)) == sorted(kept)
+    assert model_dir.remove_unfinished_checkpoints() == []
+    assert ModelDir(str(tmp_path / "none")).remove_unfinished_checkpoints() == []

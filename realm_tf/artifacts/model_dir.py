@@ -15,6 +15,7 @@ Only this module spells these names; everything else asks a `ModelDir`.
 import dataclasses
 import os
 import re
+import shutil
 from typing import Dict, List, Optional, Tuple
 
 from realm_tf.artifacts.embedder_export import is_complete_export
@@ -69,6 +70,17 @@ class ModelDir:
         import tensorflow as tf
 
         return tf.train.latest_checkpoint(self.checkpoints_dir)
+
+    def remove_unfinished_checkpoints(self) -> List[str]:
+        """Removes the `<prefix>_temp` folders a checkpoint save killed midway leaves (TF
+        writes a sharded save there, then renames it); returns their names. Only for the
+        run's one trainer, before it saves: a live save's folder looks the same."""
+        directory = self.checkpoints_dir
+        names = sorted(n for n in os.listdir(directory) if n.endswith("_temp")) if os.path.isdir(directory) else []
+        for name in names:
+            path = os.path.join(directory, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        return names
 
     def require_checkpoint(self, what: str = "a") -> str:
         """`latest_checkpoint()`, or a ModelDirError naming the directory (`what` describes it)."""

@@ -57,6 +57,9 @@ class Trainer:
                 num_warmup_steps=min(training.warmup_steps, training.train_steps),
             )
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+        unfinished = self.model_dir.remove_unfinished_checkpoints()
+        if unfinished:
+            logger.info("removed %s, left by a checkpoint save that was killed", ", ".join(unfinished))
         self.checkpoints = tf.train.CheckpointManager(
             self.checkpoint, self.model_dir.checkpoints_dir, max_to_keep=max_checkpoints,
             step_counter=self.optimizer.iterations, checkpoint_interval=training.checkpoint_every_steps,
