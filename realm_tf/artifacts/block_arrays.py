@@ -83,6 +83,11 @@ def partial_dir(target: str, blocks_manifest_sha256: str) -> str:
     return os.path.join(parent, f".{name}{PARTIAL_INFIX}{blocks_manifest_sha256[:16]}")
 
 
+def _widened(offsets: np.ndarray) -> np.ndarray:
+    """uint16 character offsets as int32, the "unlocated" mark as -1."""
+    return np.where(offsets == UNLOCATED_U16, np.int32(-1), offsets.astype(np.int32))
+
+
 def piece_name(shard: str) -> str:
     """The piece of block shard `shard` (a path or file name): its name without the suffix."""
     return os.path.splitext(os.path.basename(shard))[0]
@@ -278,11 +283,11 @@ class BlockArraysWriter:
         block whose text is too long for uint16; the rest of the piece is written int32."""
         for name, narrow in _CHARS["uint16"].items():
             self._files.pop(narrow).close()
-            values = np.fromfile(os.path.join(self.directory, narrow), np.dtype("<u2")).astype(np.int32)
+            values = _widened(np.fromfile(os.path.join(self.directory, narrow), np.dtype("<u2")))
             os.remove(os.path.join(self.directory, narrow))
             wide = _CHARS["int32"][name]
             self._files[wide] = open(os.path.join(self.directory, wide), "wb")
-            self._append(wide, np.where(values == UNLOCATED_U16, -1, values), np.int32)
+            self._append(wide, values, np.int32)
         self.char_offsets_dtype = "int32"
 
     def close(self, vocabulary_sha256: str, source: str) -> PieceInfo:
@@ -438,9 +443,7 @@ class BlockArrays:
         -1 for every token of an unlocated block."""
         piece, local = self._locate(row)
         values = piece.slice(piece.char_files[which], _TOKEN_OFFSETS["body"], local)
-        if piece.info.char_offsets_dtype == "uint16":
-            return np.where(values == UNLOCATED_U16, -1, values.astype(np.int32)).astype(np.int32)
-        return np.asarray(values, np.int32)
+        return _widened(values) if piece.info.char_offsets_dtype == "uint16" else np.asarray(values, np.int32)
 
     def string(self, part: str, row: int) -> str:
         """The "doc_id", "title" or "text" of `row`."""

@@ -79,7 +79,10 @@ class ModelDir:
         names = sorted(n for n in os.listdir(directory) if n.endswith("_temp")) if os.path.isdir(directory) else []
         for name in names:
             path = os.path.join(directory, name)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
         return names
 
     def require_checkpoint(self, what: str = "a") -> str:

@@ -260,7 +260,7 @@ def build_workers(num_blocks: int, num_pieces: int) -> int:
     CPU (at most one a piece) for a large store, else 1 (this process)."""
     if num_pieces < 2 or num_blocks < PARALLEL_MIN_BLOCKS:
         return 1
-    return max(1, min(num_pieces, os.cpu_count() or 1))
+    return min(num_pieces, os.cpu_count() or 1)
 
 
 def _finished_piece(piece_dir: str, vocabulary_sha256: str) -> bool:
@@ -292,19 +292,29 @@ def _write_pieces(todo: Sequence, featurizer, workers: int) -> Iterator[str]:
     import multiprocessing
 
     # Spawned, not forked: the builder may be a process with TensorFlow's threads running.
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_write_missing_piece, shard, piece_dir, featurizer.config) for shard, piece_dir in todo]
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_start_worker, initargs=(featurizer.config,)) as pool:
+        futures = [pool.submit(_write_piece_in_worker, shard, piece_dir) for shard, piece_dir in todo]
         for future in concurrent.futures.as_completed(futures):
             yield future.result()
 
 
-def _write_missing_piece(shard: str, piece_dir: str, featurizer) -> str:
-    """Writes the piece of `shard` at `piece_dir` unless a builder beside this one just did;
-    `featurizer` may be its `FeaturesConfig` (what a worker process is sent)."""
-    if not hasattr(featurizer, "vocabulary"):
-        from realm_tf.features import Featurizer
+_worker_featurizer = None  # A worker process's one Featurizer, for every piece it builds.
 
-        featurizer = Featurizer(featurizer)
+
+def _start_worker(features_config) -> None:
+    from realm_tf.features import Featurizer
+
+    global _worker_featurizer
+    _worker_featurizer = Featurizer(features_config)
+
+
+def _write_piece_in_worker(shard: str, piece_dir: str) -> str:
+    return _write_missing_piece(shard, piece_dir, _worker_featurizer)
+
+
+def _write_missing_piece(shard: str, piece_dir: str, featurizer) -> str:
+    """Writes the piece of `shard` at `piece_dir` unless a builder beside this one just did."""
     try:
         write_shard_piece(shard, piece_dir, featurizer)
     except OSError:
