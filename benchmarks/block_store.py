@@ -24,13 +24,14 @@ not its shapes or the code paths.
 """
 
 import argparse
+import functools
 import os
 import pathlib
 import shutil
 import sys
 import time
 import tracemalloc
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -44,35 +45,57 @@ TITLE_TOKENS, BODY_TOKENS = 10, 270
 
 def write_synthetic_blocks(blocks_dir: pathlib.Path, num_blocks: int, seed: int = 0, shards: int = 4) -> int:
     """N synthetic blocks as a block directory; returns the number of body tokens."""
-    import tensorflow as tf
+    names = write_synthetic_manifest(blocks_dir, num_blocks, shards)
+    for shard, name in enumerate(names):
+        write_synthetic_shard(blocks_dir / name, shard, shards, num_blocks, seed)
+    return num_blocks * BODY_TOKENS
 
+
+def write_synthetic_manifest(blocks_dir: pathlib.Path, num_blocks: int, shards: int) -> List[str]:
+    """The manifest of a directory of `num_blocks` synthetic blocks in `shards` shards (which
+    `write_synthetic_shard` writes, in any order); returns the shards' file names."""
     from realm_tf.artifacts.manifests import BlocksManifest
-    from realm_tf.corpus.block_records import BlockRecord, block_id_for
     from realm_tf.features import BUNDLED_VOCAB_PATH, Vocabulary
 
     vocabulary = Vocabulary.from_file(BUNDLED_VOCAB_PATH)
-    words = [(i, w) for i, w in enumerate(pathlib.Path(BUNDLED_VOCAB_PATH).read_text(encoding="utf-8").splitlines())
-             if w.isalpha() and w.isascii() and w.islower() and len(w) > 1]
-    ids, texts = np.array([i for i, _ in words]), np.array([w for _, w in words], object)
-    rng = np.random.default_rng(seed)
     blocks_dir.mkdir(parents=True)
     names = [f"blocks-{s:05d}-of-{shards:05d}.tfrecord" for s in range(shards)]
-    writers = [tf.io.TFRecordWriter(str(blocks_dir / name)) for name in names]
-    for n in range(num_blocks):
-        title, body = rng.integers(0, len(ids), TITLE_TOKENS), rng.integers(0, len(ids), BODY_TOKENS)
-        doc_id = f"synthetic_{n}"
-        writers[n % shards].write(BlockRecord(block_id_for(doc_id, 0), doc_id, 0, " ".join(texts[title]),
-                                              " ".join(texts[body]), ids[title].tolist(), ids[body].tolist(),
-                                              [0]).serialize())
-    for writer in writers:
-        writer.close()
     BlocksManifest(inputs=["synthetic"], num_documents=num_blocks, num_blocks=num_blocks, num_dead_letters=0,
                    dead_letters_by_kind={}, on_bad_record="fail", block_length=288, max_title_tokens=TITLE_TOKENS,
                    sentence_splitter="none", vocabulary=dict(path=str(vocabulary.path), size=vocabulary.size,
                                                              sha256=vocabulary.sha256, lower_case=True),
                    stats={}, block_shards=names, dead_letter_shards=[], created_by="benchmarks.block_store"
                    ).write(str(blocks_dir))
-    return num_blocks * BODY_TOKENS
+    return names
+
+
+@functools.lru_cache(maxsize=1)
+def _words():
+    """(ids, texts): the bundled vocabulary's whole lower-case ASCII words, so that any text
+    of them re-tokenizes to its ids."""
+    from realm_tf.features import BUNDLED_VOCAB_PATH
+
+    words = [(i, w) for i, w in enumerate(pathlib.Path(BUNDLED_VOCAB_PATH).read_text(encoding="utf-8").splitlines())
+             if w.isalpha() and w.isascii() and w.islower() and len(w) > 1]
+    return np.array([i for i, _ in words]), np.array([w for _, w in words], object)
+
+
+def write_synthetic_shard(path: pathlib.Path, shard: int, shards: int, num_blocks: int, seed: int = 0) -> None:
+    """Shard `shard` of `shards` of N synthetic blocks: blocks shard, shard + shards, ...,
+    drawn from a generator of (seed, shard), so a shard written again is the same."""
+    import tensorflow as tf
+
+    from realm_tf.corpus.block_records import BlockRecord, block_id_for
+
+    ids, texts = _words()
+    rng = np.random.default_rng([seed, shard])
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for n in range(shard, num_blocks, shards):
+            title, body = rng.integers(0, len(ids), TITLE_TOKENS), rng.integers(0, len(ids), BODY_TOKENS)
+            doc_id = f"synthetic_{n}"
+            writer.write(BlockRecord(block_id_for(doc_id, 0), doc_id, 0, " ".join(texts[title]),
+                                     " ".join(texts[body]), ids[title].tolist(), ids[body].tolist(),
+                                     [0]).serialize())
 
 
 def baseline_store(blocks_dir: str, featurizer, limit: int = -1) -> Dict[str, dict]:
@@ -99,7 +122,7 @@ def baseline_store(blocks_dir: str, featurizer, limit: int = -1) -> Dict[str, di
     return store
 
 
-def _mapped_resident_bytes(directory: str) -> int:
+def mapped_resident_bytes(directory: str) -> int:
     """Resident bytes of this process's mappings of files under `directory` (/proc/self/smaps)."""
     total, inside = 0, False
     prefix = os.path.realpath(directory) + os.sep
@@ -166,11 +189,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     # only for the blocks answered from, so they are measured apart.
     token_sum = sum(int(store.arrays.tokens(part, row).sum()) for part in ("title", "body")
                     for row in range(args.num_blocks))
-    tokens_resident = _mapped_resident_bytes(compact)
+    tokens_resident = mapped_resident_bytes(compact)
     for row in range(args.num_blocks):
         store.arrays.char_offsets("begins", row).sum()
         store.arrays.char_offsets("ends", row).sum()
-    offsets_resident = _mapped_resident_bytes(compact) - tokens_resident
+    offsets_resident = mapped_resident_bytes(compact) - tokens_resident
     if token_sum != checksum:
         raise RuntimeError("the compact store's token ids differ from the baseline's")
     sizes = store.arrays.file_bytes()

@@ -2,7 +2,8 @@
 
     python -m benchmarks.scale [--sizes 100000,1000000,13353718] [--queries 200]
         [--sweep_leaves 100,200] [--reorder_dtype bfloat16] [--blocks_max 1000000]
-        [--qa_retrieval exact,scann] [--qa_questions 50] [--workdir runs/bench/scale] [--keep]
+        [--streamed_blocks_max 13353718] [--shard_blocks 100000] [--stages store_streamed,store_read]
+        [--qa_retrieval exact,scann] [--qa_questions 50] [--workdir runs/bench/scale] [--keep] [--resume]
 
 For each N, synthetic 128-d block embeddings of the real shape (REALM's `block_emb` is
 [13353718, 128] float32; these are clustered around round(sqrt(N)) random centres, with
@@ -25,7 +26,7 @@ are its alone:
 
 With blocks (N at most --blocks_max, 1M by default), N synthetic blocks of the real shapes
 (benchmarks.block_store's: 288 wordpieces of random whole words) are written first as a
-block directory, the index's rows get their block ids, and four more stages run:
+block directory, the index's rows get their block ids, and five more stages run:
 
   store       realm_tf.corpus.block_store.BlockStore opened with a featurizer: the compact
               store built from the TFRecord shards as the first reader of a directory
@@ -33,6 +34,9 @@ block directory, the index's rows get their block ids, and four more stages run:
               chunk_corpus's workers build the same pieces, a shard each, every text
               tokenized again for its character offsets), then its bytes on disk; the
               worker processes' peak RSS apart.
+  store_read  the store opened again and every token id of every piece read (every page
+              of the ids mapped, as a trainer drawing from all N does): the resident
+              bytes of its maps a body token (/proc/self/smaps).
   batches     the store opened again (memory-mapped), then 40 pre-training batches of 32
               synthetic examples x 8 candidates (the null document and 7 blocks drawn from
               all N) assembled by realm_tf.tasks.pretrain.pack_pretraining_batch with the
@@ -46,6 +50,23 @@ block directory, the index's rows get their block ids, and four more stages run:
               alone), then one question per call: load seconds, resident memory after the
               load and at the end, p50/p99 over --qa_questions one-question calls.
 
+Sizes above --blocks_max and up to --streamed_blocks_max (Wikipedia's 13.35M, whose
+shards, about 40 GB, and store, about 52 GB, do not fit this machine's disk together)
+get the store, store_read and batches stages, with the store built streamed:
+
+  store_streamed  the manifest written first, then by build_workers spawned processes,
+              shard by shard (--shard_blocks blocks each): the synthetic shard written,
+              its piece built into the store's partial build folder by
+              realm_tf.corpus.block_store.write_shard_piece (as the first reader's build
+              does), the shard deleted; then BlockStore opened, which finds every piece
+              built and publishes the store. Each finished piece is logged to
+              store_pieces.jsonl in the size's folder, so a run cut short and started
+              again with --resume builds only the pieces missing, and the figures count
+              every attempt's pieces and wall time.
+
+--stages runs only the stages named; --resume keeps each size's folder (embeddings,
+manifest, built pieces) instead of starting it afresh.
+
 Each stage also records the resident memory of its process once TensorFlow and ScaNN
 are imported, before it starts (about 0.65 GiB here), which its peak includes.
 
@@ -55,6 +76,7 @@ replaced, at one size; here it is the gathered path alone, against N.
 
 import argparse
 import math
+import os
 import pathlib
 import shutil
 import sys
@@ -62,9 +84,10 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from benchmarks import common
-from benchmarks.block_store import write_synthetic_blocks
+from benchmarks.block_store import write_synthetic_blocks, write_synthetic_manifest
 from benchmarks.retrieval_latency import clustered_embeddings, recall_at_k
 from realm_tf.configs.experiment import REORDER_DTYPES
 
@@ -73,6 +96,8 @@ DIM, K, RECALL_QUERIES = 128, 10, 100
 CHUNK_ROWS = 1 << 18
 REALM_BLOCKS = 13_353_718
 BLOCKS_MAX = 1_000_000
+SHARD_BLOCKS = 100_000  # A streamed size's blocks a shard: about 0.3 GB of TFRecords, 0.4 GB of store.
+STAGES = ("store", "store_streamed", "store_read", "batches", "build", "verify", "serve", "qa_export", "qa_serve")
 RETRIEVAL_KINDS = ("exact", "scann")
 # The tiny model over blocks of the synthetic ones' length, embedding as the index does.
 MODEL_OVERRIDES = ("features.block_length=288", f"retriever.projection_size={DIM}")
@@ -162,6 +187,23 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
         figures["workers_peak_rss_bytes"] = common.children_peak_rss_bytes()
         figures["bytes_on_disk"] = sum(store.arrays.file_bytes().values())
         figures["body_tokens"] = int(store.arrays.info.num_body_tokens)
+    elif stage == "store_streamed":
+        figures.update(_build_streamed_store(work))
+    elif stage == "store_read":
+        from benchmarks.block_store import mapped_resident_bytes
+        from realm_tf.artifacts.block_arrays import compact_dir
+        from realm_tf.corpus.block_store import BlockStore
+
+        arrays = BlockStore(str(work / "blocks")).arrays
+        tokens, largest = {"title": 0, "body": 0}, 0
+        for part in tokens:  # Every id of every piece read (every page), as a trainer over all blocks would.
+            for piece in range(len(arrays.info.pieces)):
+                values, _ = arrays.piece_tokens(part, piece)
+                tokens[part] += len(values)
+                largest = max(largest, int(values.max(initial=0)))
+        figures["tokens"], figures["largest_token_id"] = tokens, largest
+        figures["resident_bytes"] = mapped_resident_bytes(compact_dir(str(work / "blocks")))
+        figures["resident_bytes_per_body_token"] = round(figures["resident_bytes"] / tokens["body"], 3)
     elif stage == "batches":
         import tensorflow as tf
 
@@ -223,6 +265,87 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
     common.report_stage(figures, started)
 
 
+STORE_PIECES_LOG = "store_pieces.jsonl"
+
+
+def _build_streamed_store(work: pathlib.Path) -> Dict:
+    """The compact store of `work/blocks`, whose manifest is written and whose shards are
+    not: each shard is written, its piece built into the store's partial build folder (as
+    realm_tf.corpus.block_store builds it, by build_workers spawned processes), then
+    deleted; the store is then opened, which finds every piece built and publishes it.
+    Pieces left by an earlier attempt are kept; each piece finished is logged to
+    `work/STORE_PIECES_LOG` (its attempt, seconds and finish time)."""
+    import concurrent.futures
+    import json
+    import multiprocessing
+
+    from realm_tf.artifacts.block_arrays import (PIECE_INFO_NAME, PieceInfo, blocks_manifest_sha256, compact_dir,
+                                                 partial_dir, piece_name)
+    from realm_tf.artifacts.manifests import BlocksManifest
+    from realm_tf.corpus.block_store import BlockStore, build_workers
+
+    blocks = str(work / "blocks")
+    manifest = BlocksManifest.read(blocks)
+    partial = partial_dir(compact_dir(blocks), blocks_manifest_sha256(blocks))
+    os.makedirs(partial, exist_ok=True)
+    todo = [shard for shard, name in enumerate(manifest.block_shards)
+            if not os.path.exists(os.path.join(partial, piece_name(name), PIECE_INFO_NAME))]
+    workers = build_workers(manifest.num_blocks, len(todo))
+    attempt = time.time()
+    log = work / STORE_PIECES_LOG
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_start_stream_worker) as pool:
+        futures = [pool.submit(_stream_piece, blocks, shard, len(manifest.block_shards), manifest.num_blocks,
+                               partial) for shard in todo]
+        for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures), unit=" pieces",
+                           desc="streamed store", disable=len(futures) < 2):
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"attempt": attempt, **future.result(), "finished_at": time.time()}) + "\n")
+    workers_peak = common.children_peak_rss_bytes()
+    started = time.perf_counter()
+    store = BlockStore(blocks, _featurizer())
+    pieces = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    attempts = sorted({p["attempt"] for p in pieces})
+    return {"streamed": True, "shards": len(manifest.block_shards), "build_workers": workers,
+            "workers_peak_rss_bytes": workers_peak, "publish_seconds": round(time.perf_counter() - started, 2),
+            "pieces_built_now": len(todo), "pieces_kept": len(manifest.block_shards) - len(todo),
+            "attempts": [{"pieces": sum(p["attempt"] == a for p in pieces),
+                          "wall_seconds": round(max(p["finished_at"] for p in pieces if p["attempt"] == a) - a, 1)}
+                         for a in attempts],
+            "write_shard_seconds": round(sum(p["write_seconds"] for p in pieces), 1),
+            "build_piece_seconds": round(sum(p["build_seconds"] for p in pieces), 1),
+            "bytes_on_disk": sum(store.arrays.file_bytes().values()),
+            "body_tokens": int(store.arrays.info.num_body_tokens),
+            "char_offsets_dtypes": sorted({PieceInfo.read(os.path.join(compact_dir(blocks), name)).char_offsets_dtype
+                                           for name in store.arrays.info.pieces})}
+
+
+_stream_featurizer = None  # A streaming worker's one Featurizer.
+
+
+def _start_stream_worker() -> None:
+    global _stream_featurizer
+    _stream_featurizer = _featurizer()
+
+
+def _stream_piece(blocks_dir: str, shard: int, shards: int, num_blocks: int, partial: str) -> Dict:
+    """In a worker: writes synthetic shard `shard`, builds its piece into `partial`, deletes
+    the shard; returns the seconds of each."""
+    from benchmarks.block_store import write_synthetic_shard
+    from realm_tf.artifacts.block_arrays import piece_name
+    from realm_tf.artifacts.manifests import BlocksManifest
+    from realm_tf.corpus.block_store import write_shard_piece
+
+    path = BlocksManifest.read(blocks_dir).block_paths(blocks_dir)[shard]
+    started = time.perf_counter()
+    write_synthetic_shard(pathlib.Path(path), shard, shards, num_blocks)
+    written = time.perf_counter()
+    write_shard_piece(path, os.path.join(partial, piece_name(path)), _stream_featurizer)
+    os.remove(path)
+    return {"piece": piece_name(path), "write_seconds": round(written - started, 2),
+            "build_seconds": round(time.perf_counter() - written, 2)}
+
+
 def _model_config():
     from realm_tf.configs import load_config
 
@@ -278,6 +401,13 @@ def _kinds(text: str) -> List[str]:
     return kinds
 
 
+def _stage_names(text: str) -> List[str]:
+    try:
+        return common.parse_names(text, STAGES, "stage")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _sizes(text: str) -> List[int]:
     sizes = common.int_list(text)
     if not sizes or min(sizes) < 1:
@@ -299,6 +429,18 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     parser.add_argument("--blocks_max", type=int, default=BLOCKS_MAX,
                         help="sizes up to this also get synthetic blocks, the block store and the QA exports "
                              "(default: %(default)s)")
+    parser.add_argument("--streamed_blocks_max", type=int, default=0,
+                        help="sizes above --blocks_max and up to this get synthetic blocks, the block store, its read "
+                             "and the batches too (no QA exports), the blocks streamed: each shard written, its piece "
+                             "built, the shard deleted, so the disk holds the store and a shard a worker at a time, "
+                             "not every shard as well (default: none)")
+    parser.add_argument("--shard_blocks", type=int, default=SHARD_BLOCKS,
+                        help="synthetic blocks a shard of a streamed size (default: %(default)s)")
+    parser.add_argument("--stages", type=_stage_names, default=list(STAGES), metavar="STAGE[,STAGE]",
+                        help=f"run only these of {','.join(STAGES)} (default: all)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep what an earlier run with the same sizes left in --workdir: its embeddings, and a "
+                             "streamed store's manifest and finished pieces (the pieces are not built again)")
     parser.add_argument("--qa_retrieval", type=_kinds, default=list(RETRIEVAL_KINDS), metavar="KIND[,KIND]",
                         help="the QA exports made and served (default: exact,scann)")
     parser.add_argument("--qa_questions", type=int, default=50,
@@ -307,7 +449,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     parser.add_argument("--keep", action="store_true", help="keep each size's files (default: delete when done)")
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
-    common.check_at_least(parser, args, {"queries": 1, "qa_questions": 1, "blocks_max": 0})
+    common.check_at_least(parser, args, {"queries": 1, "qa_questions": 1, "blocks_max": 0, "shard_blocks": 1,
+                                         "streamed_blocks_max": 0})
     if min(args.sweep_leaves, default=1) < 1:
         parser.error(f"--sweep_leaves must be positive, got {args.sweep_leaves}")
 
@@ -318,25 +461,35 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                "sizes": [], "machine": common.machine_info()}
     for num_blocks in args.sizes:
         work = args.workdir / f"n{num_blocks}"
-        shutil.rmtree(work, ignore_errors=True)
-        started = time.perf_counter()
-        write_embeddings(work, num_blocks, args.queries)
-        size = {"num_blocks": num_blocks, "embeddings_bytes": num_blocks * DIM * 4,
-                "synthetic_write_seconds": round(time.perf_counter() - started, 1)}
+        if not args.resume:
+            shutil.rmtree(work, ignore_errors=True)
+        size: Dict = {"num_blocks": num_blocks, "embeddings_bytes": num_blocks * DIM * 4}
+        index_stages = {"build", "verify", "serve"} & set(args.stages)
+        if index_stages and not (work / "queries.npy").exists():  # The last file it writes.
+            started = time.perf_counter()
+            write_embeddings(work, num_blocks, args.queries)
+            size["synthetic_write_seconds"] = round(time.perf_counter() - started, 1)
         stages = ["build", "verify", "serve"]
         if num_blocks <= args.blocks_max:
             started = time.perf_counter()
             size["body_tokens"] = write_synthetic_blocks(work / "blocks", num_blocks)
             size["synthetic_blocks_write_seconds"] = round(time.perf_counter() - started, 1)
-            stages = ["store", "batches", *stages, *(f"qa_{part}:{kind}" for kind in args.qa_retrieval
-                                                     for part in ("export", "serve"))]
+            stages = ["store", "store_read", "batches", *stages,
+                      *(f"qa_{part}:{kind}" for kind in args.qa_retrieval for part in ("export", "serve"))]
+        elif num_blocks <= args.streamed_blocks_max:
+            if not (work / "blocks").exists():
+                write_synthetic_manifest(work / "blocks", num_blocks, math.ceil(num_blocks / args.shard_blocks))
+            stages = ["store_streamed", "store_read", "batches", *stages]
         for stage in stages:
+            if stage.split(":")[0] not in args.stages:
+                continue
             count = args.qa_questions if stage.startswith("qa_serve") else args.queries
             size[stage] = common.stage_in_child("benchmarks.scale", stage, work, count,
                                                 ",".join(map(str, args.sweep_leaves)), args.reorder_dtype or "")
             print(f"N={num_blocks:,} {stage}: {size[stage]['seconds']} s, peak RSS "
                   f"{size[stage]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
-        size["index_bytes_on_disk"] = sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file())
+        if (work / "index").exists():
+            size["index_bytes_on_disk"] = sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file())
         results["sizes"].append(size)
         common.write_results(args.output, results)  # After every size: a long run keeps what it measured.
         if not args.keep:

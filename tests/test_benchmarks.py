@@ -315,11 +315,56 @@ def test_scale_runs_every_stage_at_each_size_in_its_own_process(tmp_path):
     assert small["store"]["bytes_on_disk"] > 10 * small["body_tokens"]
     assert small["store"]["build_workers"] == 1  # Under PARALLEL_MIN_BLOCKS: built in the stage's process.
     assert small["batches"]["batches_per_second"] > 0 and small["batches"]["batch"]["p50_ms"] > 0
+    # Every id read: uint16 ids and their row offsets, within the issue's 3 bytes a token.
+    assert small["store_read"]["tokens"]["body"] == small["body_tokens"]
+    assert 2.0 < small["store_read"]["resident_bytes_per_body_token"] <= 3.0
+    assert 0 < small["store_read"]["largest_token_id"] < 30522
     served = small["qa_serve:exact"]
     assert small["qa_export:exact"]["bytes_on_disk"] > 0 and "qa_export:scann" not in small
     assert served["one_question"]["p50_ms"] > 0 and served["rss_at_end_bytes"] > served["rss_after_imports_bytes"]
     assert "store" not in large and "batches" not in large and "qa_export:exact" not in large
     assert not (tmp_path / "work" / "n3000").exists()  # Removed after its size without --keep.
+
+
+def test_scale_streams_a_store_too_large_for_its_shards_and_resumes_its_pieces(tmp_path):
+    """Above --blocks_max, a size up to --streamed_blocks_max gets its store shard by shard
+    (each shard deleted once its piece is built); a run cut short keeps its pieces, and the
+    store is the one its shards, written whole, give."""
+    from benchmarks import block_store, scale
+    from realm_tf.artifacts.block_arrays import BlockArrays, blocks_manifest_sha256, compact_dir, partial_dir
+    from realm_tf.corpus.block_store import BlockStore
+
+    work = tmp_path / "work"
+    blocks = work / "n600" / "blocks"
+    names = block_store.write_synthetic_manifest(blocks, 600, 3)
+    # An earlier attempt that built the first piece, then stopped.
+    partial = partial_dir(compact_dir(str(blocks)), blocks_manifest_sha256(str(blocks)))
+    scale._start_stream_worker()
+    scale._stream_piece(str(blocks), 0, 3, 600, partial)
+    assert not (blocks / names[0]).exists()  # Deleted once its piece was built.
+
+    output = tmp_path / "scale.json"
+    results = scale.main(["--sizes=600", "--blocks_max=0", "--streamed_blocks_max=600", "--shard_blocks=200",
+                          "--stages=store_streamed,store_read", "--resume", "--keep", f"--workdir={work}",
+                          f"--output={output}"])
+    (size,) = results["sizes"]
+    streamed = size["store_streamed"]
+    assert (streamed["shards"], streamed["pieces_kept"], streamed["pieces_built_now"]) == (3, 1, 2)
+    assert [a["pieces"] for a in streamed["attempts"]] == [2]  # The first attempt's piece was not logged.
+    assert streamed["body_tokens"] == 600 * block_store.BODY_TOKENS and streamed["char_offsets_dtypes"] == ["uint16"]
+    assert size["store_read"]["tokens"]["body"] == 600 * block_store.BODY_TOKENS
+    assert "build" not in size and "batches" not in size  # Not among --stages.
+    assert not list(blocks.glob("*.tfrecord"))  # No shard kept.
+
+    whole = tmp_path / "whole"
+    block_store.write_synthetic_blocks(whole, 600, shards=3)
+    expected, found = BlockStore(str(whole)).arrays, BlockArrays(compact_dir(str(blocks)))
+    np.testing.assert_array_equal(found.block_ids, expected.block_ids)
+    for part in ("title", "body"):
+        for piece in range(3):
+            for a, b in zip(found.piece_tokens(part, piece), expected.piece_tokens(part, piece)):
+                np.testing.assert_array_equal(a, b)
+    assert found.char_offsets("begins", 599).tolist() == expected.char_offsets("begins", 599).tolist()
 
 
 def test_scale_exact_search_reads_chunk_by_chunk_and_finds_the_true_top_k(monkeypatch):
