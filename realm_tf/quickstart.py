@@ -38,6 +38,7 @@ Beam stages run on the DirectRunner.
 """
 
 import argparse
+import collections
 import dataclasses
 import pathlib
 import sys
@@ -153,15 +154,22 @@ def _pretrain_stage(ws: Workspace) -> List[str]:
         ws.config, ws.path("blocks"), model_dir.path, ws.path("examples"), ws.path("index"), init_from=ws.path("ict"),
         start_refresher=lambda: start_background_refresher(model_dir.path, ws.path("blocks"), ws.path("index"),
                                                            ws.config_name, ws.overrides, model_dir.refresh_log))
-    metrics = result["train"]
     return [
-        f"step {result['step']} ({result['steps_per_second']:.2f} steps/s): loss {metrics.get('loss', float('nan')):.3f}, "
-        f"masked-LM accuracy {metrics.get('mlm_accuracy', float('nan')):.3f}, "
-        f"retrieval utility {metrics.get('retrieval_utility', float('nan')):.4f}, "
-        f"index staleness {metrics.get('index_staleness', float('nan')):.0f} steps",
+        _trained(result, "masked-LM accuracy {mlm_accuracy:.3f}, retrieval utility {retrieval_utility:.4f}, "
+                         "index staleness {index_staleness:.0f} steps"),
         f"retrieved from {len(result['index_versions_used'])} index version(s) as the refresher published them",
         f"TensorBoard: {model_dir.path}; refresher log: {model_dir.refresh_log}",
     ]
+
+
+def _trained(result: dict, metrics_format: str) -> str:
+    """The line that sums up a training run of `train_pretrain`/`train_finetune`: its last
+    batch's loss and the metrics `metrics_format` names, or that it had nothing left to do."""
+    metrics = result["train"]
+    if not metrics:  # Resumed at its last step (a stage run again after its ledger missed the end).
+        return f"step {result['step']}: already trained that far (its last checkpoint); no step run"
+    return (f"step {result['step']} ({result['steps_per_second']:.2f} steps/s): loss {metrics['loss']:.3f}, "
+            + metrics_format.format_map(collections.defaultdict(lambda: float("nan"), metrics)) + " (last batch)")
 
 
 def _retrieval_stage(ws: Workspace) -> List[str]:
@@ -186,12 +194,9 @@ def finetune(ws: Workspace, init_from: str, index: str, model_dir: str) -> List[
     # XLA: measured 5.7 s a step against 8.7 s uncompiled (minilm, batch 8 over 5 blocks).
     result = train_finetune(ws.config, ws.path("blocks"), str(model_dir), str(QA_DIR / "qa_train.jsonl"), str(index),
                             init_from=str(init_from), jit_compile=True)
-    metrics = result["train"]
     return [
-        f"step {result['step']} ({result['steps_per_second']:.2f} steps/s): loss {metrics.get('loss', float('nan')):.3f}, "
-        f"answer in the retriever's beam {metrics.get('answer_in_beam', float('nan')):.3f}, "
-        f"in the blocks read {metrics.get('answer_in_candidates', float('nan')):.3f}, "
-        f"best span correct {metrics.get('span_accuracy', float('nan')):.3f} (last batch)",
+        _trained(result, "answer in the retriever's beam {answer_in_beam:.3f}, in the blocks read "
+                         "{answer_in_candidates:.3f}, best span correct {span_accuracy:.3f}"),
         f"fixed index: {result['index_version']}",
     ]
 

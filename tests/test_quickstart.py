@@ -87,3 +87,15 @@ def test_chunk_corpus_command_line_in_a_fresh_process(tmp_path):
     usage = subprocess.run([sys.executable, "-m", "beam_pipelines.chunk_corpus", "--help"], cwd=REPO,
                            capture_output=True, text=True)
     assert usage.returncode == 0 and "--on_bad_record" in usage.stdout and "passed to Beam untouched" in usage.stdout
+
+
+def test_a_training_stage_sums_up_its_last_batch_or_that_it_had_nothing_left_to_do():
+    from realm_tf.quickstart import _trained
+
+    line = _trained({"step": 40, "steps_per_second": 0.5, "train": {"loss": 2.5, "mlm_accuracy": 0.25}},
+                    "masked-LM accuracy {mlm_accuracy:.3f}, retrieval utility {retrieval_utility:.4f}")
+    # A metric the run did not report reads nan, not a KeyError.
+    assert line == "step 40 (0.50 steps/s): loss 2.500, masked-LM accuracy 0.250, retrieval utility nan (last batch)"
+    # Resumed at its last checkpoint: no batch ran, so no loss to show (not "loss nan").
+    line = _trained({"step": 500, "steps_per_second": 0.0, "train": {}}, "best span correct {span_accuracy:.3f}")
+    assert line == "step 500: already trained that far (its last checkpoint); no step run"

@@ -64,7 +64,8 @@ class Trainer:
             self.checkpoint, self.model_dir.checkpoints_dir, max_to_keep=max_checkpoints,
             step_counter=self.optimizer.iterations, checkpoint_interval=training.checkpoint_every_steps,
         )
-        self.restored_from = self.checkpoints.restore_or_initialize()
+        self.restored_from = self.checkpoints.latest_checkpoint
+        self._restored = self.checkpoint.restore(self.restored_from) if self.restored_from else None
         if self.restored_from:
             logger.info("resumed from %s at step %d", self.restored_from, self.step)
         self._summaries = tf.summary.create_file_writer(self.model_dir.summaries_dir("train"))
@@ -77,6 +78,10 @@ class Trainer:
         """Runs until `train_steps`; returns the last step's metrics (empty if already done)."""
         start = self.step
         if start >= self.training.train_steps:
+            if self._restored is not None:
+                # The optimizer's slots and hyperparameters are made by its first update, which
+                # no step will run: not a warning a variable each that they were not restored.
+                self._restored.expect_partial()
             if self.checkpoints.latest_checkpoint is None:
                 # A zero-step run still leaves its starting weights for the next stage's --init_from.
                 self.checkpoints.save(checkpoint_number=start, check_interval=False)
