@@ -366,6 +366,17 @@ def test_scale_streams_a_store_too_large_for_its_shards_and_resumes_its_pieces(t
                 np.testing.assert_array_equal(a, b)
     assert found.char_offsets("begins", 599).tolist() == expected.char_offsets("begins", 599).tolist()
 
+    # The docs page: the store's row and its resident bytes a token judged against 3.
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    shutil.copy(output, results_dir / "scale_store.json")
+    page = tmp_path / "docs" / "benchmarks.md"
+    report.main([f"--results_dir={results_dir}", f"--output={page}"])
+    resident = size["store_read"]["resident_bytes_per_body_token"]
+    assert f"| 600 | {600 * block_store.BODY_TOKENS:,} | 3 | 1 | 2 pieces in " in page.read_text()
+    assert (f"Against the target at 600 blocks (the store at most 3 bytes a token resident): {resident} bytes a body "
+            f"token once every title and body id is read ({'met' if resident <= 3 else 'not met'})") in page.read_text()
+
 
 def test_scale_exact_search_reads_chunk_by_chunk_and_finds_the_true_top_k(monkeypatch):
     from benchmarks import scale
