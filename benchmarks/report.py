@@ -47,6 +47,7 @@ FILES = {
     "scale_blocks": "scale_blocks.json",
     "scale_store": "scale_store.json",
     "hybrid": "hybrid_retrieval.json",
+    "sentences": "sentence_vectors.json",
     "lexical_scale": "lexical_scale.json",
     "spans": "salient_spans.json",
     "finetune_steps": "finetune_steps.json",
@@ -488,6 +489,27 @@ def scale_store_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     return lines + _provenance(results)
 
 
+def sentence_vectors_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    """benchmarks.sentence_vectors: dense recall with each block's best sentence beside its own vector."""
+    lines = [f"{results['num_questions']:,} questions (`{pathlib.Path(results['qa']).name}`) over "
+             f"{results['num_blocks']:,} blocks, split into {results['num_sentences']:,} sentences "
+             f"({results['sentence_splitter']} splitter), each embedded after its block's title by the block tower of "
+             f"the index version's own embedder export ({results['sentences_per_second']} sentences/s); nothing "
+             f"trained. A block scores {results['score']}; w = 1 is the index as it is. The weights were compared on "
+             "these questions (the tuning set), so the best of them is a tuned figure.", ""]
+    rows = [[w, *(f"{recall[f'recall@{k}']:.3f}" for k in (1, 5, 20))]
+            for w, recall in results["recall_by_block_weight"].items()]
+    rows.append(["BM25 (same blocks)", *(f"{results['bm25'][f'recall@{k}']:.3f}" for k in (1, 5, 20))])
+    lines += _table(["block weight w", "recall@1", "recall@5", "recall@20"], rows)
+    best = max(results["recall_by_block_weight"].items(), key=lambda item: item[1]["recall@5"])
+    verdict = "at or above" if best[1]["recall@5"] >= results["bm25"]["recall@5"] else "below"
+    alone = results["recall_by_block_weight"].get("1.0")
+    lines += [f"Best recall@5: {best[1]['recall@5']:.3f} at w = {best[0]}, {verdict} BM25's "
+              f"{results['bm25']['recall@5']:.3f}" + (f" (the block vectors alone: {alone['recall@5']:.3f})" if alone
+                                                       else "") + f". Index version `{results['index_version']}`.", ""]
+    return lines + _provenance(results)
+
+
 def _stage_budgets(results: Dict) -> List[str]:
     training = results.get("stages", {}).get("training", {})
     rows = [[stage, b.get("steps"), b.get("batch_size"), b.get("examples_seen"), b.get("learning_rate"),
@@ -719,6 +741,8 @@ SECTIONS: List[tuple] = [
      "--output benchmarks/results/scale_store.json"),
     ("hybrid", "Hybrid retrieval: dense and lexical fused, on qa_dev", hybrid_section,
      "python -m benchmarks.hybrid_retrieval (after the quickstart)"),
+    ("sentences", "Sentence vectors: each block's best sentence beside its own vector", sentence_vectors_section,
+     "python -m benchmarks.sentence_vectors --blocks_dir DIR --index DIR (after the quickstart)"),
     ("lexical_scale", "Hybrid retrieval at scale: the lexical index over 1M blocks", lexical_scale_section,
      "python -m benchmarks.lexical_scale"),
     ("spans", "Salient spans: the rules against spaCy's NER", spans_section,

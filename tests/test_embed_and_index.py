@@ -65,14 +65,19 @@ def test_a_block_embedding_queried_back_finds_its_block(index):
     np.testing.assert_array_equal(ids[:, 0], searcher.index.block_ids[:20])
 
 
-def test_retrieval_recall_cli_reports_dense_and_bm25(index, small_blocks_dir, tmp_path, capsys):
-    root, _ = index
+def _small_qa(path):
+    """qa_train's first 100 questions whose gold passage is in the small corpus, written to `path`."""
     docs = {json.loads(line)["id"] for line in CORPUS.read_text().splitlines()[:80]}
     qa_train = CORPUS.parent / "qa_train.jsonl"
     questions = [q for q in map(json.loads, qa_train.read_text().splitlines()) if q["gold_passage_id"] in docs][:100]
     assert len(questions) == 100
-    qa = tmp_path / "qa.jsonl"
-    qa.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    path.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    return path
+
+
+def test_retrieval_recall_cli_reports_dense_and_bm25(index, small_blocks_dir, tmp_path, capsys):
+    root, _ = index
+    qa = _small_qa(tmp_path / "qa.jsonl")
     output = tmp_path / "recall.json"
     assert evaluate_retrieval.main([f"--qa={qa}", f"--blocks_dir={small_blocks_dir}", f"--index={root}",
                                     f"--output={output}"]) == 0
@@ -166,3 +171,21 @@ def test_embedding_shards_are_sorted_into_a_memory_mapped_file_batch_by_batch(tm
     np.testing.assert_array_equal(block_ids, ids[order])
     np.testing.assert_array_equal(embeddings, rows[order])
     assert isinstance(embeddings, np.memmap) and embeddings.filename == str(tmp_path / "embeddings.npy")
+
+
+def test_sentence_vectors_benchmark_at_weight_one_is_the_index_own_dense_recall(index, small_blocks_dir, tmp_path):
+    from benchmarks import sentence_vectors
+    from realm_tf.evaluation.retrieval_recall import evaluate_retrieval_recall
+
+    root, version = index
+    qa = _small_qa(tmp_path / "qa.jsonl")
+    results = sentence_vectors.main([f"--blocks_dir={small_blocks_dir}", f"--index={root}", f"--qa={qa}",
+                                     "--block_weights=1,0.5,0", f"--output={tmp_path / 'out.json'}"])
+    expected = evaluate_retrieval_recall(str(qa), small_blocks_dir, version, method="exact")
+    assert results["index_version"] == version and results["num_questions"] == 100
+    # w = 1 scores blocks by their own vectors: exact dense search, as the recall evaluation does it.
+    assert results["recall_by_block_weight"]["1.0"] == pytest.approx(expected["dense"])
+    assert results["bm25"] == pytest.approx(expected["bm25"])
+    assert results["num_sentences"] > results["num_blocks"]  # Blocks hold several sentences.
+    for recall in results["recall_by_block_weight"].values():
+        assert [recall[f"recall@{k}"] for k in (1, 5, 20)] == sorted(recall.values())
