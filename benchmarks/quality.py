@@ -2,7 +2,7 @@
 
     python -m benchmarks.quality [--size small|full] [--config minilm] [--workdir runs/bench/quality]
         [--limit N | --sample N] [--ict_steps N] [--pretrain_steps N] [--finetune_steps N]
-        [--override KEY=VALUE ...] [--resume]
+        [--finetune_retrieval index|hybrid] [--override KEY=VALUE ...] [--resume]
 
 Runs the REALM data flow on the embedded corpus with the project's own commands (the
 quickstart's stages: fetch the pretrained weights, chunk, ICT, index, examples, REALM
@@ -17,7 +17,15 @@ reading the first `finetune.top_k`):
                     index of the ICT document tower: ORQA's recipe, the paper's main
                     retrieval baseline
   bm25_reader       BM25 over the blocks' words (`--retrieval=bm25`) feeding the reader of
-                    realm_pretrained, which was fine-tuned with dense retrieval
+                    realm_pretrained
+
+Both fine-tunings, and the evaluations of the two systems they make, retrieve as
+--finetune_retrieval says: "index", each system's dense index alone (the paper's
+comparison of dense retrievers; the small size's default), or "hybrid", that index's
+dense ranking fused with the version's lexical one (`index.hybrid`; the full size's
+default, the best figures this budget reaches). Over hybrid, each system's dense
+retriever alone is measured too (`dense_recall@k`: its query tower over its index, no
+reader), beside BM25's recall on the same blocks.
   no_retrieval      the reader of realm_pretrained with the null document only
                     (`--retrieval=null`): nothing to extract, so EM and F1 are 0 and
                     recall@k is 0 by definition (the null document belongs to no passage)
@@ -32,8 +40,9 @@ all-MiniLM-L6-v2 (both towers and the reader) and gets the same fine-tuning budg
 are reported as measured; nothing is tuned towards an ordering.
 
 Sizes (steps of ICT / pre-training / each fine-tuning; batch sizes are the config's):
-small 0 / 4 / 250 (the quickstart's minilm budget), full 100 / 100 / 500 (meant to stay
-within about 3 hours on 2 CPU cores; evaluate it with --sample 0 for all of qa_dev).
+small 0 / 4 / 250 over the dense index (the quickstart's minilm budget), full 100 / 100 / 500
+over hybrid retrieval (meant to stay within about 3 hours on 2 CPU cores; evaluate it with
+--sample 0 for all of qa_dev).
 
 A run cut short (a machine that goes down mid-run) resumes with the same arguments plus
 --resume: the workdir's stage ledger (stages.json, see benchmarks.stage_ledger) skips the
@@ -63,6 +72,11 @@ SIZES = {
     "small": {"ict": 0, "pretrain": 4, "finetune": 250},
     "full": {"ict": 100, "pretrain": 100, "finetune": 500},
 }
+# Where each size's fine-tuning beam (and its systems' evaluation) comes from, unless
+# --finetune_retrieval says otherwise. The full size fuses in the lexical ranking: 500
+# steps over hybrid from the quickstart's start reached EM 42.6 on qa_dev, against 36.5 over
+# dense at this size (benchmarks/results/finetune_steps.json, quality_full.json of commit a104ea1).
+FINETUNE_RETRIEVAL = {"small": "index", "full": "hybrid"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +84,7 @@ class System:
     """One system of the ablation: which fine-tuned model_dir answers, with which retrieval."""
 
     model_dir: str  # Under the workdir.
-    retrieval: str  # `python -m realm_tf.evaluate --retrieval`.
+    retrieval: Optional[str]  # `python -m realm_tf.evaluate --retrieval`; None: the fine-tuning's.
     depends_on: Tuple[str, ...]  # The training stages behind it: its budget.
     retriever: str
     reader: str
@@ -78,20 +92,21 @@ class System:
 
 SYSTEMS: Dict[str, System] = {
     "realm_pretrained": System(
-        "finetune_realm", "index", ("ict", "pretrain", "finetune_realm"),
-        retriever="dense: the REALM pre-trained query tower, fine-tuned, over the index of the pre-trained document "
-                  "tower",
+        "finetune_realm", None, ("ict", "pretrain", "finetune_realm"),
+        retriever="{retrieval}: the REALM pre-trained query tower, fine-tuned, over the index of the pre-trained "
+                  "document tower",
         reader="the REALM pre-trained knowledge-augmented encoder, fine-tuned (finetune_realm)"),
     "ict_only": System(
-        "finetune_ict", "index", ("ict", "finetune_ict"),
-        retriever="dense: the ICT query tower, fine-tuned, over the index of the ICT document tower (ORQA's recipe)",
+        "finetune_ict", None, ("ict", "finetune_ict"),
+        retriever="{retrieval}: the ICT query tower, fine-tuned, over the index of the ICT document tower (ORQA's "
+                  "recipe)",
         reader="the config's reader.init_checkpoint (MiniLM by default; random weights if none), fine-tuned: "
                "ICT trains no reader (finetune_ict)"),
     "bm25_reader": System(
         "finetune_realm", "bm25", ("ict", "pretrain", "finetune_realm"),
         retriever="BM25 (bm25s, English stop words) over title + text of every block; every block read weighs the "
                   "same (retrieval logits 0)",
-        reader="realm_pretrained's (finetune_realm), fine-tuned on the dense retriever's candidates, not BM25's"),
+        reader="realm_pretrained's (finetune_realm), fine-tuned on the {retrieval} retriever's candidates"),
     "no_retrieval": System(
         "finetune_realm", "null", ("ict", "pretrain", "finetune_realm"),
         retriever="none: the null document only; recall@k is 0 by definition (it belongs to no passage)",
@@ -104,6 +119,8 @@ MARKER = ".quality_benchmark"
 # index.keep_versions (3); ict_only is fine-tuned and evaluated over the first version,
 # the ICT one, so the benchmark keeps them all (a few MB each at this size).
 KEEP_INDEX_VERSIONS = 1000
+# How each --finetune_retrieval is named in the systems' descriptions.
+RETRIEVAL_NAMES = {"index": "dense", "hybrid": "hybrid (dense and lexical fused, index.hybrid)"}
 # Pre-training's scalars that say whether it taught anything: the curves on the docs page.
 CURVE_TAGS = ("loss", "mlm_accuracy", "retrieval_utility")
 
@@ -139,6 +156,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     for stage in ("ict", "pretrain", "finetune"):
         parser.add_argument(f"--{stage}_steps", type=int,
                             help=f"{stage} training steps (default: the --size preset's)")
+    parser.add_argument("--finetune_retrieval", choices=tuple(RETRIEVAL_NAMES),
+                        help="where both fine-tunings' beams come from, and what their systems retrieve with when "
+                        "evaluated: the dense index, or hybrid (default: index at --size small, hybrid at full)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for every stage, e.g. ict.training.batch_size=16 (repeatable)")
     parser.add_argument("--config", default="minilm", help="config name or YAML path (default: %(default)s)")
@@ -263,6 +283,15 @@ def measured_ordering(systems: Dict[str, Dict]) -> Dict:
     }
 
 
+def dense_against_bm25(systems: Dict[str, Dict], k: int = 5) -> Dict:
+    """Each trained system's dense retriever alone (its `dense_recall@k`, or its `recall@k`
+    where it retrieved densely) against BM25's recall@k over the same blocks."""
+    bm25 = systems["bm25_reader"][f"recall@{k}"]
+    dense = {name: systems[name].get(f"dense_recall@{k}", systems[name][f"recall@{k}"])
+             for name in ("realm_pretrained", "ict_only")}
+    return {"k": k, "bm25": bm25, "dense": dense, "best_dense_at_least_bm25": max(dense.values()) >= bm25}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     """Runs the benchmark; returns the report it writes to --output."""
     parser = build_arg_parser()
@@ -270,7 +299,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     common.check_at_least(parser, args, {"limit": 1, "sample": 0, "ict_steps": 0, "pretrain_steps": 1,
                                          "finetune_steps": 1})
     from realm_tf import quickstart
-    from realm_tf.inference.open_qa_evaluation import evaluate_model_dir, format_metrics, read_questions
+    from realm_tf.inference.open_qa_evaluation import (evaluate_model_dir, format_metrics, read_questions,
+                                                       retrieval_recall_of_model_dir)
     from realm_tf.configs import load_config
     from realm_tf.artifacts.manifests import BlocksManifest
     from realm_tf.evaluation.qa_data import read_qa
@@ -278,11 +308,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
 
     steps = {stage: SIZES[args.size][stage] if getattr(args, f"{stage}_steps") is None
              else getattr(args, f"{stage}_steps") for stage in SIZES[args.size]}
+    beam = args.finetune_retrieval or FINETUNE_RETRIEVAL[args.size]
     overrides = [f"ict.training.train_steps={steps['ict']}", f"pretrain.training.train_steps={steps['pretrain']}",
                  f"finetune.training.train_steps={steps['finetune']}", f"index.keep_versions={KEEP_INDEX_VERSIONS}",
-                 # The paper's ablation compares dense retrievers: each fine-tuning's beam comes
-                 # from its own dense index, whatever the config fine-tunes over by default.
-                 "finetune.retrieval=index", *args.override]
+                 # Each fine-tuning's beam comes from its own index, as the size (or
+                 # --finetune_retrieval) says, whatever the config fine-tunes over by default.
+                 f"finetune.retrieval={beam}", *args.override]
     config = load_config(args.config, overrides)  # Bad overrides fail here, before any work.
     qa = args.qa or quickstart.QA_DIR / "qa_dev.jsonl"
     corpus = args.corpus or quickstart.DEFAULT_CORPUS
@@ -306,7 +337,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     stage_args = quickstart.Workspace(workdir, args.config, overrides, corpus)
     stage_fns = {name: fn for name, _, fn in quickstart.STAGES}
     index_root = workdir / "index"
-    total = 8 + len(SYSTEMS)  # The training pipeline's stages, then one evaluation per system.
+    # Systems evaluated over hybrid also get their dense retriever's recall alone.
+    dense_recall_of = [name for name, system in SYSTEMS.items() if system.retrieval is None and beam != "index"]
+    # The training pipeline's stages, then one evaluation per system and the dense recalls.
+    total = 8 + len(SYSTEMS) + len(dense_recall_of)
     seconds: Dict[str, float] = {}
     started = time.monotonic()
 
@@ -349,17 +383,24 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
 
     metrics: Dict[str, Dict] = {}
     questions = read_questions(str(qa), limit=args.limit or None, sample=args.sample or None)
+    retrieval_of = {name: system.retrieval or beam for name, system in SYSTEMS.items()}
     for number, (name, system) in enumerate(SYSTEMS.items(), start=8):
 
         def work(system=system, name=name):
-            evaluation = evaluate_model_dir(str(workdir / system.model_dir), questions, retrieval=system.retrieval,
+            evaluation = evaluate_model_dir(str(workdir / system.model_dir), questions, retrieval=retrieval_of[name],
                                             evidence_depth=max(RECALL_KS))
             evaluation.write_predictions(str(workdir / f"predictions_{name}.jsonl"))
             return evaluation.metrics
 
         metrics[name] = stage(number, f"evaluate_{name}",
-                              f"{name} on {qa.name} (python -m realm_tf.evaluate --retrieval={system.retrieval})",
+                              f"{name} on {qa.name} (python -m realm_tf.evaluate --retrieval={retrieval_of[name]})",
                               work, describe=lambda m, name=name: [f"{name}: {format_metrics(m)}"])
+    dense_recall: Dict[str, Dict] = {}
+    for number, name in enumerate(dense_recall_of, start=8 + len(SYSTEMS)):
+        dense_recall[name] = stage(
+            number, f"dense_recall_{name}", f"{name}'s dense retriever alone on {qa.name} (its query tower, no reader)",
+            lambda name=name: retrieval_recall_of_model_dir(str(workdir / SYSTEMS[name].model_dir), questions),
+            describe=lambda r: [", ".join(f"{k} {v:.3f}" for k, v in r.items() if k.startswith("recall@"))])
 
     training = {
         "ict": _training_budget(config.ict.training, workdir / "ict", seconds["ict"]),
@@ -378,8 +419,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         m = metrics[name]
         stages = {stage_name: training[stage_name] for stage_name in system.depends_on}
         systems[name] = {
-            "retriever": system.retriever, "reader": system.reader,
+            "retriever": system.retriever.format(retrieval=RETRIEVAL_NAMES[beam]),
+            "reader": system.reader.format(retrieval=RETRIEVAL_NAMES[beam]),
             "exact_match": m["exact_match"], "f1": m["f1"], **{f"recall@{k}": m[f"recall@{k}"] for k in RECALL_KS},
+            **{f"dense_recall@{k}": dense_recall[name][f"recall@{k}"] for k in RECALL_KS if name in dense_recall},
             "num_questions": m["num_questions"], "top_k_read": m["top_k"], "checkpoint": m["checkpoint"],
             "retrieval": m["retrieval"],
             "evaluation_wall_seconds": round(seconds[f"evaluate_{name}"], 1),
@@ -397,6 +440,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         "size": args.size,
         "config": args.config,
         "overrides": overrides,
+        "finetune_retrieval": beam,
         "qa": str(qa),
         "num_questions": metrics["realm_pretrained"]["num_questions"],
         "corpus": {"path": str(stage_args.corpus), "documents": manifest.num_documents, "blocks": manifest.num_blocks},
@@ -406,6 +450,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         "stages": {"data": data, "training": training},
         "paper": PAPER,
         "measured": measured_ordering(systems),
+        "dense_against_bm25": dense_against_bm25(systems),
         # Every stage over every attempt; a resumed run's own time is this_attempt_wall_seconds.
         "total_wall_seconds": round(sum(seconds.values()), 1),
         "this_attempt_wall_seconds": round(time.monotonic() - started, 1),

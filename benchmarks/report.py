@@ -564,14 +564,26 @@ def _pretraining_curves(results: Dict, images: pathlib.Path, plt, name: str) -> 
 def quality_section(results: Dict, images: pathlib.Path, plt, name: str = "quality") -> List[str]:
     systems = results["systems"]
     metrics = [m for m in next(iter(systems.values())) if m.startswith("recall@")] + ["exact_match", "f1"]
+    dense = sorted({m for s in systems.values() for m in s if m.startswith("dense_recall@")},
+                   key=lambda m: int(m.split("@")[1]))
     lines = [results.get("description", "Open-QA quality per system.") + ".", ""]
-    lines += _table(["system"] + metrics + ["train steps", "train wall s"],
-                    [[system] + [s.get(m) for m in metrics] + [s.get("budget", {}).get("train_steps"),
+    if results.get("finetune_retrieval"):
+        lines += [f"Fine-tuned and evaluated over `{results['finetune_retrieval']}` retrieval (`--finetune_retrieval`)"
+                  + ("; dense_recall@k is each system's dense retriever alone, no reader." if dense else "."), ""]
+    lines += _table(["system"] + metrics + dense + ["train steps", "train wall s"],
+                    [[system] + [s.get(m) for m in metrics + dense] + [s.get("budget", {}).get("train_steps"),
                                                                s.get("budget", {}).get("training_wall_seconds")]
                      for system, s in systems.items()])
     lines += _stage_budgets(results) + _resumed_stages(results)
     if results.get("measured", {}).get("statement"):
         lines += [results["measured"]["statement"], ""]
+    against = results.get("dense_against_bm25")
+    if against:
+        k = against["k"]
+        lines += [f"Dense retrieval alone against BM25 over the same blocks, recall@{k}: "
+                  + ", ".join(f"{name} {_number(value)}" for name, value in against["dense"].items())
+                  + f"; BM25 {_number(against['bm25'])} (the target, dense at or above BM25: "
+                  + ("met" if against["best_dense_at_least_bm25"] else "not met") + ").", ""]
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(systems)
     for j, (system, s) in enumerate(systems.items()):

@@ -137,6 +137,26 @@ def evaluate_model_dir(model_dir: str, examples: Sequence[QaExample], blocks_dir
                               batch_size, progress)
 
 
+def retrieval_recall_of_model_dir(model_dir: str, examples: Sequence[QaExample], retrieval: str = "index",
+                                  depth: int = max(RECALL_KS), batch_size: int = 32) -> Dict:
+    """recall@k (k in `RECALL_KS` up to `depth`) of a fine-tuned model_dir's retrieval
+    alone: its own query tower and `retrieval` (as `load_predictor`'s), no reader run.
+    Counted as `evaluate_model_dir` counts it, for questions with gold passages."""
+    from realm_tf.evaluation.retrieval_recall import recall_at_k
+
+    if any(e.gold_passage_id is None for e in examples):
+        raise ValueError("retrieval recall here needs every question's gold_passage_id")
+    predictor, checkpoint = load_predictor(model_dir, retrieval=retrieval, evidence_depth=depth)
+    ranked = []
+    questions = [e.question for e in examples]
+    for start in range(0, len(questions), batch_size):
+        ids = predictor.retrieve(questions[start:start + batch_size], depth)[0]
+        ranked += [[predictor.blocks.doc_ids[int(i)] for i in row] for row in ids]
+    ks = [k for k in RECALL_KS if k <= depth] or [depth]
+    return {**recall_at_k(ranked, [e.gold_passage_id for e in examples], ks), "num_questions": len(examples),
+            "retrieval": predictor.retrieval.path, "checkpoint": checkpoint}
+
+
 def evaluate_saved_model(export_dir: str, examples: Sequence[QaExample], blocks_dir: Optional[str] = None,
                          top_k: Optional[int] = None, max_answer_length: Optional[int] = None,
                          batch_size: int = 32, progress: bool = True) -> OpenQaEvaluation:

@@ -92,13 +92,19 @@ class QaPredictor:
     def predict(self, questions: Sequence[str], batch_size: int = 32, progress: bool = False) -> List[Prediction]:
         return predict_in_batches(self._predict_batch, questions, batch_size, progress, "QaPredictor")
 
-    def _predict_batch(self, questions: List[str]) -> List[Prediction]:
+    def retrieve(self, questions: List[str], depth: int):
+        """The retrieval step alone: block ids int64 [B, depth] (best first) and their
+        embeddings float32 [B, depth, dim], with the query tokens and packed query."""
         query_tokens = self.featurizer.tokenize(questions)
         query = self.featurizer.pack_query(query_tokens)
-        # Taken here, not in __init__: top_k may be changed after construction (a test reads every block).
-        depth = max(self.top_k, self.evidence_depth or 0)
         by_text = {"questions": questions} if getattr(self.retrieval, "needs_questions", False) else {}
         candidate_ids, candidate_embeddings = self.retrieval.search(self._embed(query).numpy(), depth, **by_text)
+        return candidate_ids, candidate_embeddings, query_tokens, query
+
+    def _predict_batch(self, questions: List[str]) -> List[Prediction]:
+        # Taken here, not in __init__: top_k may be changed after construction (a test reads every block).
+        depth = max(self.top_k, self.evidence_depth or 0)
+        candidate_ids, candidate_embeddings, query_tokens, query = self.retrieve(questions, depth)
         # The model reads the first top_k candidates (fewer where the retrieval gives fewer, as the null
         # one does) and scores all of them (C >= K).
         read = candidate_ids[:, :self.top_k]
