@@ -5,14 +5,17 @@
     the block shards the blocks manifest lists (beam_pipelines.chunk_corpus)
       -> batches of blocks -> packed by the export's own featurizer -> the export's
          embed_blocks signature                                  (Beam, parallel)
+         and, with index.sentence_vectors, each block's sentences after its title
       -> embeddings-*.tfrecord in a folder of this run's own     (block_id, float32[P])
+         (sentences-*.tfrecord: block_id, sentence_index, float32[P])
          (under --shards_dir, which every worker can write: gs:// on Dataflow; by
          default the staging folder beside the index versions)
       -> sorted by block id into a memory-mapped embeddings.npy in that staging folder,
-         on this machine (the ids and one batch held, not every embedding)
+         on this machine (the ids and one batch held, not every embedding); the
+         sentences likewise, by block id and then place in the block
       -> ScaNN index built on this machine, and with index.hybrid.lexical_index a lexical
          index (BM25 postings by WordPiece id, from the compact block store in passes of
-         rows)  -> <index_root>/<version>/, published by an atomic rename; older versions
+         rows), and the sentence vectors  -> <index_root>/<version>/, published by an atomic rename; older versions
          pruned                                   (realm_tf.retrieval.index_build)
 
 The export must match the blocks (block length and vocabulary); every block must come
@@ -46,14 +49,19 @@ from realm_tf.configs import ExperimentConfig, load_config
 from beam_pipelines.pipeline_options import pipeline_options
 
 _blocks_embedded = Metrics.counter("embed_and_index", "blocks_embedded")
+_sentences_embedded = Metrics.counter("embed_and_index", "sentences_embedded")
+SENTENCES = "sentences"  # EmbedBlocks' tagged output of sentence vectors.
 
 
 class EmbedBlocks(beam.DoFn):
-    """[serialized block record] batch -> (block_id, float32 [P]) for each block."""
+    """[serialized block record] batch -> (block_id, float32 [P]) for each block and, with
+    `sentences`, (block_id, sentence_index, float32 [P]) for each of its sentences (the
+    block tower over the block's title and the sentence), tagged `SENTENCES`."""
 
-    def __init__(self, export_dir: str, shared_handle: shared.Shared):
+    def __init__(self, export_dir: str, shared_handle: shared.Shared, sentences: bool = False):
         self._export_dir = export_dir
         self._shared = shared_handle
+        self._sentences = sentences
         self._export = None
 
     def setup(self):
@@ -64,11 +72,26 @@ class EmbedBlocks(beam.DoFn):
 
     def process(self, serialized: Sequence[bytes]):
         from realm_tf.corpus.block_records import parse_block_examples
+        from realm_tf.retrieval.sentence_vectors import sentence_token_ids
 
         records = parse_block_examples(np.asarray(serialized, dtype=object))
         embeddings = self._export.embed_block_tokens(records["title_token_ids"], records["body_token_ids"])
         _blocks_embedded.inc(len(serialized))
-        yield from zip(records["block_id"].numpy().tolist(), embeddings)
+        block_ids = records["block_id"].numpy().tolist()
+        yield from zip(block_ids, embeddings)
+        if self._sentences:
+            owners, titles, pieces = [], [], []
+            for block_id, title, body, starts in zip(block_ids, records["title_token_ids"].to_list(),
+                                                     records["body_token_ids"].to_list(),
+                                                     records["sentence_starts"].to_list()):
+                for index, piece in enumerate(sentence_token_ids(body, starts)):
+                    owners.append((block_id, index))
+                    titles.append(title)
+                    pieces.append(piece)
+            vectors = self._export.embed_block_tokens(titles, pieces)
+            _sentences_embedded.inc(len(owners))
+            for (block_id, index), vector in zip(owners, vectors):
+                yield beam.pvalue.TaggedOutput(SENTENCES, (block_id, index, vector))
 
 
 class _Holder:
@@ -78,19 +101,23 @@ class _Holder:
         self.export = export
 
 
-def _embedding_example(item: Tuple[int, np.ndarray]) -> bytes:
+def _embedding_example(item: Tuple) -> bytes:
+    """(block_id, float32 [P]) or (block_id, sentence_index, float32 [P]) -> a tf.train.Example."""
     import tensorflow as tf
 
-    block_id, embedding = item
-    return tf.train.Example(features=tf.train.Features(feature={
-        "block_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[block_id])),
-        "embedding": tf.train.Feature(float_list=tf.train.FloatList(value=embedding.tolist())),
-    })).SerializeToString()
+    *ids, embedding = item
+    int64 = lambda value: tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))  # noqa: E731
+    feature = {"block_id": int64(ids[0]),
+               "embedding": tf.train.Feature(float_list=tf.train.FloatList(value=embedding.tolist()))}
+    if len(ids) == 2:
+        feature["sentence_index"] = int64(ids[1])
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def read_embedding_shards(pattern: str, output_path: str,
-                          batch_size: int = 65536) -> Tuple[np.ndarray, np.ndarray]:
-    """(block_ids int64 [N], embeddings float32 [N, P]) from embedding shards, sorted by block id.
+def read_embedding_shards(pattern: str, output_path: str, batch_size: int = 65536,
+                          sentences: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """(block_ids int64 [N], embeddings float32 [N, P]) from embedding shards, sorted by block id
+    (with `sentences`, shards of sentence vectors: by block id, then sentence index).
 
     The embeddings are written into a memory-mapped .npy at `output_path`, batch by batch,
     each row straight to its sorted place: what is held is the ids and one batch, not the
@@ -100,10 +127,12 @@ def read_embedding_shards(pattern: str, output_path: str,
 
     paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
     records = tf.data.TFRecordDataset(paths).batch(batch_size)
-    id_spec = {"block_id": tf.io.FixedLenFeature([], tf.int64)}
-    block_ids = np.concatenate([tf.io.parse_example(batch, id_spec)["block_id"].numpy()
-                                for batch in records] or [np.zeros([0], np.int64)])
-    order = np.argsort(block_ids, kind="stable")
+    keys = ("block_id", "sentence_index") if sentences else ("block_id",)
+    id_spec = {key: tf.io.FixedLenFeature([], tf.int64) for key in keys}
+    parsed = [tf.io.parse_example(batch, id_spec) for batch in records]
+    columns = [np.concatenate([p[key].numpy() for p in parsed] or [np.zeros([0], np.int64)]) for key in keys]
+    block_ids = columns[0]
+    order = np.lexsort(columns[::-1])  # The last key sorts first: block id, then sentence index.
     if not len(block_ids):
         return block_ids, np.zeros((0, 0), np.float32)
     place = np.empty_like(order)
@@ -119,6 +148,22 @@ def read_embedding_shards(pattern: str, output_path: str,
         start += len(rows)
     embeddings.flush()
     return block_ids[order], embeddings
+
+
+def sentence_vectors_of(block_ids: np.ndarray, sentence_block_ids: np.ndarray, sentence_embeddings: np.ndarray,
+                        config):
+    """The version's `SentenceVectors` from its sorted block ids and the sentences' owners
+    (sorted by block id, then place): each block's sentences are one run of rows."""
+    from realm_tf.retrieval.sentence_vectors import SentenceVectors
+
+    starts = np.searchsorted(sentence_block_ids, block_ids, side="left")
+    ends = np.searchsorted(sentence_block_ids, block_ids, side="right")
+    if (ends == starts).any() or ends.sum() - starts.sum() != len(sentence_block_ids):
+        missing = block_ids[ends == starts]
+        raise ManifestError(f"sentence vectors do not cover the blocks: {len(missing)} blocks without any "
+                            f"(e.g. {missing[:5].tolist()}), {len(sentence_block_ids)} sentences in all")
+    return SentenceVectors(sentence_embeddings, np.append(starts, len(sentence_block_ids)), config.block_weight,
+                           config.rescore_depth)
 
 
 def embed_in_process(blocks_dir: str, export, batch_size: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -172,6 +217,7 @@ def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, conf
     from realm_tf.retrieval.index_build import publish_index_version
     from realm_tf.retrieval.lexical_index import Bm25Parameters, LexicalIndex
 
+    with_sentences = config.index.sentence_vectors.enabled
     batch_size = batch_size or config.index.embed_batch_size
     manifest = BlocksManifest.read(blocks_dir)
     export = EmbedderExport.load(embedder_export)
@@ -182,18 +228,27 @@ def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, conf
     started = time.monotonic()
     try:
         with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-            _ = (
+            embedded = (
                 pipeline
                 | "ListShards" >> beam.Create(manifest.block_paths(blocks_dir))
                 | "ReadBlocks" >> beam.io.ReadAllFromTFRecord()
                 | "Batch" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=batch_size)
-                | "Embed" >> beam.ParDo(EmbedBlocks(embedder_export, shared.Shared()))
-                | "ToExamples" >> beam.Map(_embedding_example)
-                | "WriteEmbeddings" >> beam.io.WriteToTFRecord(FileSystems.join(shards, "embeddings"),
-                                                               file_name_suffix=".tfrecord")
+                | "Embed" >> beam.ParDo(EmbedBlocks(embedder_export, shared.Shared(), with_sentences)).with_outputs(
+                    SENTENCES, main="blocks")
             )
+            for name, vectors in [("embeddings", embedded.blocks)] + (
+                    [(SENTENCES, embedded[SENTENCES])] if with_sentences else []):
+                _ = (vectors
+                     | f"ToExamples_{name}" >> beam.Map(_embedding_example)
+                     | f"Write_{name}" >> beam.io.WriteToTFRecord(FileSystems.join(shards, name),
+                                                                  file_name_suffix=".tfrecord"))
         block_ids, embeddings = read_embedding_shards(FileSystems.join(shards, "embeddings-*"),
                                                       os.path.join(staging, "embeddings.npy"))
+        sentence_vectors = None
+        if with_sentences:
+            sentence_vectors = sentence_vectors_of(block_ids, *read_embedding_shards(
+                FileSystems.join(shards, f"{SENTENCES}-*"), os.path.join(staging, "sentences.npy"), sentences=True),
+                config.index.sentence_vectors)
         embedded_seconds = time.monotonic() - started
         if len(block_ids) != manifest.num_blocks:
             raise ManifestError(
@@ -214,6 +269,7 @@ def embed_and_index(blocks_dir: str, embedder_export: str, index_root: str, conf
             },
             name=version_name,
             lexical_index=lexical_index,
+            sentence_vectors=sentence_vectors,
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -243,7 +299,8 @@ def summarize(version: str) -> str:
     seconds = loaded.metadata["embed_seconds"]
     return (f"embedded {loaded.num_blocks} blocks in {seconds:.1f}s "
             f"({loaded.num_blocks / seconds:.0f} blocks/s), {loaded.build['method']} ScaNN index"
-            f"{' and a lexical index' if loaded.lexical_dir else ''}\n"
+            f"{' and a lexical index' if loaded.lexical_dir else ''}"
+            f"{' and sentence vectors' if loaded.sentences_dir else ''}\n"
             f"published index version {version}")
 
 

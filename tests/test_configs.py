@@ -61,6 +61,8 @@ def test_a_yaml_path_loads(tmp_path):
         (["pretrain.top_k=0"], "pretrain.top_k = 0 must be positive"),
         (["ict.remove_sentence_probability=1.5"], "ict.remove_sentence_probability = 1.5"),
         (["index.reorder_dtype=float16"], "index.reorder_dtype = 'float16' must be one of"),
+        (["index.sentence_vectors.block_weight=1.5"], "index.sentence_vectors.block_weight = 1.5 must be in [0, 1]"),
+        (["index.sentence_vectors.rescore_depth=0"], "index.sentence_vectors.rescore_depth = 0 must be positive"),
         (["no_equals_sign"], "not of the form dotted.key=value"),
     ],
 )

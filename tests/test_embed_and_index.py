@@ -189,3 +189,75 @@ def test_sentence_vectors_benchmark_at_weight_one_is_the_index_own_dense_recall(
     assert results["num_sentences"] > results["num_blocks"]  # Blocks hold several sentences.
     for recall in results["recall_by_block_weight"].values():
         assert [recall[f"recall@{k}"] for k in (1, 5, 20)] == sorted(recall.values())
+
+
+@pytest.fixture(scope="module")
+def sentence_index(ict_run, small_blocks_dir, tmp_path_factory):
+    """An index version with sentence vectors, re-scoring every block (so its ranking is exact)."""
+    root = tmp_path_factory.mktemp("sentence_index")
+    return embed_and_index.run([f"--blocks_dir={small_blocks_dir}", f"--embedder_export={ict_run['export']}",
+                                f"--index_root={root}", "--config=tiny", "--batch_size=16",
+                                "--override=index.sentence_vectors.enabled=true",
+                                "--override=index.sentence_vectors.block_weight=0.5",
+                                "--override=index.sentence_vectors.rescore_depth=100000"])
+
+
+def test_sentence_vectors_embed_every_sentence_of_every_block_after_its_title(sentence_index, index, ict_run,
+                                                                               small_blocks_dir):
+    from realm_tf.corpus.block_records import read_block_dataset
+    from realm_tf.retrieval.sentence_vectors import SentenceVectors, sentence_token_ids
+
+    version = IndexVersion.load(sentence_index)  # Verifies the sentence files' checksums too.
+    assert embed_and_index.summarize(sentence_index).splitlines()[0].endswith("and sentence vectors")
+    # The block vectors are those of the version without sentences.
+    np.testing.assert_allclose(version.embeddings, IndexVersion.load(index[1]).embeddings, atol=1e-6)
+    sentences = SentenceVectors.load(version.sentences_dir, version.num_blocks, version.dim)
+    assert (sentences.block_weight, sentences.rescore_depth) == (0.5, 100000)
+    records = {int(r["block_id"]): r for r in read_block_dataset(
+        chunk_corpus.BlocksManifest.read(small_blocks_dir).block_paths(small_blocks_dir)).as_numpy_iterator()}
+    pieces = {int(i): sentence_token_ids(records[int(i)]["body_token_ids"].tolist(),
+                                         records[int(i)]["sentence_starts"].tolist()) for i in version.block_ids}
+    counts = np.diff(sentences.starts)
+    assert counts.tolist() == [len(pieces[int(i)]) for i in version.block_ids]
+    assert counts.sum() > 2 * version.num_blocks and counts.min() >= 1
+    export = EmbedderExport.load(ict_run["export"])
+    for row in (0, 7, version.num_blocks - 1):
+        block_id = int(version.block_ids[row])
+        title = records[block_id]["title_token_ids"].tolist()
+        direct = export.embed_block_tokens([title] * counts[row], pieces[block_id])
+        np.testing.assert_allclose(sentences.embeddings[sentences.starts[row]:sentences.starts[row + 1]], direct,
+                                   atol=1e-5)
+
+
+def test_dense_retrieval_with_sentence_vectors_ranks_by_the_mixed_score(sentence_index, ict_run):
+    from benchmarks.sentence_vectors import sentence_max
+    from realm_tf.retrieval.fixed_index import FixedIndex
+
+    index = FixedIndex(sentence_index, method="exact")
+    sentences = index.sentences
+    queries = EmbedderExport.load(ict_run["export"]).embed_query_texts(
+        ["Who founded the university?", "When was the war?", "What is the capital?"])
+    owner = np.repeat(np.arange(index.version.num_blocks), np.diff(sentences.starts))
+    blocks = np.asarray(index.version.embeddings)
+    # The benchmark's score, over every block: w q.block + (1 - w) max over its sentences q.s.
+    expected = 0.5 * queries @ blocks.T + 0.5 * sentence_max(queries @ np.asarray(sentences.embeddings).T, owner,
+                                                               index.version.num_blocks)
+    ids, vectors = index.search(queries, 10)
+    np.testing.assert_array_equal(ids, index.block_ids[np.argsort(-expected, axis=1, kind="stable")[:, :10]])
+    # Each block's vector is the one whose product with the question is that score: the reader's retrieval logit.
+    np.testing.assert_allclose(np.einsum("bd,bkd->bk", queries, vectors),
+                               np.sort(expected, axis=1)[:, ::-1][:, :10], rtol=1e-5, atol=1e-5)
+
+
+def test_damaged_sentence_vectors_are_refused_by_name(sentence_index, tmp_path):
+    from realm_tf.artifacts.index_version import IndexVersionError
+
+    copy = tmp_path / "version"
+    shutil.copytree(sentence_index, copy)
+    starts = copy / "sentences" / "starts.npy"
+    values = np.load(starts)
+    values[1] += 1
+    np.save(starts, values)
+    with pytest.raises(IndexVersionError, match=r"sentences: sentence vectors files differ from the manifest.*"
+                                                r"starts\.npy"):
+        IndexVersion.load(str(copy))

@@ -41,7 +41,10 @@ def benchmark(small_data, tmp_path_factory):
     """The benchmark's report and workdir, run through its main() as the suite's runner calls it."""
     root = tmp_path_factory.mktemp("quality")
     argv = [f"--workdir={root / 'work'}", f"--output={root / 'quality.json'}", f"--corpus={small_data['corpus']}",
-            f"--qa={small_data['qa']}", f"--limit={NUM_QUESTIONS}", "--sample=0", "--config=tiny"] + \
+            f"--qa={small_data['qa']}", f"--limit={NUM_QUESTIONS}", "--sample=0", "--config=tiny",
+            # The full size's beam (the small size's, the dense index, differs only in having no
+            # dense_recall stages).
+            "--finetune_retrieval=hybrid"] + \
         [f"--{stage}_steps={steps}" for stage, steps in STEPS.items()] + [f"--override={o}" for o in OVERRIDES]
     report = quality.main(argv)
     return {"report": report, "workdir": root / "work", "output": root / "quality.json", "argv": argv}
@@ -77,10 +80,37 @@ def test_every_system_has_recall_exact_match_and_its_budget(benchmark):
     # BM25 finds the gold paragraph of SQuAD questions, whose words it shares, among ~200 blocks.
     assert systems["bm25_reader"]["recall@20"] >= 0.8
     assert systems["bm25_reader"]["retrieval"].startswith("BM25 over")
-    # Each dense system searched its own index version: ICT's, and pre-training's newest.
+    # Both trained systems were fine-tuned and evaluated over hybrid retrieval of their own index,
+    # and their dense retrievers were measured alone beside it.
+    assert report["finetune_retrieval"] == "hybrid"
+    for name in ("realm_pretrained", "ict_only"):
+        assert systems[name]["retrieval"].startswith("hybrid (") and systems[name]["retriever"].startswith("hybrid")
+        dense = [systems[name][f"dense_recall@{k}"] for k in (1, 5, 20)]
+        assert all(0.0 <= r <= 1.0 for r in dense) and dense == sorted(dense), (name, dense)
+    assert not any(key.startswith("dense_recall") for key in systems["bm25_reader"])
+    against = report["dense_against_bm25"]
+    assert against["bm25"] == systems["bm25_reader"]["recall@5"]
+    assert against["dense"] == {name: systems[name]["dense_recall@5"] for name in ("realm_pretrained", "ict_only")}
+    assert against["best_dense_at_least_bm25"] == (max(against["dense"].values()) >= against["bm25"])
+    # Each system searched its own index version: ICT's, and pre-training's newest.
     training = report["stages"]["training"]
     assert training["finetune_ict"]["index_version"] != training["finetune_realm"]["index_version"]
     assert report["corpus"]["documents"] > SMALL_CORPUS_DOCS and report["num_questions"] == NUM_QUESTIONS
+
+
+@pytest.mark.slow  # Reads the workdir of the benchmark fixture above.
+def test_dense_recall_alone_is_what_the_reader_path_retrieves_densely(benchmark, small_data):
+    """dense_recall@k (the retrieval step alone) against a whole evaluation over the dense
+    index, whose evidence is the same ranking read by the reader."""
+    from realm_tf.inference.open_qa_evaluation import evaluate_model_dir, read_questions
+
+    questions = read_questions(str(small_data["qa"]), limit=NUM_QUESTIONS)
+    for name in ("realm_pretrained", "ict_only"):
+        whole = evaluate_model_dir(str(benchmark["workdir"] / quality.SYSTEMS[name].model_dir), questions,
+                                   retrieval="index", evidence_depth=20, progress=False)
+        system = benchmark["report"]["systems"][name]
+        assert {k: system[f"dense_recall@{k}"] for k in (1, 5, 20)} == {
+            k: whole.metrics[f"recall@{k}"] for k in (1, 5, 20)}
 
 
 @pytest.mark.slow  # The whole pipeline, trained twice, then four evaluations: minutes on 2 cores.
@@ -181,8 +211,18 @@ def test_pretraining_curves_come_from_tensorboard_and_reach_the_docs_page(tmp_pa
     assert quality.training_curves(tmp_path / "nothing") == {}
 
     system = {"exact_match": 0.25, "f1": 0.3, "recall@1": 0.5, "recall@5": 0.7, "recall@20": 0.9,
+              "dense_recall@1": 0.25, "dense_recall@5": 0.5, "dense_recall@20": 0.75,
               "budget": {"train_steps": 7, "training_wall_seconds": 12.0}}
-    results = {"description": "Four systems", "num_questions": 4, "systems": {"realm_pretrained": system},
+    bm25 = {"exact_match": 0.0, "f1": 0.1, "recall@1": 0.5, "recall@5": 0.75, "recall@20": 1.0,
+            "budget": {"train_steps": 7, "training_wall_seconds": 12.0}}
+    systems = {"realm_pretrained": system, "ict_only": {**system, "dense_recall@5": 0.25}, "bm25_reader": bm25}
+    against = quality.dense_against_bm25(systems)
+    assert against == {"k": 5, "bm25": 0.75, "dense": {"realm_pretrained": 0.5, "ict_only": 0.25},
+                       "best_dense_at_least_bm25": False}
+    assert quality.dense_against_bm25({**systems, "ict_only": {**system, "dense_recall@5": 0.75}})[
+        "best_dense_at_least_bm25"]
+    results = {"description": "Four systems", "num_questions": 4, "systems": systems, "finetune_retrieval": "hybrid",
+               "dense_against_bm25": against,
                "stages": {"training": {"pretrain": {"steps": 3, "batch_size": 4, "examples_seen": 12,
                                                     "learning_rate": 3e-5, "wall_seconds": 9.0, "curves": curves}}},
                "stage_attempts": {"pretrain": {"seconds": 9.0, "attempts": 2, "done": True},
@@ -198,6 +238,12 @@ def test_pretraining_curves_come_from_tensorboard_and_reach_the_docs_page(tmp_pa
     assert "](benchmarks/quality_full_pretraining.png)" in text
     assert "mlm_accuracy 0.100 over the first 1 logged steps and 0.300 over the last 1" in text
     assert "| pretrain | 3 | 4 | 12 |" in text
+    assert "| system | recall@1 | recall@5 | recall@20 | exact_match | f1 | dense_recall@1 | dense_recall@5 | " \
+           "dense_recall@20 |" in text and "| realm_pretrained | 0.5 | 0.7 | 0.9 | 0.25 | 0.3 | 0.25 | 0.5 | 0.75 |" \
+           in text
+    assert "Fine-tuned and evaluated over `hybrid` retrieval" in text
+    assert ("recall@5: realm_pretrained 0.5, ict_only 0.25; BM25 0.75 (the target, dense at or above BM25: "
+            "not met).") in text
     assert "adds up every attempt: pretrain 2 attempts, 9 s in all." in text and "- ict: from its log" in text
     assert "Not measured yet: `python -m benchmarks.quality`" in text  # The small size's file is absent.
 
@@ -209,7 +255,8 @@ def test_a_resumed_run_skips_finished_stages_and_counts_every_attempt(benchmark)
     ledger_path = benchmark["workdir"] / FILENAME
     ledger = json.loads(ledger_path.read_text())
     assert set(ledger["stages"]) == {"fetch", "chunk", "ict", "index", "examples", "pretrain", "finetune_ict",
-                                     "finetune_realm", *(f"evaluate_{name}" for name in quality.SYSTEMS)}
+                                     "finetune_realm", *(f"evaluate_{name}" for name in quality.SYSTEMS),
+                                     "dense_recall_realm_pretrained", "dense_recall_ict_only"}
     assert all(entry["done"] and entry["attempts"] == 1 for entry in ledger["stages"].values())
     # Which index version each fine-tuning searched is kept for a resumed run to find again.
     training = benchmark["report"]["stages"]["training"]

@@ -10,6 +10,8 @@ A version is published under an index root and never changed afterwards:
         scann/                          `ScannSearcher.serialize` output (relative paths)
         lexical/                        optional: BM25 postings of the same blocks, rows as
                                         block_ids (`realm_tf.retrieval.lexical_index`)
+        sentences/                      optional: vectors of each block's sentences, rows as
+                                        block_ids (`realm_tf.retrieval.sentence_vectors`)
       .staging-<name>-<random>/         a version being built (hidden from readers; removed
                                         by the next publisher once its owner is dead)
       .trash-<uuid>/                    a pruned version being deleted (hidden from readers)
@@ -42,6 +44,7 @@ EMBEDDINGS_NAME = "embeddings.npy"
 BLOCK_IDS_NAME = "block_ids.npy"
 SCANN_DIR = "scann"
 LEXICAL_DIR = "lexical"
+SENTENCES_DIR = "sentences"
 INDEX_FORMAT = "realm_tf.index.v1"
 _CHECK_ROWS = 1 << 18
 
@@ -140,6 +143,7 @@ def write_index_version(
     keep_versions: int,
     name: Optional[str] = None,
     write_lexical: Optional[Callable[[str], None]] = None,
+    write_sentences: Optional[Callable[[str], None]] = None,
 ) -> str:
     """Writes an index version and publishes it atomically as `root/<name>`.
 
@@ -169,6 +173,8 @@ def write_index_version(
         versions must win over those of the run it replaces.
       write_lexical: `write_lexical(lexical_dir)` writes a lexical index of the same blocks
         (rows as `block_ids`) into `lexical_dir`, e.g. `LexicalIndex.save`; none if None.
+      write_sentences: `write_sentences(sentences_dir)` writes the blocks' sentence vectors
+        (rows as `block_ids`), e.g. `SentenceVectors.save`; none if None.
 
     Returns:
       The path of the published version.
@@ -219,6 +225,9 @@ def write_index_version(
         if write_lexical is not None:
             write_lexical(os.path.join(tmp, LEXICAL_DIR))
             manifest["lexical_files_sha256"] = _dir_checksums(os.path.join(tmp, LEXICAL_DIR))
+        if write_sentences is not None:
+            write_sentences(os.path.join(tmp, SENTENCES_DIR))
+            manifest["sentence_files_sha256"] = _dir_checksums(os.path.join(tmp, SENTENCES_DIR))
         with open(os.path.join(tmp, MANIFEST_NAME), "w", encoding="utf-8") as f:
             f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _fsync_tree(tmp)
@@ -352,6 +361,11 @@ class IndexVersion:
         return os.path.join(self.path, LEXICAL_DIR) if "lexical_files_sha256" in self.manifest else None
 
     @property
+    def sentences_dir(self) -> Optional[str]:
+        """Its sentence vectors' directory (`realm_tf.retrieval.sentence_vectors`), None if it has none."""
+        return os.path.join(self.path, SENTENCES_DIR) if "sentence_files_sha256" in self.manifest else None
+
+    @property
     def embedder_export(self) -> str:
         """The embedder export it was built with; "" for embeddings imported from a checkpoint."""
         return str(self.metadata.get("embedder_export") or "")
@@ -360,8 +374,8 @@ class IndexVersion:
     def load(cls, path: str, verify: bool = True) -> "IndexVersion":
         """Opens the version at `path`, checking that it is complete and consistent.
 
-        With `verify`, also recomputes the sha256 of the embeddings, the block ids and
-        the ScaNN files (reads everything once: about 14 GB for 13M x 128 blocks).
+        With `verify`, also recomputes the sha256 of the embeddings, the block ids,
+        the ScaNN files and those of the lexical index and sentence vectors it has (reads everything once: about 14 GB for 13M x 128 blocks).
 
         Raises:
           IndexVersionError: naming the path and what is missing or wrong.
@@ -419,6 +433,8 @@ class IndexVersion:
             checked = [(scann_dir, "scann_files_sha256", "ScaNN")]
             if "lexical_files_sha256" in manifest:
                 checked.append((os.path.join(path, LEXICAL_DIR), "lexical_files_sha256", "lexical index"))
+            if "sentence_files_sha256" in manifest:
+                checked.append((os.path.join(path, SENTENCES_DIR), "sentence_files_sha256", "sentence vectors"))
             for directory, field, what in checked:
                 expected_files = manifest[field]
                 found_files = _dir_checksums(directory) if os.path.isdir(directory) else {}

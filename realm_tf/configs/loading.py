@@ -233,6 +233,11 @@ def validate_config(config: ExperimentConfig) -> None:
     _require(hybrid.k1 > 0, "index.hybrid.k1", hybrid.k1, "must be positive")
     _require(0.0 <= hybrid.b <= 1.0, "index.hybrid.b", hybrid.b, "must be in [0, 1]")
     _require(hybrid.rrf_constant >= 0, "index.hybrid.rrf_constant", hybrid.rrf_constant, "must not be negative")
+    sentences = config.index.sentence_vectors
+    _require(0.0 <= sentences.block_weight <= 1.0, "index.sentence_vectors.block_weight", sentences.block_weight,
+             "must be in [0, 1]")
+    _require(sentences.rescore_depth >= 1, "index.sentence_vectors.rescore_depth", sentences.rescore_depth,
+             "must be positive")
 
 
 def _require(ok: bool, field: str, value: Any, rule: str) -> None:

@@ -30,7 +30,8 @@ def evaluate_retrieval_recall(qa_path: str, blocks_dir: str, index: str, embedde
                               retrieval: str = "dense", hybrid=None) -> Dict:
     """Recall@{1,5,20} on squad_open questions of the dense retriever (`embedder_export`,
     by default the one the index version was built with, embeds the questions; the
-    `Searcher` of `index`, a version or a root's newest, retrieves) and, with `bm25`, of
+    `FixedIndex` of `index`, a version or a root's newest, retrieves, with its sentence
+    vectors if it has them) and, with `bm25`, of
     BM25 (bm25s) over the same blocks. With `retrieval` "hybrid", also of the in-graph
     lexical retriever (the version's lexical index, or one built from the blocks) and of
     the fusion of the two that `hybrid` (a `HybridConfig`, default its defaults) sets,
@@ -49,7 +50,7 @@ def evaluate_retrieval_recall(qa_path: str, blocks_dir: str, index: str, embedde
     from realm_tf.retrieval.bm25_retrieval import Bm25Retriever
     from realm_tf.retrieval.embedder_export import EmbedderExport
     from realm_tf.retrieval.hybrid_retrieval import HybridRetrieval
-    from realm_tf.retrieval.searcher import Searcher
+    from realm_tf.retrieval.fixed_index import FixedIndex
 
     if retrieval not in RETRIEVALS:
         raise ValueError(f"retrieval must be one of {RETRIEVALS}, got {retrieval!r}")
@@ -59,8 +60,8 @@ def evaluate_retrieval_recall(qa_path: str, blocks_dir: str, index: str, embedde
         if example.gold_passage_id is None:
             raise QaDataError(f"{qa_path}:{example.line}: missing field 'gold_passage_id' (retrieval "
                               "recall needs every question's gold passage)")
-    searcher = Searcher.from_directory(index, method=method)
-    export = EmbedderExport.load(embedder_export or searcher.index.embedder_export)
+    dense = FixedIndex(index, method=method, verify=True)  # With the version's sentence vectors, if it has them.
+    export = EmbedderExport.load(embedder_export or dense.version.embedder_export)
     store = BlockStore(blocks_dir, export.featurizer)
     questions = [e.question for e in examples]
     gold = [e.gold_passage_id for e in examples]
@@ -69,7 +70,7 @@ def evaluate_retrieval_recall(qa_path: str, blocks_dir: str, index: str, embedde
         return [[store.doc_ids[int(i)] for i in row] for row in block_ids]
 
     query_embeddings = export.embed_query_texts(questions)
-    dense_ids, _ = searcher.search(query_embeddings, k=max(KS))
+    dense_ids, _ = dense.search(query_embeddings, max(KS))
     results = {"num_questions": len(examples), "dense": recall_at_k(as_docs(dense_ids), gold, KS)}
     bm25_ids = None
     if bm25:
@@ -77,7 +78,7 @@ def evaluate_retrieval_recall(qa_path: str, blocks_dir: str, index: str, embedde
         results["bm25"] = recall_at_k(as_docs(bm25_ids), gold, KS)
     if retrieval == "hybrid":
         hybrid = hybrid or HybridConfig()
-        fused = HybridRetrieval(searcher.index.path, export.featurizer, hybrid, method, store)
+        fused = HybridRetrieval(dense.path, export.featurizer, hybrid, method, store)
         lexical_ids, _ = fused.lexical.search(export.featurizer.tokenize(tf.constant(questions)), max(KS))
         lexical_ids = lexical_ids.numpy()
         results["lexical"] = recall_at_k(as_docs(lexical_ids), gold, KS)

@@ -388,6 +388,11 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
     if version.dim != config.retriever.projection_size:
         raise QaExportError(f"{index_version}: embeddings of dim {version.dim}, but the model's query tower "
                             f"projects to {config.retriever.projection_size}")
+    if version.sentences_dir:
+        # Exporting its block vectors alone would answer from another ranking than the one
+        # the model was evaluated with.
+        raise QaExportError(f"{index_version}: has sentence vectors, which the QA export does not carry yet; export "
+                            "from a version built without index.sentence_vectors")
     trained_with = embedder_export_of(info.index_version)
     embedder = version.embedder_export or None
     if trained_with and embedder != trained_with:

@@ -2,8 +2,11 @@
 
 In fine-tuning and prediction the document tower is frozen, so the index's stored
 embeddings are the blocks' embeddings: a retrieval score is the current query
-embedding times a stored row, and only the query tower needs running. `NullRetrieval`
-gives every question the null document alone: the no-retrieval baseline.
+embedding times a stored row, and only the query tower needs running. A version with
+sentence vectors (`realm_tf.retrieval.sentence_vectors`) re-scores the best blocks its
+search proposes by their best sentence as well, and hands on, as a block's embedding,
+the vector that gives its mixed score. `NullRetrieval` gives every question the null
+document alone: the no-retrieval baseline.
 """
 
 from typing import Tuple
@@ -13,6 +16,7 @@ import numpy as np
 from realm_tf.artifacts.index_version import IndexVersion, IndexVersionError
 from realm_tf.corpus.block_store import NULL_BLOCK_ID
 from realm_tf.retrieval.searcher import Searcher
+from realm_tf.retrieval.sentence_vectors import SentenceVectors
 
 
 class FixedIndex:
@@ -21,24 +25,37 @@ class FixedIndex:
     Args:
       path: an index version, or an index root (its newest version).
       method: "scann" or "exact".
+      verify: check the version's files against its manifest's checksums first.
     """
 
-    def __init__(self, path: str, method: str = "scann"):
-        self.searcher = Searcher.from_directory(path, method=method, verify=False)
+    def __init__(self, path: str, method: str = "scann", verify: bool = False):
+        self.searcher = Searcher.from_directory(path, method=method, verify=verify)
         self.version: IndexVersion = self.searcher.index
         self.path = self.version.path
         self.dim = self.version.dim
+        self.sentences = (SentenceVectors.load(self.version.sentences_dir, self.version.num_blocks, self.dim)
+                          if self.version.sentences_dir else None)
 
     @property
     def block_ids(self) -> np.ndarray:
         return np.asarray(self.version.block_ids)
 
     def search(self, query_embeddings: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(block ids int64 [B, k], their embeddings float32 [B, k, dim]), best first."""
+        """(block ids int64 [B, k], their embeddings float32 [B, k, dim]), best first.
+
+        With sentence vectors, the best max(k, rescore_depth) blocks by block vector are
+        re-scored, and each block's embedding is the per-question mixed vector.
+        """
         if k > self.version.num_blocks:
             raise IndexVersionError(f"{self.path}: {self.version.num_blocks} blocks, fewer than the {k} to retrieve")
-        rows, _ = self.searcher.search_rows(query_embeddings, k)
-        return self.block_ids[rows], np.asarray(self.version.embeddings)[rows]
+        if self.sentences is None:
+            rows, _ = self.searcher.search_rows(query_embeddings, k)
+            return self.block_ids[rows], np.asarray(self.version.embeddings)[rows]
+        depth = min(max(k, self.sentences.rescore_depth), self.version.num_blocks)
+        rows, _ = self.searcher.search_rows(query_embeddings, depth)
+        scores, vectors = self.sentences.rescore(query_embeddings, rows, np.asarray(self.version.embeddings)[rows])
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return self.block_ids[np.take_along_axis(rows, best, 1)], np.take_along_axis(vectors, best[..., None], 1)
 
 
 class NullRetrieval:

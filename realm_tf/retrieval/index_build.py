@@ -170,17 +170,21 @@ def _dropping_mapped_pages(array: np.ndarray, interval_seconds: float = 1.0):
 
 
 def publish_index_version(root: str, embeddings: np.ndarray, block_ids: np.ndarray, config: IndexConfig,
-                          metadata: Dict[str, Any], name: Optional[str] = None, lexical_index=None) -> str:
+                          metadata: Dict[str, Any], name: Optional[str] = None, lexical_index=None,
+                          sentence_vectors=None) -> str:
     """Builds the ScaNN searcher `config` calls for and publishes the version atomically
     as `root/<name>` (`realm_tf.artifacts.index_version.write_index_version`: the
     arguments, the naming and the pruning to `config.keep_versions` are as there), with
-    `lexical_index` (a `LexicalIndex` whose rows are `block_ids`) beside it if given.
+    `lexical_index` (a `LexicalIndex` whose rows are `block_ids`) and `sentence_vectors`
+    (a `SentenceVectors` of the same rows) beside it if given.
 
     Returns:
       The path of the published version.
     """
     if lexical_index is not None and not np.array_equal(lexical_index.block_ids, block_ids):
         raise ValueError("the lexical index's rows must be the version's block_ids, in order")
+    if sentence_vectors is not None and sentence_vectors.num_blocks != len(block_ids):
+        raise ValueError(f"sentence vectors of {sentence_vectors.num_blocks} blocks for a version of {len(block_ids)}")
     params = scann_parameters(len(embeddings), config) if len(embeddings) else None
 
     def write_searcher(checked: np.ndarray, scann_dir: str) -> None:
@@ -189,4 +193,5 @@ def publish_index_version(root: str, embeddings: np.ndarray, block_ids: np.ndarr
 
     return write_index_version(root, embeddings, block_ids, params, write_searcher, metadata,
                                config.keep_versions, name=name,
-                               write_lexical=lexical_index.save if lexical_index is not None else None)
+                               write_lexical=lexical_index.save if lexical_index is not None else None,
+                               write_sentences=sentence_vectors.save if sentence_vectors is not None else None)
