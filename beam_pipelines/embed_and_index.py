@@ -295,12 +295,17 @@ def summarize(version: str) -> str:
     """Two lines on a published version: how fast its blocks were embedded, and where it is."""
     from realm_tf.artifacts.index_version import IndexVersion
 
+    from realm_tf.retrieval.sentence_vectors import SentenceVectors
+
     loaded = IndexVersion.load(version, verify=False)
     seconds = loaded.metadata["embed_seconds"]
-    return (f"embedded {loaded.num_blocks} blocks in {seconds:.1f}s "
-            f"({loaded.num_blocks / seconds:.0f} blocks/s), {loaded.build['method']} ScaNN index"
+    sentences = (len(SentenceVectors.load(loaded.sentences_dir, loaded.num_blocks, loaded.dim).embeddings)
+                 if loaded.sentences_dir else 0)
+    rows = f"{loaded.num_blocks} blocks" + (f" and their {sentences} sentences" if sentences else "")
+    return (f"embedded {rows} in {seconds:.1f}s ({(loaded.num_blocks + sentences) / seconds:.0f} {'rows' if sentences else 'blocks'}/s), "
+            f"{loaded.build['method']} ScaNN index"
             f"{' and a lexical index' if loaded.lexical_dir else ''}"
-            f"{' and sentence vectors' if loaded.sentences_dir else ''}\n"
+            f"{' and sentence vectors' if sentences else ''}\n"
             f"published index version {version}")
 
 

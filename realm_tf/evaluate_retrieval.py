@@ -36,6 +36,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="config whose index.hybrid fuses (default: %(default)s); with --override KEY=VALUE")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="e.g. index.hybrid.fusion=interpolation (repeatable)")
+    parser.add_argument("--block_weight", type=float, default=None,
+                        help="for a version with sentence vectors: the weight w of a block's own score against its "
+                        "best sentence's, in [0, 1] (default: the weight the version was built with)")
     parser.add_argument("--no_bm25", action="store_true", help="skip the BM25 baseline")
     parser.add_argument("--output", default=None, help="write the figures as JSON here")
     return add_verbose_flag(parser)
@@ -49,7 +52,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
     hybrid = load_config(args.config, args.override).index.hybrid
     return evaluate_retrieval_recall(args.qa, args.blocks_dir, args.index, args.embedder_export, args.method,
                                      bm25=not args.no_bm25, output=args.output, retrieval=args.retrieval,
-                                     hybrid=hybrid)
+                                     hybrid=hybrid, block_weight=args.block_weight)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -261,3 +261,23 @@ def test_damaged_sentence_vectors_are_refused_by_name(sentence_index, tmp_path):
     with pytest.raises(IndexVersionError, match=r"sentences: sentence vectors files differ from the manifest.*"
                                                 r"starts\.npy"):
         IndexVersion.load(str(copy))
+
+
+def test_a_block_weight_of_one_ranks_as_the_block_vectors_alone(sentence_index, index, ict_run, small_blocks_dir,
+                                                                 tmp_path, capsys):
+    from realm_tf.artifacts.index_version import IndexVersionError
+    from realm_tf.retrieval.fixed_index import FixedIndex
+
+    queries = EmbedderExport.load(ict_run["export"]).embed_query_texts(["Who founded it?", "When did it end?"])
+    alone, _ = FixedIndex(index[1], method="exact").search(queries, 20)
+    reweighed, vectors = FixedIndex(sentence_index, method="exact", block_weight=1.0).search(queries, 20)
+    np.testing.assert_array_equal(reweighed, alone)
+    np.testing.assert_allclose(vectors, np.asarray(IndexVersion.load(index[1]).embeddings)[
+        np.searchsorted(IndexVersion.load(index[1]).block_ids, alone)], atol=1e-6)
+    with pytest.raises(IndexVersionError, match="no sentence vectors to weigh"):
+        FixedIndex(index[1], block_weight=0.5)
+    # The command line: a weight out of range is one line naming it.
+    qa = _small_qa(tmp_path / "qa.jsonl")
+    assert evaluate_retrieval.main([f"--qa={qa}", f"--blocks_dir={small_blocks_dir}", f"--index={sentence_index}",
+                                    "--block_weight=1.5", "--no_bm25"]) == 2
+    assert "block_weight 1.5 must be in [0, 1]" in capsys.readouterr().err

@@ -149,8 +149,9 @@ class SentenceVectorsConfig(base_config.Config):
     With `enabled`, every index version also holds a vector of each sentence of each block
     (the block tower over the block's title and the sentence), and dense retrieval scores
     a block `block_weight * q.block + (1 - block_weight) * q.best sentence`, re-scoring the
-    best `rescore_depth` blocks by block vector. Embedding costs about 2.7 times the rows
-    on the embedded corpus. Ours: REALM has block vectors only.
+    best `rescore_depth` blocks by block vector. Embedding costs about 3.7 times the rows
+    on the embedded corpus (10,275 sentences beside 3,869 blocks). Ours: REALM has block
+    vectors only.
     """
 
     enabled: bool = False

@@ -27,11 +27,11 @@ def recall_at_k(retrieved_doc_ids: Sequence[Sequence[str]], gold_doc_ids: Sequen
 
 def evaluate_retrieval_recall(qa_path: str, blocks_dir: str, index: str, embedder_export: Optional[str] = None,
                               method: str = "scann", bm25: bool = True, output: Optional[str] = None,
-                              retrieval: str = "dense", hybrid=None) -> Dict:
+                              retrieval: str = "dense", hybrid=None, block_weight: Optional[float] = None) -> Dict:
     """Recall@{1,5,20} on squad_open questions of the dense retriever (`embedder_export`,
     by default the one the index version was built with, embeds the questions; the
     `FixedIndex` of `index`, a version or a root's newest, retrieves, with its sentence
-    vectors if it has them) and, with `bm25`, of
+    vectors if it has them, weighed by `block_weight` if given) and, with `bm25`, of
     BM25 (bm25s) over the same blocks. With `retrieval` "hybrid", also of the in-graph
     lexical retriever (the version's lexical index, or one built from the blocks) and of
     the fusion of the two that `hybrid` (a `HybridConfig`, default its defaults) sets,
@@ -60,7 +60,7 @@ def evaluate_retrieval_recall(qa_path: str, blocks_dir: str, index: str, embedde
         if example.gold_passage_id is None:
             raise QaDataError(f"{qa_path}:{example.line}: missing field 'gold_passage_id' (retrieval "
                               "recall needs every question's gold passage)")
-    dense = FixedIndex(index, method=method, verify=True)  # With the version's sentence vectors, if it has them.
+    dense = FixedIndex(index, method=method, verify=True, block_weight=block_weight)
     export = EmbedderExport.load(embedder_export or dense.version.embedder_export)
     store = BlockStore(blocks_dir, export.featurizer)
     questions = [e.question for e in examples]

@@ -138,15 +138,17 @@ def evaluate_model_dir(model_dir: str, examples: Sequence[QaExample], blocks_dir
 
 
 def retrieval_recall_of_model_dir(model_dir: str, examples: Sequence[QaExample], retrieval: str = "index",
-                                  depth: int = max(RECALL_KS), batch_size: int = 32) -> Dict:
+                                  depth: int = max(RECALL_KS), batch_size: int = 32,
+                                  index: Optional[str] = None) -> Dict:
     """recall@k (k in `RECALL_KS` up to `depth`) of a fine-tuned model_dir's retrieval
-    alone: its own query tower and `retrieval` (as `load_predictor`'s), no reader run.
-    Counted as `evaluate_model_dir` counts it, for questions with gold passages."""
+    alone: its own query tower and `retrieval` over `index` (as `load_predictor`'s; the
+    run's index by default), no reader run. Counted as `evaluate_model_dir` counts it,
+    for questions with gold passages."""
     from realm_tf.evaluation.retrieval_recall import recall_at_k
 
     if any(e.gold_passage_id is None for e in examples):
         raise ValueError("retrieval recall here needs every question's gold_passage_id")
-    predictor, checkpoint = load_predictor(model_dir, retrieval=retrieval, evidence_depth=depth)
+    predictor, checkpoint = load_predictor(model_dir, index=index, retrieval=retrieval, evidence_depth=depth)
     ranked = []
     questions = [e.question for e in examples]
     for start in range(0, len(questions), batch_size):

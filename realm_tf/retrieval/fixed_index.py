@@ -9,7 +9,7 @@ the vector that gives its mixed score. `NullRetrieval` gives every question the 
 document alone: the no-retrieval baseline.
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -26,15 +26,23 @@ class FixedIndex:
       path: an index version, or an index root (its newest version).
       method: "scann" or "exact".
       verify: check the version's files against its manifest's checksums first.
+      block_weight: re-weighs a version's sentence vectors (w of
+        `realm_tf.retrieval.sentence_vectors`); None keeps the weight it was built with.
     """
 
-    def __init__(self, path: str, method: str = "scann", verify: bool = False):
+    def __init__(self, path: str, method: str = "scann", verify: bool = False,
+                 block_weight: Optional[float] = None):
         self.searcher = Searcher.from_directory(path, method=method, verify=verify)
         self.version: IndexVersion = self.searcher.index
         self.path = self.version.path
         self.dim = self.version.dim
         self.sentences = (SentenceVectors.load(self.version.sentences_dir, self.version.num_blocks, self.dim)
                           if self.version.sentences_dir else None)
+        if block_weight is not None:
+            if self.sentences is None:
+                raise IndexVersionError(f"{self.path}: no sentence vectors to weigh against the blocks'")
+            self.sentences = SentenceVectors(self.sentences.embeddings, self.sentences.starts, block_weight,
+                                             self.sentences.rescore_depth)
 
     @property
     def block_ids(self) -> np.ndarray:

@@ -33,12 +33,14 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
+from realm_tf.errors import RealmError
+
 EMBEDDINGS_NAME = "embeddings.npy"
 STARTS_NAME = "starts.npy"
 INFO_NAME = "sentences.json"
 
 
-class SentenceVectorsError(ValueError):
+class SentenceVectorsError(RealmError, ValueError):
     """Sentence vectors that do not fit their index version, or a damaged folder of them."""
 
 
