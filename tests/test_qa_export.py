@@ -12,6 +12,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -398,3 +399,22 @@ def test_scann_hybrid_export_answers_as_the_hybrid_predictor_over_scann(finetune
     assert {by for row in outputs["retrieved_by"] for by in row} <= {"dense", "lexical", "both"}
     metadata = json.loads(pathlib.Path(export, METADATA_PATH).read_text())
     assert metadata["retrieval"] == "scann_hybrid" and metadata["scann_build"]["method"] == "brute_force"
+
+
+def test_an_index_version_with_sentence_vectors_is_refused_by_name(finetuned, small_index_root, tmp_path, capsys):
+    """The export carries block vectors only; serving them for a version ranked by sentences too would
+    answer from another ranking than the evaluated one."""
+    from realm_tf.artifacts.index_version import IndexVersion, latest_version
+    from realm_tf.configs import load_config
+    from realm_tf.retrieval.index_build import publish_index_version
+    from realm_tf.retrieval.sentence_vectors import SentenceVectors
+
+    plain = IndexVersion.load(latest_version(str(small_index_root)))
+    n = plain.num_blocks
+    # One made-up sentence a block: the refusal depends on their presence, not their values.
+    sentences = SentenceVectors(np.asarray(plain.embeddings), np.arange(n + 1), 0.5, 10)
+    version = publish_index_version(str(tmp_path / "index"), plain.embeddings, plain.block_ids,
+                                    load_config("tiny").index, dict(plain.metadata), sentence_vectors=sentences)
+    assert export_cli.main([f"--model_dir={finetuned}", f"--output={tmp_path / 'out'}", f"--index={version}"]) == 2
+    assert f"{version}: has sentence vectors, which the QA export does not carry yet" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
