@@ -25,7 +25,11 @@ comparison of dense retrievers; the small size's default), or "hybrid", that ind
 dense ranking fused with the version's lexical one (`index.hybrid`; the full size's
 default, the best figures this budget reaches). Over hybrid, each system's dense
 retriever alone is measured too (`dense_recall@k`: its query tower over its index, no
-reader), beside BM25's recall on the same blocks.
+reader), beside BM25's recall on the same blocks; and again with sentence vectors
+(`sentence_recall@k`): each system's index rebuilt from the same document tower with
+`index.sentence_vectors` on (its block vectors plus those of the blocks' sentences,
+`realm_tf.retrieval.sentence_vectors`), searched by the same query tower. Only the dense
+measurement uses those versions; the fine-tunings and evaluations search the run's own.
   no_retrieval      the reader of realm_pretrained with the null document only
                     (`--retrieval=null`): nothing to extract, so EM and F1 are 0 and
                     recall@k is 0 by definition (the null document belongs to no passage)
@@ -57,7 +61,7 @@ import pathlib
 import shutil
 import sys
 import time
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
@@ -285,11 +289,18 @@ def measured_ordering(systems: Dict[str, Dict]) -> Dict:
 
 def dense_against_bm25(systems: Dict[str, Dict], k: int = 5) -> Dict:
     """Each trained system's dense retriever alone (its `dense_recall@k`, or its `recall@k`
-    where it retrieved densely) against BM25's recall@k over the same blocks."""
+    where it retrieved densely; and its `sentence_recall@k` where measured) against BM25's
+    recall@k over the same blocks."""
     bm25 = systems["bm25_reader"][f"recall@{k}"]
-    dense = {name: systems[name].get(f"dense_recall@{k}", systems[name][f"recall@{k}"])
-             for name in ("realm_pretrained", "ict_only")}
-    return {"k": k, "bm25": bm25, "dense": dense, "best_dense_at_least_bm25": max(dense.values()) >= bm25}
+    trained = ("realm_pretrained", "ict_only")
+    dense = {name: systems[name].get(f"dense_recall@{k}", systems[name][f"recall@{k}"]) for name in trained}
+    against = {"k": k, "bm25": bm25, "dense": dense}
+    with_sentences = {name: systems[name][f"sentence_recall@{k}"] for name in trained
+                      if f"sentence_recall@{k}" in systems[name]}
+    if with_sentences:
+        against["dense_with_sentence_vectors"] = with_sentences
+    against["best_dense_at_least_bm25"] = max([*dense.values(), *with_sentences.values()]) >= bm25
+    return against
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
@@ -339,8 +350,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     index_root = workdir / "index"
     # Systems evaluated over hybrid also get their dense retriever's recall alone.
     dense_recall_of = [name for name, system in SYSTEMS.items() if system.retrieval is None and beam != "index"]
-    # The training pipeline's stages, then one evaluation per system and the dense recalls.
-    total = 8 + len(SYSTEMS) + len(dense_recall_of)
+    # The training pipeline's stages, then one evaluation per system, the dense recalls, and
+    # per dense system a version with sentence vectors and the recall through it.
+    total = 8 + len(SYSTEMS) + 3 * len(dense_recall_of)
     seconds: Dict[str, float] = {}
     started = time.monotonic()
 
@@ -400,7 +412,27 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         dense_recall[name] = stage(
             number, f"dense_recall_{name}", f"{name}'s dense retriever alone on {qa.name} (its query tower, no reader)",
             lambda name=name: retrieval_recall_of_model_dir(str(workdir / SYSTEMS[name].model_dir), questions),
-            describe=lambda r: [", ".join(f"{k} {v:.3f}" for k, v in r.items() if k.startswith("recall@"))])
+            describe=_recall_line)
+    # The same document towers' versions with sentence vectors (the lexical index is not
+    # needed here), and the same query towers' recall through them.
+    sentence_config = load_config(args.config, overrides + ["index.sentence_vectors.enabled=true",
+                                                            "index.hybrid.lexical_index=false"])
+    version_of = {"realm_pretrained": realm_index, "ict_only": ict_index}
+    sentence_version: Dict[str, str] = {}
+    for number, name in enumerate(dense_recall_of, start=8 + len(SYSTEMS) + len(dense_recall_of)):
+        sentence_version[name] = stage(
+            number, f"sentence_index_{name}",
+            f"{name}'s index again, with sentence vectors, from the same document tower (Beam)",
+            lambda name=name: _sentence_version(workdir, version_of[name], sentence_config),
+            describe=published)["index_version"]
+    sentence_recall: Dict[str, Dict] = {}
+    for number, name in enumerate(dense_recall_of, start=8 + len(SYSTEMS) + 2 * len(dense_recall_of)):
+        sentence_recall[name] = stage(
+            number, f"sentence_recall_{name}",
+            f"{name}'s dense retriever alone over its version with sentence vectors on {qa.name} (no reader)",
+            lambda name=name: retrieval_recall_of_model_dir(str(workdir / SYSTEMS[name].model_dir), questions,
+                                                            index=sentence_version[name]),
+            describe=_recall_line)
 
     training = {
         "ict": _training_budget(config.ict.training, workdir / "ict", seconds["ict"]),
@@ -423,6 +455,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
             "reader": system.reader.format(retrieval=RETRIEVAL_NAMES[beam]),
             "exact_match": m["exact_match"], "f1": m["f1"], **{f"recall@{k}": m[f"recall@{k}"] for k in RECALL_KS},
             **{f"dense_recall@{k}": dense_recall[name][f"recall@{k}"] for k in RECALL_KS if name in dense_recall},
+            **{f"sentence_recall@{k}": sentence_recall[name][f"recall@{k}"] for k in RECALL_KS
+               if name in sentence_recall},
             "num_questions": m["num_questions"], "top_k_read": m["top_k"], "checkpoint": m["checkpoint"],
             "retrieval": m["retrieval"],
             "evaluation_wall_seconds": round(seconds[f"evaluate_{name}"], 1),
@@ -451,6 +485,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         "paper": PAPER,
         "measured": measured_ordering(systems),
         "dense_against_bm25": dense_against_bm25(systems),
+        **({"sentence_vectors": {"block_weight": sentence_config.index.sentence_vectors.block_weight,
+                                 "rescore_depth": sentence_config.index.sentence_vectors.rescore_depth,
+                                 "index_versions": sentence_version}} if sentence_version else {}),
         # Every stage over every attempt; a resumed run's own time is this_attempt_wall_seconds.
         "total_wall_seconds": round(sum(seconds.values()), 1),
         "this_attempt_wall_seconds": round(time.monotonic() - started, 1),
@@ -459,6 +496,24 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     }
     print(format_table(report), flush=True)
     return common.write_results(args.output or RESULTS[args.size], report)
+
+
+def _recall_line(recall: Dict) -> List[str]:
+    return [", ".join(f"{k} {v:.3f}" for k, v in recall.items() if k.startswith("recall@"))]
+
+
+def _sentence_version(workdir: pathlib.Path, version: str, config) -> Dict:
+    """Publishes, under workdir/sentence_index, a version of `version`'s blocks embedded by
+    the same embedder export, with sentence vectors as `config.index` says; the stage's
+    lines and the version's path."""
+    from beam_pipelines import embed_and_index
+    from realm_tf.artifacts.index_version import embedder_export_of
+
+    export = embedder_export_of(version)
+    if not export:
+        raise RuntimeError(f"{version}: the manifest names no embedder export to embed the sentences with")
+    built = embed_and_index.embed_and_index(str(workdir / "blocks"), export, str(workdir / "sentence_index"), config)
+    return {"lines": embed_and_index.summarize(built).splitlines(), "index_version": built}
 
 
 def format_table(report: Dict) -> str:

@@ -564,12 +564,18 @@ def _pretraining_curves(results: Dict, images: pathlib.Path, plt, name: str) -> 
 def quality_section(results: Dict, images: pathlib.Path, plt, name: str = "quality") -> List[str]:
     systems = results["systems"]
     metrics = [m for m in next(iter(systems.values())) if m.startswith("recall@")] + ["exact_match", "f1"]
-    dense = sorted({m for s in systems.values() for m in s if m.startswith("dense_recall@")},
-                   key=lambda m: int(m.split("@")[1]))
+    dense = [m for prefix in ("dense_recall@", "sentence_recall@")
+             for m in sorted({m for s in systems.values() for m in s if m.startswith(prefix)},
+                             key=lambda m: int(m.split("@")[1]))]
     lines = [results.get("description", "Open-QA quality per system.") + ".", ""]
     if results.get("finetune_retrieval"):
         lines += [f"Fine-tuned and evaluated over `{results['finetune_retrieval']}` retrieval (`--finetune_retrieval`)"
                   + ("; dense_recall@k is each system's dense retriever alone, no reader." if dense else "."), ""]
+    sentences = results.get("sentence_vectors")
+    if sentences:
+        lines += [f"sentence_recall@k: the same dense retriever over its index rebuilt with sentence vectors "
+                  f"(block weight {sentences['block_weight']}, the best {sentences['rescore_depth']} blocks "
+                  "re-scored).", ""]
     lines += _table(["system"] + metrics + dense + ["train steps", "train wall s"],
                     [[system] + [s.get(m) for m in metrics + dense] + [s.get("budget", {}).get("train_steps"),
                                                                s.get("budget", {}).get("training_wall_seconds")]
@@ -582,6 +588,8 @@ def quality_section(results: Dict, images: pathlib.Path, plt, name: str = "quali
         k = against["k"]
         lines += [f"Dense retrieval alone against BM25 over the same blocks, recall@{k}: "
                   + ", ".join(f"{name} {_number(value)}" for name, value in against["dense"].items())
+                  + "".join(f"; with sentence vectors, {name} {_number(value)}"
+                            for name, value in against.get("dense_with_sentence_vectors", {}).items())
                   + f"; BM25 {_number(against['bm25'])} (the target, dense at or above BM25: "
                   + ("met" if against["best_dense_at_least_bm25"] else "not met") + ").", ""]
     fig, ax = plt.subplots(figsize=(9, 4))

@@ -87,11 +87,16 @@ def test_every_system_has_recall_exact_match_and_its_budget(benchmark):
         assert systems[name]["retrieval"].startswith("hybrid (") and systems[name]["retriever"].startswith("hybrid")
         dense = [systems[name][f"dense_recall@{k}"] for k in (1, 5, 20)]
         assert all(0.0 <= r <= 1.0 for r in dense) and dense == sorted(dense), (name, dense)
-    assert not any(key.startswith("dense_recall") for key in systems["bm25_reader"])
+        with_sentences = [systems[name][f"sentence_recall@{k}"] for k in (1, 5, 20)]
+        assert all(0.0 <= r <= 1.0 for r in with_sentences) and with_sentences == sorted(with_sentences)
+    assert not any(key.startswith(("dense_recall", "sentence_recall")) for key in systems["bm25_reader"])
     against = report["dense_against_bm25"]
     assert against["bm25"] == systems["bm25_reader"]["recall@5"]
-    assert against["dense"] == {name: systems[name]["dense_recall@5"] for name in ("realm_pretrained", "ict_only")}
-    assert against["best_dense_at_least_bm25"] == (max(against["dense"].values()) >= against["bm25"])
+    trained = ("realm_pretrained", "ict_only")
+    assert against["dense"] == {name: systems[name]["dense_recall@5"] for name in trained}
+    assert against["dense_with_sentence_vectors"] == {name: systems[name]["sentence_recall@5"] for name in trained}
+    assert against["best_dense_at_least_bm25"] == (
+        max([*against["dense"].values(), *against["dense_with_sentence_vectors"].values()]) >= against["bm25"])
     # Each system searched its own index version: ICT's, and pre-training's newest.
     training = report["stages"]["training"]
     assert training["finetune_ict"]["index_version"] != training["finetune_realm"]["index_version"]
@@ -111,6 +116,33 @@ def test_dense_recall_alone_is_what_the_reader_path_retrieves_densely(benchmark,
         system = benchmark["report"]["systems"][name]
         assert {k: system[f"dense_recall@{k}"] for k in (1, 5, 20)} == {
             k: whole.metrics[f"recall@{k}"] for k in (1, 5, 20)}
+
+
+@pytest.mark.slow  # Reads the workdir of the benchmark fixture above.
+def test_sentence_recall_searches_the_systems_own_block_vectors_plus_their_sentences(benchmark):
+    """Each sentence_recall version is its system's index version embedded again by the same
+    export: the same block vectors, in the same order, with sentence vectors beside them."""
+    import numpy as np
+
+    from realm_tf.artifacts.index_version import IndexVersion
+
+    report = benchmark["report"]
+    training = report["stages"]["training"]
+    own = {"realm_pretrained": training["finetune_realm"]["index_version"],
+           "ict_only": training["finetune_ict"]["index_version"]}
+    versions = report["sentence_vectors"]["index_versions"]
+    ledger = json.loads((benchmark["workdir"] / "stages.json").read_text())
+    assert set(versions) == set(own) and len(set(versions.values())) == 2
+    for name, path in versions.items():
+        version, original = IndexVersion.load(path), IndexVersion.load(own[name])
+        assert version.embedder_export == original.embedder_export
+        assert version.sentences_dir and not original.sentences_dir
+        np.testing.assert_array_equal(version.block_ids, original.block_ids)
+        np.testing.assert_allclose(version.embeddings, original.embeddings, atol=1e-5)
+        # The recall stage searched that version, with the system's own fine-tuned query tower.
+        measured = ledger["stages"][f"sentence_recall_{name}"]["result"]
+        assert measured["retrieval"] == path and measured["recall@20"] == report["systems"][name]["sentence_recall@20"]
+        assert measured["checkpoint"] == report["systems"][name]["checkpoint"]
 
 
 @pytest.mark.slow  # The whole pipeline, trained twice, then four evaluations: minutes on 2 cores.
@@ -221,6 +253,10 @@ def test_pretraining_curves_come_from_tensorboard_and_reach_the_docs_page(tmp_pa
                        "best_dense_at_least_bm25": False}
     assert quality.dense_against_bm25({**systems, "ict_only": {**system, "dense_recall@5": 0.75}})[
         "best_dense_at_least_bm25"]
+    # Sentence vectors count towards the target where they were measured.
+    sentences = {**systems, "realm_pretrained": {**system, "sentence_recall@5": 0.8}}
+    assert quality.dense_against_bm25(sentences) == {**against, "dense_with_sentence_vectors": {"realm_pretrained": 0.8},
+                                                     "best_dense_at_least_bm25": True}
     results = {"description": "Four systems", "num_questions": 4, "systems": systems, "finetune_retrieval": "hybrid",
                "dense_against_bm25": against,
                "stages": {"training": {"pretrain": {"steps": 3, "batch_size": 4, "examples_seen": 12,
@@ -246,6 +282,16 @@ def test_pretraining_curves_come_from_tensorboard_and_reach_the_docs_page(tmp_pa
             "not met).") in text
     assert "adds up every attempt: pretrain 2 attempts, 9 s in all." in text and "- ict: from its log" in text
     assert "Not measured yet: `python -m benchmarks.quality`" in text  # The small size's file is absent.
+    # With sentence vectors measured: their columns, what they are, and the target counted over them.
+    (results_dir / "quality_full.json").write_text(json.dumps({
+        **results, "systems": sentences, "dense_against_bm25": quality.dense_against_bm25(sentences),
+        "sentence_vectors": {"block_weight": 0.5, "rescore_depth": 100, "index_versions": {}}}))
+    report.main([f"--results_dir={results_dir}", f"--output={page}"])
+    text = page.read_text()
+    assert "| dense_recall@20 | sentence_recall@5 | train steps |" in text
+    assert "the same dense retriever over its index rebuilt with sentence vectors (block weight 0.5" in text
+    assert ("recall@5: realm_pretrained 0.5, ict_only 0.25; with sentence vectors, realm_pretrained 0.8; BM25 0.75 "
+            "(the target, dense at or above BM25: met).") in text
 
 
 @pytest.mark.slow  # Reads the workdir of the benchmark fixture above.
@@ -256,7 +302,9 @@ def test_a_resumed_run_skips_finished_stages_and_counts_every_attempt(benchmark)
     ledger = json.loads(ledger_path.read_text())
     assert set(ledger["stages"]) == {"fetch", "chunk", "ict", "index", "examples", "pretrain", "finetune_ict",
                                      "finetune_realm", *(f"evaluate_{name}" for name in quality.SYSTEMS),
-                                     "dense_recall_realm_pretrained", "dense_recall_ict_only"}
+                                     *(f"{stage}_{name}" for stage in ("dense_recall", "sentence_index",
+                                                                        "sentence_recall")
+                                       for name in ("realm_pretrained", "ict_only"))}
     assert all(entry["done"] and entry["attempts"] == 1 for entry in ledger["stages"].values())
     # Which index version each fine-tuning searched is kept for a resumed run to find again.
     training = benchmark["report"]["stages"]["training"]
