@@ -588,8 +588,9 @@ def quality_section(results: Dict, images: pathlib.Path, plt, name: str = "quali
         k = against["k"]
         lines += [f"Dense retrieval alone against BM25 over the same blocks, recall@{k}: "
                   + ", ".join(f"{name} {_number(value)}" for name, value in against["dense"].items())
-                  + "".join(f"; with sentence vectors, {name} {_number(value)}"
-                            for name, value in against.get("dense_with_sentence_vectors", {}).items())
+                  + ("; with sentence vectors, " + ", ".join(
+                      f"{name} {_number(value)}" for name, value in against["dense_with_sentence_vectors"].items())
+                     if against.get("dense_with_sentence_vectors") else "")
                   + f"; BM25 {_number(against['bm25'])} (the target, dense at or above BM25: "
                   + ("met" if against["best_dense_at_least_bm25"] else "not met") + ").", ""]
     fig, ax = plt.subplots(figsize=(9, 4))
