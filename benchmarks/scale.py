@@ -48,7 +48,10 @@ block directory, the index's rows get their block ids, and five more stages run:
               bytes on disk.
   qa_serve    each export loaded in a fresh process as TF Serving would (the SavedModel
               alone), then one question per call: load seconds, resident memory after the
-              load and at the end, p50/p99 over --qa_questions one-question calls.
+              load and at the end, p50/p99 over --qa_questions one-question calls. A
+              two-part kind (two_part_exact, two_part_scann: `--parts two`) loads its
+              retriever, its reader and the store's lookup in that one process
+              (realm_tf.serving.two_part.TwoPartPredictor): all they hold together.
 
 Sizes above --blocks_max and up to --streamed_blocks_max (Wikipedia's 13.35M, whose
 shards, about 40 GB, and store, about 52 GB, do not fit this machine's disk together)
@@ -98,7 +101,10 @@ REALM_BLOCKS = 13_353_718
 BLOCKS_MAX = 1_000_000
 SHARD_BLOCKS = 100_000  # A streamed size's blocks a shard: about 0.3 GB of TFRecords, 0.4 GB of store.
 STAGES = ("store", "store_streamed", "store_read", "batches", "build", "verify", "serve", "qa_export", "qa_serve")
-RETRIEVAL_KINDS = ("exact", "scann")
+# The QA exports made and served: a single export of each retrieval, or a two-part
+# deployment (its retriever and reader, the texts looked up from the store between them).
+RETRIEVAL_KINDS = ("exact", "scann", "two_part_exact", "two_part_scann")
+TWO_PART = "two_part_"
 # The tiny model over blocks of the synthetic ones' length, embedding as the index does.
 MODEL_OVERRIDES = ("features.block_length=288", f"retriever.projection_size={DIM}")
 # Pre-training batches assembled at each N: examples x candidates, the base config's lengths.
@@ -235,21 +241,34 @@ def run_stage(stage: str, workdir: str, num_queries: str, sweep_leaves: str = ""
         figures["batches_per_second"] = round(BATCHES / sum(seconds[2:]), 2)
         figures["batch"] = common.latency_ms(seconds[2:])
     elif stage.startswith("qa_export:"):
-        from realm_tf.export.qa_export import export_qa_model
+        from realm_tf.export.qa_export import export_qa_model, export_two_parts
 
-        retrieval = stage.split(":", 1)[1]
+        kind = stage.split(":", 1)[1]
         model_dir = _random_model_dir(work)
         started = time.perf_counter()  # The export alone, not the model_dir set up for it.
-        export_dir = work / f"qa_{retrieval}"
-        export_qa_model(str(model_dir), str(export_dir), retrieval=retrieval)
+        export_dir = work / f"qa_{kind}"
+        if kind.startswith(TWO_PART):
+            export_two_parts(str(model_dir), str(export_dir / "retriever"), str(export_dir / "reader"),
+                             retrieval=kind[len(TWO_PART):])
+        else:
+            export_qa_model(str(model_dir), str(export_dir), retrieval=kind)
         figures["bytes_on_disk"] = sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file())
     elif stage.startswith("qa_serve:"):
         import tensorflow as tf
 
         from realm_tf.artifacts.qa_export import load_qa_export
 
-        _, loaded = load_qa_export(str(work / f"qa_{stage.split(':', 1)[1]}"))
-        answer = loaded.signatures["serving_default"]
+        kind = stage.split(":", 1)[1]
+        export_dir = work / f"qa_{kind}"
+        if kind.startswith(TWO_PART):
+            from realm_tf.serving.two_part import TwoPartPredictor
+
+            # Both parts and the block lookup in one process: what the two servers and the
+            # lookup hold together.
+            two_parts = TwoPartPredictor(str(export_dir / "retriever"), str(export_dir / "reader"))
+            answer = lambda questions: two_parts.outputs(questions.numpy().tolist())  # noqa: E731
+        else:
+            answer = load_qa_export(str(export_dir))[1].signatures["serving_default"]
         figures["load_seconds"] = round(time.perf_counter() - started, 2)
         figures["rss_after_load_bytes"] = common.rss_bytes()
         answer(questions=tf.constant(QUESTIONS[:1]))  # Warm-up.
@@ -442,7 +461,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                         help="keep what an earlier run with the same sizes left in --workdir: its embeddings, and a "
                              "streamed store's manifest and finished pieces (the pieces are not built again)")
     parser.add_argument("--qa_retrieval", type=_kinds, default=list(RETRIEVAL_KINDS), metavar="KIND[,KIND]",
-                        help="the QA exports made and served (default: exact,scann)")
+                        help=f"the QA exports made and served, among {','.join(RETRIEVAL_KINDS)} (two_part: a "
+                             "retriever and a reader, the texts looked up from the store) (default: %(default)s)")
     parser.add_argument("--qa_questions", type=int, default=50,
                         help="one-question calls timed on each QA export (default: %(default)s)")
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("runs/bench/scale"))

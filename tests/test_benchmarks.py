@@ -290,7 +290,7 @@ def test_scale_runs_every_stage_at_each_size_in_its_own_process(tmp_path):
     output = tmp_path / "scale.json"
     results = scale.main(["--sizes=3000,25000", "--queries=20", "--sweep_leaves=5,400", "--blocks_max=3000",
                           "--reorder_dtype=float32",
-                          "--qa_retrieval=exact", "--qa_questions=3", f"--workdir={tmp_path / 'work'}",
+                          "--qa_retrieval=exact,two_part_exact", "--qa_questions=3", f"--workdir={tmp_path / 'work'}",
                           f"--output={output}"])
     assert json.loads(output.read_text()) == results
     small, large = results["sizes"]
@@ -322,6 +322,10 @@ def test_scale_runs_every_stage_at_each_size_in_its_own_process(tmp_path):
     served = small["qa_serve:exact"]
     assert small["qa_export:exact"]["bytes_on_disk"] > 0 and "qa_export:scann" not in small
     assert served["one_question"]["p50_ms"] > 0 and served["rss_at_end_bytes"] > served["rss_after_imports_bytes"]
+    # The two-part deployment: both parts on disk, served with the store's lookup in one process.
+    two_parts = small["qa_serve:two_part_exact"]
+    assert small["qa_export:two_part_exact"]["bytes_on_disk"] > 0
+    assert two_parts["one_question"]["p50_ms"] > 0 and two_parts["load_seconds"] > 0
     assert "store" not in large and "batches" not in large and "qa_export:exact" not in large
     assert not (tmp_path / "work" / "n3000").exists()  # Removed after its size without --keep.
 

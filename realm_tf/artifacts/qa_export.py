@@ -46,6 +46,8 @@ class QaExportInfo:
       vocabulary: {"sha256", "size"} of the vocabulary asset.
       outputs: {output name: {"dtype", "shape"}} of both signatures.
       config: the full experiment config, as a dict.
+      part: "qa", the whole export; or a part of a two-part deployment: "retriever" (the
+        query tower and the index) or "reader" (the model, no block).
       created_at, created_by: when, and by which realm_tf.
     """
 
@@ -65,6 +67,7 @@ class QaExportInfo:
     vocabulary: Dict[str, Any]
     outputs: Dict[str, Any]
     config: Dict[str, Any]
+    part: str = "qa"
     created_at: str = ""
     created_by: str = ""
 
@@ -85,17 +88,20 @@ class QaExportInfo:
         if not isinstance(record, dict) or record.get("format") != QA_FORMAT:
             raise QaExportError(f"{path}: format is not {QA_FORMAT!r}; not a QA export of this version of realm_tf")
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(name for name in fields if name not in record)
+        # Fields with a default were added later: a record written before them has none.
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.name not in record and f.default is dataclasses.MISSING)
         if missing:
             raise QaExportError(f"{path}: no field {missing[0]!r}")
-        return cls(**{name: record[name] for name in fields})
+        return cls(**{name: record[name] for name in fields if name in record})
 
 
 def load_qa_export(export_dir: str) -> Tuple[QaExportInfo, Any]:
     """(its `QaExportInfo`, the SavedModel `tf.saved_model.load`ed) of a QA export, the ops its
-    graph needs (TF Text's, and ScaNN's for a scann or scann_hybrid export) registered before the load."""
+    graph needs (TF Text's, and ScaNN's for a scann or scann_hybrid export but its reader part)
+    registered before the load."""
     info = QaExportInfo.read(export_dir)
-    if info.retrieval.startswith("scann"):
+    if info.retrieval.startswith("scann") and info.part != "reader":
         import scann  # noqa: F401
     import tensorflow as tf
     import tensorflow_text  # noqa: F401

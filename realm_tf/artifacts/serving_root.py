@@ -4,7 +4,8 @@
       <model_name>/<version>/     QA exports (artifacts.qa_export); TF Serving serves the
                                   highest integer version of each base path
       models.config               every model whose newest version is an exact or hybrid
-                                  export (stock TF Serving cannot load ScaNN ones)
+                                  export or retriever, or a reader (stock TF Serving
+                                  cannot load ScaNN ones)
       batching_parameters.txt     server-side batching up to the exports' reader_batch_size
 
 for `tensorflow_model_server --model_config_file=<root>/models.config --enable_batching
@@ -13,7 +14,6 @@ for `tensorflow_model_server --model_config_file=<root>/models.config --enable_b
 
 import json
 import os
-from typing import Optional
 
 from realm_tf.artifacts.qa_export import QaExportError, QaExportInfo
 
@@ -33,13 +33,15 @@ def next_version_dir(base_path: str) -> str:
     return os.path.join(base_path, str(max(versions, default=0) + 1))
 
 
-def _newest_retrieval(base_path: str) -> Optional[str]:
-    """The retrieval kind of the newest QA export under a model's base path, or None."""
+def _stock_ops_only(base_path: str) -> bool:
+    """Whether the newest QA export under a model's base path needs only TF core and TF Text
+    ops: an exact or hybrid export or retriever, or any reader part."""
     versions = sorted((int(name) for name in os.listdir(base_path) if name.isdigit()), reverse=True)
     try:
-        return QaExportInfo.read(os.path.join(base_path, str(versions[0]))).retrieval
+        info = QaExportInfo.read(os.path.join(base_path, str(versions[0])))
     except (IndexError, QaExportError):
-        return None
+        return False
+    return info.retrieval in STOCK_RETRIEVALS or info.part == "reader"
 
 
 def _write_atomically(path: str, text: str) -> None:
@@ -52,12 +54,12 @@ def _write_atomically(path: str, text: str) -> None:
 
 def write_serving_files(root: str, reader_batch_size: int) -> None:
     """(Re)writes `root/models.config` and `root/batching_parameters.txt` (protobuf text format)."""
-    lines = ["# Written by python -m realm_tf.export: the exact and hybrid exports under this root. ScaNN exports",
-             "# need a TF Serving built with the ScaNN ops and are left out.",
+    lines = ["# Written by python -m realm_tf.export: the exact and hybrid exports and retrievers, and the readers,",
+             "# under this root. ScaNN ones need a TF Serving built with the ScaNN ops and are left out.",
              "model_config_list {"]
     for name in sorted(os.listdir(root)):
         base_path = os.path.abspath(os.path.join(root, name))
-        if os.path.isdir(base_path) and _newest_retrieval(base_path) in STOCK_RETRIEVALS:
+        if os.path.isdir(base_path) and _stock_ops_only(base_path):
             lines += ["  config {", f"    name: {json.dumps(name)}", f"    base_path: {json.dumps(base_path)}",
                       '    model_platform: "tensorflow"', "  }"]
     _write_atomically(os.path.join(root, MODELS_CONFIG), "\n".join(lines + ["}", ""]))

@@ -60,6 +60,12 @@ class _Column:
     def __contains__(self, block_id) -> bool:
         return int(block_id) == NULL_BLOCK_ID or self._arrays.row_of(int(block_id)) is not None
 
+    def get(self, block_id: int, default=None):
+        try:
+            return self[block_id]
+        except KeyError:
+            return default
+
     def __iter__(self) -> Iterator[int]:
         yield NULL_BLOCK_ID
         yield from (int(i) for i in self._arrays.block_ids)

@@ -27,7 +27,14 @@ be one whose ops it lacks. Beside the models the command then (re)writes, for
                             exact or hybrid export (stock TF Serving cannot load ScaNN ones)
   batching_parameters.txt   server-side batching up to --reader_batch_size questions
 
---output writes the export there instead, and no serving files. --blocks_dir and --index
+--parts two writes a two-part deployment instead, for corpora whose texts are too many to
+hold in a server's memory: a retriever (the query tower and the index, no text) under
+realm_retriever[_scann|_hybrid|_scann_hybrid] and a reader (the model alone) under
+realm_reader; the blocks' texts are looked up between them from the block store
+(realm_tf.serving.two_part.TwoPartPredictor).
+
+--output writes the export there instead (a two-part one to <output>/retriever and
+<output>/reader), and no serving files. --blocks_dir and --index
 default to those the model was fine-tuned with; others (a grown corpus, embedded with the
 same document tower) re-index without retraining.
 """
@@ -42,7 +49,7 @@ from realm_tf.cli import add_verbose_flag, run_command
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    from realm_tf.export.qa_export import DEFAULT_MAX_K, DEFAULT_READER_BATCH_SIZE, RETRIEVAL_KINDS
+    from realm_tf.export.qa_export import DEFAULT_MAX_K, DEFAULT_READER_BATCH_SIZE, PARTS, RETRIEVAL_KINDS
 
     parser = argparse.ArgumentParser(prog="python -m realm_tf.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,6 +63,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrieval", choices=RETRIEVAL_KINDS, default="scann",
                         help="retrieval in the graph: dense by ScaNN or exactly, or either with lexical retrieval "
                         "fused (hybrid: exact) (default: %(default)s)")
+    parser.add_argument("--parts", choices=PARTS, default="one",
+                        help="one SavedModel holding the blocks, or two: a retriever and a reader, the blocks' texts "
+                             "looked up from the block store between them (default: %(default)s)")
     parser.add_argument("--blocks_dir", help="chunked corpus (default: the one fine-tuning used)")
     parser.add_argument("--index", help="index version or root (default: the version fine-tuning used)")
     parser.add_argument("--top_k", type=int, help="blocks read per question (default: finetune.top_k)")
@@ -70,19 +80,25 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return add_verbose_flag(parser)
 
 
-def run(argv: Optional[Sequence[str]] = None) -> str:
-    """Exports; returns the export directory."""
+def run(argv: Optional[Sequence[str]] = None):
+    """Exports; returns the export directory (the two parts' directories with --parts two)."""
     from realm_tf.export.qa_export import export_for_serving
 
     args = build_arg_parser().parse_args(argv)
     return export_for_serving(args.model_dir, output=args.output, output_root=args.output_root,
                               model_name=args.model_name, retrieval=args.retrieval, blocks_dir=args.blocks_dir,
                               index=args.index, top_k=args.top_k, max_answer_length=args.max_answer_length,
-                              max_k=args.max_k, reader_batch_size=args.reader_batch_size)
+                              max_k=args.max_k, reader_batch_size=args.reader_batch_size, parts=args.parts)
+
+
+def _exported(paths) -> str:
+    if isinstance(paths, str):
+        return f"exported to {paths}"
+    return "exported the retriever to {} and the reader to {}".format(*paths)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_command(run, lambda path: f"exported to {path}", argv)
+    return run_command(run, _exported, argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from the blocks directory the export was made from.
 
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import realm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
@@ -57,8 +58,12 @@ class SavedModelPredictor:
     def predict(self, questions: Sequence[str], batch_size: int = 32, progress: bool = False) -> List[Prediction]:
         return predict_in_batches(self._predict_batch, questions, batch_size, progress, "SavedModelPredictor")
 
+    def outputs(self, questions: Sequence[str]) -> Dict[str, np.ndarray]:
+        """The export's outputs (`realm_tf.export.qa_export.OUTPUTS`) for `questions`, as numpy arrays."""
+        return {name: value.numpy() for name, value in self._answer(questions=tf.constant(questions)).items()}
+
     def _predict_batch(self, questions: List[str]) -> List[Prediction]:
-        outputs = {name: value.numpy() for name, value in self._answer(questions=tf.constant(questions)).items()}
+        outputs = self.outputs(questions)
         text = lambda value: value.decode("utf-8")  # noqa: E731
         predictions = []
         for row, question in enumerate(questions):
