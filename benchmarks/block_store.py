@@ -43,17 +43,27 @@ RESULTS = common.RESULTS_DIR / "block_store.json"
 TITLE_TOKENS, BODY_TOKENS = 10, 270
 
 
-def write_synthetic_blocks(blocks_dir: pathlib.Path, num_blocks: int, seed: int = 0, shards: int = 4) -> int:
+def write_synthetic_blocks(blocks_dir: pathlib.Path, num_blocks: int, seed: int = 0, shards: int = 4,
+                           body_tokens: int = BODY_TOKENS) -> int:
     """N synthetic blocks as a block directory; returns the number of body tokens."""
-    names = write_synthetic_manifest(blocks_dir, num_blocks, shards)
+    names = write_synthetic_manifest(blocks_dir, num_blocks, shards, body_tokens)
     for shard, name in enumerate(names):
-        write_synthetic_shard(blocks_dir / name, shard, shards, num_blocks, seed)
-    return num_blocks * BODY_TOKENS
+        write_synthetic_shard(blocks_dir / name, shard, shards, num_blocks, seed, body_tokens)
+    return num_blocks * body_tokens
 
 
-def write_synthetic_manifest(blocks_dir: pathlib.Path, num_blocks: int, shards: int) -> List[str]:
-    """The manifest of a directory of `num_blocks` synthetic blocks in `shards` shards (which
-    `write_synthetic_shard` writes, in any order); returns the shards' file names."""
+def synthetic_body_tokens(blocks_dir: str) -> int:
+    """The body wordpieces of each block of a synthetic block directory, as its manifest says."""
+    from realm_tf.artifacts.manifests import BlocksManifest
+
+    return int(BlocksManifest.read(blocks_dir).stats["synthetic_body_tokens"])
+
+
+def write_synthetic_manifest(blocks_dir: pathlib.Path, num_blocks: int, shards: int,
+                             body_tokens: int = BODY_TOKENS) -> List[str]:
+    """The manifest of a directory of `num_blocks` synthetic blocks of `body_tokens` body
+    wordpieces in `shards` shards (which `write_synthetic_shard` writes, in any order; the
+    manifest's stats say how long the bodies are); returns the shards' file names."""
     from realm_tf.artifacts.manifests import BlocksManifest
     from realm_tf.features import BUNDLED_VOCAB_PATH, Vocabulary
 
@@ -64,7 +74,7 @@ def write_synthetic_manifest(blocks_dir: pathlib.Path, num_blocks: int, shards: 
                    dead_letters_by_kind={}, on_bad_record="fail", block_length=288, max_title_tokens=TITLE_TOKENS,
                    sentence_splitter="none", vocabulary=dict(path=str(vocabulary.path), size=vocabulary.size,
                                                              sha256=vocabulary.sha256, lower_case=True),
-                   stats={}, block_shards=names, dead_letter_shards=[], created_by="benchmarks.block_store"
+                   stats={"synthetic_body_tokens": body_tokens}, block_shards=names, dead_letter_shards=[], created_by="benchmarks.block_store"
                    ).write(str(blocks_dir))
     return names
 
@@ -80,7 +90,8 @@ def _words():
     return np.array([i for i, _ in words]), np.array([w for _, w in words], object)
 
 
-def write_synthetic_shard(path: pathlib.Path, shard: int, shards: int, num_blocks: int, seed: int = 0) -> None:
+def write_synthetic_shard(path: pathlib.Path, shard: int, shards: int, num_blocks: int, seed: int = 0,
+                          body_tokens: int = BODY_TOKENS) -> None:
     """Shard `shard` of `shards` of N synthetic blocks: blocks shard, shard + shards, ...,
     drawn from a generator of (seed, shard), so a shard written again is the same."""
     import tensorflow as tf
@@ -91,7 +102,7 @@ def write_synthetic_shard(path: pathlib.Path, shard: int, shards: int, num_block
     rng = np.random.default_rng([seed, shard])
     with tf.io.TFRecordWriter(str(path)) as writer:
         for n in range(shard, num_blocks, shards):
-            title, body = rng.integers(0, len(ids), TITLE_TOKENS), rng.integers(0, len(ids), BODY_TOKENS)
+            title, body = rng.integers(0, len(ids), TITLE_TOKENS), rng.integers(0, len(ids), body_tokens)
             doc_id = f"synthetic_{n}"
             writer.write(BlockRecord(block_id_for(doc_id, 0), doc_id, 0, " ".join(texts[title]),
                                      " ".join(texts[body]), ids[title].tolist(), ids[body].tolist(),

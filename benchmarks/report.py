@@ -46,6 +46,7 @@ FILES = {
     "scale": "scale.json",
     "scale_blocks": "scale_blocks.json",
     "scale_store": "scale_store.json",
+    "scale_two_part": "scale_two_part.json",
     "hybrid": "hybrid_retrieval.json",
     "sentences": "sentence_vectors.json",
     "lexical_scale": "lexical_scale.json",
@@ -420,20 +421,7 @@ def scale_blocks_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     lines += _table(["N", "body tokens", "shards written s", "store build s", "build peak GiB", "store on disk GiB",
                      "store bytes a token", "store open s", "pre-training batches/s (32 x 8)", "batches peak GiB"],
                     rows)
-    rows = []
-    for kind in kinds:
-        for i, size in enumerate(sizes):
-            export, serve = size[f"qa_export:{kind}"], size[f"qa_serve:{kind}"]
-            # What a million more blocks cost the server: the slope from the size before
-            # (the model and TensorFlow's own memory are in both).
-            slope = "-" if i == 0 else _gib(
-                (serve["rss_at_end_bytes"] - sizes[i - 1][f"qa_serve:{kind}"]["rss_at_end_bytes"])
-                / (size["num_blocks"] - sizes[i - 1]["num_blocks"]) * 1e6)
-            rows.append([f"{size['num_blocks']:,}", kind, export["seconds"], _gib(export["bytes_on_disk"]),
-                         serve["load_seconds"], _gib(serve["rss_after_load_bytes"]), _gib(serve["peak_rss_bytes"]),
-                         slope, serve["one_question"]["p50_ms"], serve["one_question"]["p99_ms"]])
-    lines += _table(["N", "retrieval", "export s", "export on disk GiB", "load s", "served GiB after load",
-                     "served peak GiB", "GiB per million more blocks", "one question p50 ms", "p99 ms"], rows)
+    lines += _qa_export_table(sizes, kinds)
     largest = sizes[-1]
     peak = max(largest[f"qa_serve:{kind}"]["peak_rss_bytes"] for kind in kinds)
     if largest["num_blocks"] >= QA_TARGET_BLOCKS:
@@ -448,6 +436,25 @@ def scale_blocks_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
                   f"this run: its largest size is {largest['num_blocks']:,} blocks, served in at most {_gib(peak)} GiB "
                   "at the peak.", ""]
     return lines + _provenance(results)
+
+
+def _qa_export_table(sizes: List[Dict], kinds: List[str]) -> List[str]:
+    """The qa_export and qa_serve stages of benchmarks.scale, a row per kind and size."""
+    rows = []
+    for kind in kinds:
+        served = [size for size in sizes if f"qa_serve:{kind}" in size]
+        for i, size in enumerate(served):
+            export, serve = size[f"qa_export:{kind}"], size[f"qa_serve:{kind}"]
+            # What a million more blocks cost the server: the slope from the size before
+            # (the model and TensorFlow's own memory are in both).
+            slope = "-" if i == 0 else _gib(
+                (serve["rss_at_end_bytes"] - served[i - 1][f"qa_serve:{kind}"]["rss_at_end_bytes"])
+                / (size["num_blocks"] - served[i - 1]["num_blocks"]) * 1e6)
+            rows.append([f"{size['num_blocks']:,}", kind, export["seconds"], _gib(export["bytes_on_disk"]),
+                         serve["load_seconds"], _gib(serve["rss_after_load_bytes"]), _gib(serve["peak_rss_bytes"]),
+                         slope, serve["one_question"]["p50_ms"], serve["one_question"]["p99_ms"]])
+    return _table(["N", "retrieval", "export s", "export on disk GiB", "load s", "served GiB after load",
+                   "served peak GiB", "GiB per million more blocks", "one question p50 ms", "p99 ms"], rows)
 
 
 STORE_TARGET_BYTES_PER_TOKEN = 3.0  # Issue 15: the block store at most 3 bytes a token resident.
@@ -486,6 +493,30 @@ def scale_store_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
                   f"{STORE_TARGET_BYTES_PER_TOKEN:g} bytes a token resident): {resident} bytes a body token once every "
                   f"title and body id is read ({verdict}); the character offsets (read only for the blocks an answer "
                   "comes from) are on disk beside them.", ""]
+    return lines + _provenance(results)
+
+
+def scale_two_part_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+    """Two-part deployments (`--parts two`) of benchmarks.scale over streamed stores: what the
+    retriever, the reader and the lookup hold together, per N."""
+    sizes = [size for size in results["sizes"] if any(stage.startswith("qa_serve:") for stage in size)]
+    if not sizes:
+        return ["No size of this run served a QA export.", ""]
+    kinds = sorted({stage.split(":", 1)[1] for size in sizes for stage in size if stage.startswith("qa_serve:")})
+    bodies = sorted({size["body_tokens"] // size["num_blocks"] for size in sizes})
+    lines = [f"Synthetic blocks with bodies of {', '.join(map(str, bodies))} wordpieces (random whole words; the "
+             "store streamed as above; shorter than a real block's 270 so that the store, the index and the exports "
+             "fit this machine's disk together: the retriever holds the index, the reader the model, and every "
+             "block is packed to the reader's length, so neither depends on the texts' length), the index over "
+             "128-d synthetic embeddings as above, and each two-part deployment exported from the tiny config's "
+             "model with random weights. Its retriever, its reader and the store's lookup are loaded in one fresh "
+             "process that answers one question at a time: 'served' is all that the two servers and the lookup "
+             "hold together.", ""]
+    lines += _table(["N", "store on disk GiB", "index build s", "index build peak GiB", "index on disk GiB"],
+                    [[f"{size['num_blocks']:,}", _gib(size["store_streamed"]["bytes_on_disk"]),
+                      size["build"]["seconds"], _gib(size["build"]["peak_rss_bytes"]),
+                      _gib(size.get("index_bytes_on_disk", 0))] for size in sizes if "build" in size])
+    lines += _qa_export_table(sizes, kinds)
     return lines + _provenance(results)
 
 
@@ -760,6 +791,10 @@ SECTIONS: List[tuple] = [
     ("scale_store", "Scale: the block store streamed, up to Wikipedia's 13.35M blocks", scale_store_section,
      "python -m benchmarks.scale --blocks_max 0 --streamed_blocks_max 13353718 --stages store_streamed,store_read,batches "
      "--output benchmarks/results/scale_store.json"),
+    ("scale_two_part", "Scale: the two-part deployment at Wikipedia's 13.35M blocks", scale_two_part_section,
+     "python -m benchmarks.scale --sizes 13353718 --blocks_max 0 --streamed_blocks_max 13353718 --body_tokens 16 "
+     "--stages store_streamed,build,qa_export,qa_serve --qa_retrieval two_part_scann "
+     "--output benchmarks/results/scale_two_part.json"),
     ("hybrid", "Hybrid retrieval: dense and lexical fused, on qa_dev", hybrid_section,
      "python -m benchmarks.hybrid_retrieval (after the quickstart)"),
     ("sentences", "Sentence vectors: each block's best sentence beside its own vector", sentence_vectors_section,

@@ -2,7 +2,8 @@
 
     python -m benchmarks.scale [--sizes 100000,1000000,13353718] [--queries 200]
         [--sweep_leaves 100,200] [--reorder_dtype bfloat16] [--blocks_max 1000000]
-        [--streamed_blocks_max 13353718] [--shard_blocks 100000] [--stages store_streamed,store_read]
+        [--streamed_blocks_max 13353718] [--shard_blocks 100000] [--body_tokens 270]
+        [--stages store_streamed,store_read]
         [--qa_retrieval exact,scann] [--qa_questions 50] [--workdir runs/bench/scale] [--keep] [--resume]
 
 For each N, synthetic 128-d block embeddings of the real shape (REALM's `block_emb` is
@@ -67,6 +68,13 @@ get the store, store_read and batches stages, with the store built streamed:
               again with --resume builds only the pieces missing, and the figures count
               every attempt's pieces and wall time.
 
+and, after the index stages, the qa_export and qa_serve stages of the two-part kinds
+among --qa_retrieval (a single export holds every text: about 24 GiB here). With the
+full 270-wordpiece bodies the store, the index and the exports do not fit this machine's
+disk together at 13.35M; --body_tokens makes the synthetic bodies shorter (the manifest's
+stats record it), which changes what the store holds, not what the retriever (the index)
+or the reader (the model; every block packed to the reader's length) holds.
+
 --stages runs only the stages named; --resume keeps each size's folder (embeddings,
 manifest, built pieces) instead of starting it afresh.
 
@@ -90,7 +98,8 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks import common
-from benchmarks.block_store import write_synthetic_blocks, write_synthetic_manifest
+from benchmarks.block_store import (BODY_TOKENS, synthetic_body_tokens, write_synthetic_blocks,
+                                    write_synthetic_manifest)
 from benchmarks.retrieval_latency import clustered_embeddings, recall_at_k
 from realm_tf.configs.experiment import REORDER_DTYPES
 
@@ -357,7 +366,7 @@ def _stream_piece(blocks_dir: str, shard: int, shards: int, num_blocks: int, par
 
     path = BlocksManifest.read(blocks_dir).block_paths(blocks_dir)[shard]
     started = time.perf_counter()
-    write_synthetic_shard(pathlib.Path(path), shard, shards, num_blocks)
+    write_synthetic_shard(pathlib.Path(path), shard, shards, num_blocks, body_tokens=synthetic_body_tokens(blocks_dir))
     written = time.perf_counter()
     write_shard_piece(path, os.path.join(partial, piece_name(path)), _stream_featurizer)
     os.remove(path)
@@ -463,6 +472,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     parser.add_argument("--qa_retrieval", type=_kinds, default=list(RETRIEVAL_KINDS), metavar="KIND[,KIND]",
                         help=f"the QA exports made and served, among {','.join(RETRIEVAL_KINDS)} (two_part: a "
                              "retriever and a reader, the texts looked up from the store) (default: %(default)s)")
+    parser.add_argument("--body_tokens", type=int, default=BODY_TOKENS,
+                        help="body wordpieces of each synthetic block (default: %(default)s, 288 with the title and "
+                             "the special tokens); fewer make a store small enough to sit on a disk beside the index "
+                             "and the exports at Wikipedia's N: what a two-part deployment's servers hold does not "
+                             "depend on the texts' length")
     parser.add_argument("--qa_questions", type=int, default=50,
                         help="one-question calls timed on each QA export (default: %(default)s)")
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("runs/bench/scale"))
@@ -470,7 +484,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
     common.check_at_least(parser, args, {"queries": 1, "qa_questions": 1, "blocks_max": 0, "shard_blocks": 1,
-                                         "streamed_blocks_max": 0})
+                                         "streamed_blocks_max": 0, "body_tokens": 1})
     if min(args.sweep_leaves, default=1) < 1:
         parser.error(f"--sweep_leaves must be positive, got {args.sweep_leaves}")
 
@@ -484,6 +498,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         if not args.resume:
             shutil.rmtree(work, ignore_errors=True)
         size: Dict = {"num_blocks": num_blocks, "embeddings_bytes": num_blocks * DIM * 4}
+        results["sizes"].append(size)
         index_stages = {"build", "verify", "serve"} & set(args.stages)
         if index_stages and not (work / "queries.npy").exists():  # The last file it writes.
             started = time.perf_counter()
@@ -492,14 +507,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         stages = ["build", "verify", "serve"]
         if num_blocks <= args.blocks_max:
             started = time.perf_counter()
-            size["body_tokens"] = write_synthetic_blocks(work / "blocks", num_blocks)
+            size["body_tokens"] = write_synthetic_blocks(work / "blocks", num_blocks, body_tokens=args.body_tokens)
             size["synthetic_blocks_write_seconds"] = round(time.perf_counter() - started, 1)
             stages = ["store", "store_read", "batches", *stages,
                       *(f"qa_{part}:{kind}" for kind in args.qa_retrieval for part in ("export", "serve"))]
         elif num_blocks <= args.streamed_blocks_max:
             if not (work / "blocks").exists():
-                write_synthetic_manifest(work / "blocks", num_blocks, math.ceil(num_blocks / args.shard_blocks))
-            stages = ["store_streamed", "store_read", "batches", *stages]
+                write_synthetic_manifest(work / "blocks", num_blocks, math.ceil(num_blocks / args.shard_blocks),
+                                         args.body_tokens)
+            size["body_tokens"] = num_blocks * synthetic_body_tokens(str(work / "blocks"))
+            # A single QA export holds every text, so only the two-part ones at these sizes.
+            stages = ["store_streamed", "store_read", "batches", *stages,
+                      *(f"qa_{part}:{kind}" for kind in args.qa_retrieval if kind.startswith(TWO_PART)
+                        for part in ("export", "serve"))]
         for stage in stages:
             if stage.split(":")[0] not in args.stages:
                 continue
@@ -508,10 +528,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                                                 ",".join(map(str, args.sweep_leaves)), args.reorder_dtype or "")
             print(f"N={num_blocks:,} {stage}: {size[stage]['seconds']} s, peak RSS "
                   f"{size[stage]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+            common.write_results(args.output, results)  # After every stage: a long run keeps what it measured.
         if (work / "index").exists():
             size["index_bytes_on_disk"] = sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file())
-        results["sizes"].append(size)
-        common.write_results(args.output, results)  # After every size: a long run keeps what it measured.
+        common.write_results(args.output, results)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return results

@@ -382,6 +382,34 @@ def test_scale_streams_a_store_too_large_for_its_shards_and_resumes_its_pieces(t
             f"token once every title and body id is read ({'met' if resident <= 3 else 'not met'})") in page.read_text()
 
 
+def test_scale_serves_two_part_deployments_over_a_streamed_store_of_short_blocks(tmp_path):
+    """A streamed size gets the two-part QA stages among --qa_retrieval (a single export, which
+    holds every text, is left out there), over blocks of --body_tokens wordpieces; the docs
+    page shows them."""
+    from benchmarks import block_store, scale
+
+    output = tmp_path / "scale_two_part.json"
+    results = scale.main(["--sizes=600", "--blocks_max=0", "--streamed_blocks_max=600", "--shard_blocks=300",
+                          "--body_tokens=12", "--queries=5", "--stages=store_streamed,build,qa_export,qa_serve",
+                          "--qa_retrieval=exact,two_part_exact", "--qa_questions=2", f"--workdir={tmp_path / 'work'}",
+                          f"--output={output}"])
+    (size,) = results["sizes"]
+    assert size["body_tokens"] == size["store_streamed"]["body_tokens"] == 600 * 12
+    assert "qa_export:exact" not in size and "qa_serve:exact" not in size
+    assert size["qa_export:two_part_exact"]["bytes_on_disk"] > 0
+    served = size["qa_serve:two_part_exact"]
+    assert served["one_question"]["p50_ms"] > 0 and served["rss_at_end_bytes"] > served["rss_after_imports_bytes"]
+    assert block_store.BODY_TOKENS == 270  # The default bodies are left as they were.
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    shutil.copy(output, results_dir / "scale_two_part.json")
+    page = tmp_path / "docs" / "benchmarks.md"
+    report.main([f"--results_dir={results_dir}", f"--output={page}"])
+    text = page.read_text()
+    assert "## Scale: the two-part deployment at Wikipedia's 13.35M blocks" in text
+    assert "Synthetic blocks with bodies of 12 wordpieces" in text and "| 600 | two_part_exact | " in text
+
+
 def test_scale_exact_search_reads_chunk_by_chunk_and_finds_the_true_top_k(monkeypatch):
     from benchmarks import scale
 
