@@ -308,16 +308,22 @@ def _build_streamed_store(work: pathlib.Path) -> Dict:
     import multiprocessing
 
     from realm_tf.artifacts.block_arrays import (PIECE_INFO_NAME, PieceInfo, blocks_manifest_sha256, compact_dir,
-                                                 partial_dir, piece_name)
+                                                 partial_dir, piece_name, read_block_arrays_info)
     from realm_tf.artifacts.manifests import BlocksManifest
     from realm_tf.corpus.block_store import BlockStore, build_workers
 
     blocks = str(work / "blocks")
     manifest = BlocksManifest.read(blocks)
-    partial = partial_dir(compact_dir(blocks), blocks_manifest_sha256(blocks))
-    os.makedirs(partial, exist_ok=True)
-    todo = [shard for shard, name in enumerate(manifest.block_shards)
-            if not os.path.exists(os.path.join(partial, piece_name(name), PIECE_INFO_NAME))]
+    digest = blocks_manifest_sha256(blocks)
+    partial = partial_dir(compact_dir(blocks), digest)
+    published = read_block_arrays_info(compact_dir(blocks))
+    # A store an earlier attempt published (its pieces moved out of the partial folder) has no piece missing.
+    if published is not None and published.blocks_manifest_sha256 == digest:
+        todo = []
+    else:
+        os.makedirs(partial, exist_ok=True)
+        todo = [shard for shard, name in enumerate(manifest.block_shards)
+                if not os.path.exists(os.path.join(partial, piece_name(name), PIECE_INFO_NAME))]
     workers = build_workers(manifest.num_blocks, len(todo))
     attempt = time.time()
     log = work / STORE_PIECES_LOG

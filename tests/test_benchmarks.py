@@ -359,6 +359,12 @@ def test_scale_streams_a_store_too_large_for_its_shards_and_resumes_its_pieces(t
     assert size["store_read"]["tokens"]["body"] == 600 * block_store.BODY_TOKENS
     assert "build" not in size and "batches" not in size  # Not among --stages.
     assert not list(blocks.glob("*.tfrecord"))  # No shard kept.
+    # Resumed once the store is published: nothing is built again, every attempt still counted.
+    again = scale.main(["--sizes=600", "--blocks_max=0", "--streamed_blocks_max=600", "--shard_blocks=200",
+                        "--stages=store_streamed", "--resume", "--keep", f"--workdir={work}",
+                        f"--output={tmp_path / 'again.json'}"])["sizes"][0]["store_streamed"]
+    assert (again["pieces_built_now"], again["pieces_kept"]) == (0, 3)
+    assert [a["pieces"] for a in again["attempts"]] == [2] and not list(blocks.glob(".compact-partial-*"))
 
     whole = tmp_path / "whole"
     block_store.write_synthetic_blocks(whole, 600, shards=3)
