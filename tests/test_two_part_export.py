@@ -37,7 +37,8 @@ def parts(finetuned, serving_root):
     """(retriever, reader): the exact two-part deployment of `finetuned` in TF Serving's layout."""
     retriever, reader = export_cli.run([f"--model_dir={finetuned}", f"--output_root={serving_root}",
                                         "--retrieval=exact", "--parts=two"])
-    assert (retriever, reader) == (str(serving_root / "realm_retriever" / "1"), str(serving_root / "realm_reader" / "1"))
+    assert (retriever, reader) == (str(serving_root / "realm_retriever" / "1"),
+                                   str(serving_root / "realm_reader" / "1"))
     return retriever, reader
 
 
