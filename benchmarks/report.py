@@ -22,6 +22,7 @@ A results file that is missing leaves its section saying how to make it. Needs t
 """
 
 import argparse
+import functools
 import json
 import pathlib
 import sys
@@ -498,9 +499,10 @@ def scale_store_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
     return lines + _provenance(results)
 
 
-def scale_two_part_section(results: Dict, images: pathlib.Path, plt) -> List[str]:
+def scale_two_part_section(results: Dict, images: pathlib.Path, plt, smaller: Optional[Dict] = None) -> List[str]:
     """Two-part deployments (`--parts two`) of benchmarks.scale over streamed stores: what the
-    retriever, the reader and the lookup hold together, per N."""
+    retriever, the reader and the lookup hold together, per N; with `smaller` (the
+    scale_blocks results), a plot of every QA export's served memory against N."""
     sizes = [size for size in results["sizes"] if any(stage.startswith("qa_serve:") for stage in size)]
     if not sizes:
         return ["No size of this run served a QA export.", ""]
@@ -519,6 +521,25 @@ def scale_two_part_section(results: Dict, images: pathlib.Path, plt) -> List[str
                       size["build"]["seconds"], _gib(size["build"]["peak_rss_bytes"]),
                       _gib(size.get("index_bytes_on_disk", 0))] for size in sizes if "build" in size])
     lines += _qa_export_table(sizes, kinds)
+    everything = (smaller or {}).get("sizes", []) + sizes
+    served = sorted({stage.split(":", 1)[1] for size in everything for stage in size
+                     if stage.startswith("qa_serve:")})
+    if smaller:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for kind in served:
+            points = [(size["num_blocks"], size[f"qa_serve:{kind}"]["peak_rss_bytes"] / 2**30)
+                      for size in everything if f"qa_serve:{kind}" in size]
+            ax.plot(*zip(*points), "o-", label=kind)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("blocks N (log)")
+        ax.set_ylabel("served peak RSS GiB (log)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        _save(plt, fig, images / "scale_qa_served.png")
+        lines += ["Every QA export's served peak against N, this run's and the block store section's "
+                  "(whose blocks have full 270-wordpiece bodies):", "",
+                  f"![served memory against N]({images.name}/scale_qa_served.png)", ""]
     return lines + _provenance(results)
 
 
@@ -864,6 +885,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         if entry and entry.get("status") != "ok":
             lines += [f"**The last suite run's {key} benchmark {entry['status']}** ({entry.get('date')}); "
                       + ("the figures below come from an earlier run." if key in loaded else "no figures yet."), ""]
+        if key == "scale_two_part":  # Its plot spans the smaller sizes' exports too.
+            section = functools.partial(section, smaller=loaded.get("scale_blocks"))
         if key in loaded:
             try:
                 lines += section(loaded[key], images, plt)

@@ -414,6 +414,11 @@ def test_scale_serves_two_part_deployments_over_a_streamed_store_of_short_blocks
     text = page.read_text()
     assert "## Scale: the two-part deployment at Wikipedia's 13.35M blocks" in text
     assert "Synthetic blocks with bodies of 12 wordpieces" in text and "| 600 | two_part_exact | " in text
+    assert "scale_qa_served.png" not in text  # The plot needs the block store section's sizes too.
+    shutil.copy(output, results_dir / "scale_blocks.json")
+    report.main([f"--results_dir={results_dir}", f"--output={page}"])
+    assert "![served memory against N](benchmarks/scale_qa_served.png)" in page.read_text()
+    assert (page.parent / "benchmarks" / "scale_qa_served.png").stat().st_size > 0
 
 
 def test_scale_exact_search_reads_chunk_by_chunk_and_finds_the_true_top_k(monkeypatch):
