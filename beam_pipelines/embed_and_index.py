@@ -302,7 +302,8 @@ def summarize(version: str) -> str:
     sentences = (len(SentenceVectors.load(loaded.sentences_dir, loaded.num_blocks, loaded.dim).embeddings)
                  if loaded.sentences_dir else 0)
     rows = f"{loaded.num_blocks} blocks" + (f" and their {sentences} sentences" if sentences else "")
-    return (f"embedded {rows} in {seconds:.1f}s ({(loaded.num_blocks + sentences) / seconds:.0f} {'rows' if sentences else 'blocks'}/s), "
+    unit = "rows" if sentences else "blocks"
+    return (f"embedded {rows} in {seconds:.1f}s ({(loaded.num_blocks + sentences) / seconds:.0f} {unit}/s), "
             f"{loaded.build['method']} ScaNN index"
             f"{' and a lexical index' if loaded.lexical_dir else ''}"
             f"{' and sentence vectors' if sentences else ''}\n"

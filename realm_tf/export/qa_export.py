@@ -184,8 +184,9 @@ def _indexed_block_ids(version: IndexVersion, blocks: BlockStore) -> np.ndarray:
     return block_ids
 
 
-def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.ndarray]:
-    """The indexed blocks' titles and texts, in index row order (row r is block `block_ids[r]`).
+def _block_tables(blocks: BlockStore, block_ids: np.ndarray) -> Dict[str, np.ndarray]:
+    """The titles and texts of `block_ids` (int64 [N], the index's rows, `_indexed_block_ids`),
+    in that order.
 
     Returns:
       titles object (str) [N], and compressed_texts object (bytes) [N]: each text's UTF-8,
@@ -196,7 +197,7 @@ def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.nda
     ids (a `BlockStore` opened with a featurizer refuses blocks whose text does not), and
     the same tokenization places the answer's characters.
     """
-    rows = blocks.arrays.rows_of(_indexed_block_ids(version, blocks))
+    rows = blocks.arrays.rows_of(block_ids)
     return {
         "titles": np.array([blocks.arrays.string("title", row) for row in rows], object),
         "compressed_texts": np.array([zlib.compress(blocks.arrays.string("text", row).encode("utf-8"))
@@ -204,11 +205,16 @@ def _block_tables(version: IndexVersion, blocks: BlockStore) -> Dict[str, np.nda
     }
 
 
+def _valid_utf8(strings):
+    """bool, shaped as `strings`: whether each is valid UTF-8."""
+    return tf.equal(tf.strings.unicode_transcode(strings, "UTF-8", "UTF-8", errors="replace"), strings)
+
+
 def _request_checks(questions, max_k: int, num_blocks: int, k=None, max_answer_length=None,
                     max_span_length: int = 0):
     """Assertions of a request: UTF-8 questions, k in [1, max_k], max_answer_length in
     [1, max_span_length] (the last two when given)."""
-    valid_utf8 = tf.equal(tf.strings.unicode_transcode(questions, "UTF-8", "UTF-8", errors="replace"), questions)
+    valid_utf8 = _valid_utf8(questions)
     checks = [tf.debugging.Assert(tf.reduce_all(valid_utf8), [
         "questions must be UTF-8 text; not valid UTF-8 at index:", tf.where(~valid_utf8)[:, 0]])]
     if k is not None:
@@ -278,14 +284,16 @@ class _Retrieval(tf.Module):
         self._candidates = min(self.num_blocks, max(hybrid.candidates, max_k)) if lexical is not None else 0
 
     def __call__(self, questions, k) -> Dict[str, tf.Tensor]:
-        """b questions (string [b]) -> `RETRIEVER_OUTPUTS` and "rows" (int64 [b, k], the blocks'
-        rows in the tables), the k best blocks best first."""
+        """b questions (string [b]) -> `RETRIEVER_OUTPUTS`, "rows" (int64 [b, k], the blocks'
+        rows in the tables), the k best blocks best first, and "tokens" (the questions'
+        WordPiece ids, int64 ragged [b, (tokens)])."""
         tokens = self.featurizer.tokenize(questions)
         queries = self._embed_queries(self.featurizer.pack_query(tokens))
         ranking = self._rank(queries, tokens, k)
         rows = ranking.ids
         return {
             "rows": rows,
+            "tokens": tokens,
             "block_ids": tf.gather(self.block_ids, rows),
             "candidate_embeddings": tf.gather(self.embeddings, rows),
             "retrieved_by": tf.where(ranking.found_by_dense & ranking.found_by_lexical, "both",
@@ -346,11 +354,12 @@ class _Reading(tf.Module):
         self.featurizer = featurizer
         self.max_span_length = model.reader.config.max_span_length
 
-    def __call__(self, questions, texts, candidate_embeddings, max_answer_length) -> Dict[str, tf.Tensor]:
+    def __call__(self, questions, texts, candidate_embeddings, max_answer_length, tokens=None) -> Dict[str, tf.Tensor]:
         """`READER_OUTPUTS` of b questions (string [b]) from the texts (string [b, k]) and the
-        index rows (float32 [b, k, D]) of the k blocks retrieved for each."""
+        index rows (float32 [b, k, D]) of the k blocks retrieved for each; `tokens`, the
+        questions' WordPiece ids if the caller has them (else they are tokenized here)."""
         config = self.featurizer.config
-        tokens = self.featurizer.tokenize(questions)
+        tokens = self.featurizer.tokenize(questions) if tokens is None else tokens
         b, k = tf.shape(texts)[0], tf.shape(texts)[1]
         # Every retrieved text tokenized again: [b * k, (tokens)], the stored body ids.
         bodies, begins, ends = self.featurizer.tokenize_with_offsets(tf.reshape(texts, [-1]))
@@ -437,21 +446,18 @@ class _QaModule(tf.Module):
         retrieved = self.retrieval(questions, k)
         rows = retrieved["rows"]
         texts = tf.io.decode_compressed(tf.gather(self.compressed_texts, rows), compression_type="ZLIB")
-        read = self.reading(questions, texts, retrieved["candidate_embeddings"], max_answer_length)
+        read = self.reading(questions, texts, retrieved["candidate_embeddings"], max_answer_length,
+                            retrieved["tokens"])
         return joined_outputs(retrieved, read, tf.gather(self.titles, rows), texts)
 
 
 @tf.autograph.experimental.do_not_convert  # Plain Python on tensors or arrays: nothing to convert.
-def joined_outputs(retrieved: Dict, read: Dict, titles, texts) -> Dict:
-    """`OUTPUTS` from the retrieval's (`RETRIEVER_OUTPUTS`) and the reading's (`READER_OUTPUTS`),
-    tensors or numpy arrays, with the retrieved blocks' titles and texts (string [B, K])."""
+def joined_outputs(retrieved: Dict, read: Dict, titles, texts) -> Dict[str, tf.Tensor]:
+    """`OUTPUTS` from the retrieval's (`RETRIEVER_OUTPUTS`) and the reading's (`READER_OUTPUTS`)
+    tensors, with the retrieved blocks' titles and texts (string [B, K])."""
     block_ids, column = retrieved["block_ids"], read["answer_index"]
-    if isinstance(block_ids, np.ndarray):
-        chosen = np.take_along_axis(block_ids, np.maximum(column, 0)[:, None], axis=1)[:, 0]
-        answer_block_id = np.where(column >= 0, chosen, -1)
-    else:
-        answer_block_id = tf.where(column >= 0, tf.gather(block_ids, tf.maximum(column, 0), batch_dims=1),
-                                   tf.constant(-1, tf.int64))
+    answer_block_id = tf.where(column >= 0, tf.gather(block_ids, tf.maximum(column, 0), batch_dims=1),
+                               tf.constant(-1, tf.int64))
     return {
         **{name: read[name] for name in ("answer", "score", "answer_begin", "answer_end", "probabilities")},
         "answer_block_id": answer_block_id,
@@ -510,8 +516,6 @@ class _ReaderModule(tf.Module):
     @tf.function(input_signature=[_QUESTIONS, _TEXTS, _CANDIDATE_EMBEDDINGS, _MAX_ANSWER_LENGTH])
     def read_with_options(self, questions, texts, candidate_embeddings, max_answer_length):
         k = tf.shape(texts)[1]
-        flat = tf.reshape(texts, [-1])
-        valid_utf8 = tf.equal(tf.strings.unicode_transcode(flat, "UTF-8", "UTF-8", errors="replace"), flat)
         checks = _request_checks(questions, self._max_k, self._num_blocks, k, max_answer_length,
                                  self.reading.max_span_length) + [
             tf.debugging.assert_equal(tf.shape(texts)[0], tf.size(questions),
@@ -519,7 +523,7 @@ class _ReaderModule(tf.Module):
             tf.debugging.assert_equal(tf.shape(candidate_embeddings),
                                       tf.stack([tf.size(questions), k, self._dim]),
                                       message=f"candidate_embeddings must be [questions, k, {self._dim}], k as texts'"),
-            tf.debugging.Assert(tf.reduce_all(valid_utf8), ["texts must be UTF-8 text"]),
+            tf.debugging.Assert(tf.reduce_all(_valid_utf8(texts)), ["texts must be UTF-8 text"]),
         ]
         with tf.control_dependencies(checks):
             questions = tf.identity(questions)
@@ -560,6 +564,7 @@ class _Source:
     blocks: BlockStore
     index_version: str
     version: IndexVersion
+    block_ids: np.ndarray
     embedder: Optional[str]
     retrieval: str
     scann_build: Optional[Dict[str, Any]]
@@ -571,8 +576,7 @@ class _Source:
 
     def retrieval_module(self) -> _Retrieval:
         return _Retrieval(self.model, self.featurizer, np.asarray(self.version.embeddings, np.float32),
-                          _indexed_block_ids(self.version, self.blocks), self.scann_build, self.max_k, self.lexical,
-                          self.config.index.hybrid)
+                          self.block_ids, self.scann_build, self.max_k, self.lexical, self.config.index.hybrid)
 
     def save(self, module: tf.Module, signatures: Dict, export_dir: str, part: str, outputs: Dict,
              warmup: Dict[str, Dict[str, np.ndarray]]) -> str:
@@ -658,7 +662,7 @@ def _load_source(model_dir: str, retrieval: str, blocks_dir: Optional[str], inde
                                                         blocks.arrays))
     return _Source(model_dir=model_dir, config=config, featurizer=featurizer, model=model, checkpoint=checkpoint,
                    blocks_dir=blocks_dir, blocks=blocks, index_version=index_version, version=version,
-                   embedder=embedder, retrieval=retrieval,
+                   block_ids=_indexed_block_ids(version, blocks), embedder=embedder, retrieval=retrieval,
                    scann_build=version.build if retrieval.startswith("scann") else None, lexical=lexical,
                    top_k=top_k, max_answer_length=max_answer_length, max_k=min(max_k, version.num_blocks),
                    reader_batch_size=reader_batch_size)
@@ -694,7 +698,7 @@ def export_qa_model(model_dir: str, export_dir: str, retrieval: str = "scann", b
     """
     source = _load_source(model_dir, retrieval, blocks_dir, index, top_k, max_answer_length, max_k,
                           reader_batch_size, [export_dir])
-    tables = _block_tables(source.version, source.blocks)
+    tables = _block_tables(source.blocks, source.block_ids)
     module = _QaModule(source.retrieval_module(), _Reading(source.model, source.featurizer), tables["titles"],
                        tables["compressed_texts"], source.top_k, source.max_answer_length, source.max_k,
                        reader_batch_size)

@@ -94,9 +94,8 @@ class TwoPartPredictor(SavedModelPredictor):
         return read("title"), read("text")
 
     def outputs(self, questions: Sequence[str]) -> Dict[str, np.ndarray]:
-        retrieved = {name: value.numpy() for name, value in self._retrieve(questions=tf.constant(questions)).items()}
-        titles, texts = self.lookup(retrieved["block_ids"])
-        read = {name: value.numpy() for name, value in self._read(
-            questions=tf.constant(questions), texts=tf.constant(texts, tf.string),
-            candidate_embeddings=tf.constant(retrieved["candidate_embeddings"])).items()}
-        return joined_outputs(retrieved, read, titles, texts)
+        questions = tf.constant(questions)
+        retrieved = self._retrieve(questions=questions)
+        titles, texts = (tf.constant(strings, tf.string) for strings in self.lookup(retrieved["block_ids"].numpy()))
+        read = self._read(questions=questions, texts=texts, candidate_embeddings=retrieved["candidate_embeddings"])
+        return {name: value.numpy() for name, value in joined_outputs(retrieved, read, titles, texts).items()}
